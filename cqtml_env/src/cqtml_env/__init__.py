@@ -1,0 +1,67 @@
+"""CQTML environment package: music clip -> CQT observation -> device activations -> reward.
+
+Public names are imported lazily (PEP 562) so ``import cqtml_env`` stays cheap: it only
+registers ``CQTML-v0`` with Gymnasium; torch and librosa load on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from cqtml_env._version import __version__
+
+# public name -> module that defines it
+_EXPORTS: dict[str, str] = {
+    "CQTProcessor": "cqtml_env.cqt",
+    "load_audio": "cqtml_env.audio",
+    "FeatureCache": "cqtml_env.cache",
+    "ClipDataset": "cqtml_env.datasets.base",
+    "SyntheticMusic": "cqtml_env.datasets.synthetic",
+    "AudioFolder": "cqtml_env.datasets.folder",
+    "FreeMusic": "cqtml_env.datasets.fma",
+    "MusicNet": "cqtml_env.datasets.musicnet",
+    "make_dataset": "cqtml_env.datasets.spec",
+    "GoldScorer": "cqtml_env.gold",
+    "device_bands": "cqtml_env.gold",
+    "RewardModel": "cqtml_env.reward_model",
+    "PreferenceDataset": "cqtml_env.prefs",
+    "generate_preferences": "cqtml_env.prefs",
+    "CQTMLEnv": "cqtml_env.env",
+    "CQTMLVectorEnv": "cqtml_env.vector_env",
+}
+
+__all__ = ["__version__", *_EXPORTS]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'cqtml_env' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
+
+if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
+    from cqtml_env.cqt import CQTProcessor  # noqa: F401
+
+
+def _register() -> None:
+    """Register CQTML-v0 once (re-imports in worker processes must not re-register)."""
+    from gymnasium.envs.registration import register, registry
+
+    if "CQTML-v0" in registry:
+        return
+    register(
+        id="CQTML-v0",
+        entry_point="cqtml_env.env:CQTMLEnv",
+        vector_entry_point="cqtml_env.vector_env:CQTMLVectorEnv",
+    )
+
+
+_register()
