@@ -1,0 +1,201 @@
+"""Crash-safe training checkpoints: safetensors + JSON only, never pickle.
+
+Layout under ``<run-dir>/checkpoints/``::
+
+    iter-000100/          one complete checkpoint (written to a temp dir, then renamed)
+        model.safetensors + config.json   (the policy's own save_pretrained)
+        optimizer.safetensors              (optimizer tensors, flattened)
+        trainer.json                       (iteration, scheduler, RNG states, param groups, extra)
+    latest -> iter-000100 best -> iter-000075 final -> iter-000300   (symlinks)
+
+Every publish is a ``rename``/``os.replace``, which POSIX makes atomic, so a ``kill -9`` at
+any moment leaves each name pointing at a complete checkpoint (or not existing yet).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+CKPT_PREFIX = "iter-"
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write a small text file so readers see the old or the new content, never half."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def point_link(link: Path, target_name: str) -> None:
+    """Atomically (re)point the symlink ``link`` at the sibling ``target_name``."""
+    tmp = link.parent / f".{link.name}.{os.getpid()}.tmp"
+    if tmp.is_symlink() or tmp.exists():
+        tmp.unlink()
+    os.symlink(target_name, tmp)
+    os.replace(tmp, link)
+    _fsync_dir(link.parent)
+
+
+# -- optimizer state <-> safetensors + JSON ------------------------------------------------
+def optimizer_to_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
+    sd = optimizer.state_dict()
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, dict[str, Any]] = {}
+    for pid, st in sd["state"].items():
+        for key, value in st.items():
+            if torch.is_tensor(value):
+                tensors[f"{pid}.{key}"] = value.detach().cpu().contiguous()
+            else:
+                scalars.setdefault(str(pid), {})[key] = value
+    return tensors, {"param_groups": sd["param_groups"], "scalars": scalars}
+
+
+def optimizer_from_tensors(
+    optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], meta: dict
+) -> None:
+    state: dict[int, dict[str, Any]] = {}
+    for name, value in tensors.items():
+        pid, key = name.split(".", 1)
+        state.setdefault(int(pid), {})[key] = value
+    for pid, kv in meta.get("scalars", {}).items():
+        state.setdefault(int(pid), {}).update(kv)
+    optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+
+
+# -- RNG states as JSON -----------------------------------------------------------------
+def rng_state() -> dict[str, Any]:
+    py = random.getstate()
+    return {
+        "python": [py[0], list(py[1]), py[2]],
+        "numpy": np.random.get_state(legacy=False),
+        "torch": torch.get_rng_state().tolist(),
+        "cuda": [s.tolist() for s in torch.cuda.get_rng_state_all()]
+        if torch.cuda.is_available()
+        else [],
+    }
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    py = state["python"]
+    random.setstate((py[0], tuple(py[1]), py[2]))
+    np_state = dict(state["numpy"])
+    np_state["state"] = {k: np.asarray(v, dtype=np.uint32) if isinstance(v, list) else v
+                         for k, v in np_state["state"].items()}
+    np.random.set_state(np_state)
+    torch.set_rng_state(torch.tensor(state["torch"], dtype=torch.uint8))
+    if torch.cuda.is_available() and state.get("cuda"):
+        torch.cuda.set_rng_state_all([torch.tensor(s, dtype=torch.uint8) for s in state["cuda"]])
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, np.integer):
+        return int(o)
+    if isinstance(o, np.floating):
+        return float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    raise TypeError(f"not JSON serialisable: {type(o)}")
+
+
+# -- whole checkpoints --------------------------------------------------------------------
+def save_checkpoint(
+    ckpt_root: str | os.PathLike,
+    iteration: int,
+    policy: Any,
+    optimizer: torch.optim.Optimizer | None = None,
+    scheduler: Any | None = None,
+    extra: dict[str, Any] | None = None,
+    links: tuple[str, ...] = ("latest",),
+    keep_last: int = 3,
+) -> Path:
+    """Write ``iter-<iteration>`` completely, then publish it under ``links`` atomically."""
+    root = Path(ckpt_root)
+    root.mkdir(parents=True, exist_ok=True)
+    name = f"{CKPT_PREFIX}{iteration:06d}"
+    final = root / name
+    if not final.exists():
+        tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".{name}."))
+        policy.save_pretrained(tmp)
+        trainer: dict[str, Any] = {"iteration": int(iteration), "rng": rng_state(), "extra": extra or {}}
+        if optimizer is not None:
+            tensors, meta = optimizer_to_tensors(optimizer)
+            save_file(tensors, str(tmp / "optimizer.safetensors"))
+            trainer["optimizer"] = meta
+        if scheduler is not None:
+            trainer["scheduler"] = {
+                k: v for k, v in scheduler.state_dict().items() if not callable(v) and k != "lr_lambdas"
+            }
+        (tmp / "trainer.json").write_text(json.dumps(trainer, default=_json_default))
+        for f in tmp.iterdir():
+            with open(f, "rb") as fh:
+                os.fsync(fh.fileno())
+        os.replace(tmp, final)
+        _fsync_dir(root)
+    for link in links:
+        point_link(root / link, name)
+    _prune(root, keep_last)
+    return final
+
+
+def _prune(root: Path, keep_last: int) -> None:
+    """Drop old checkpoints no link points at, and temp dirs left by a crash."""
+    pinned = {os.readlink(p) for p in root.iterdir() if p.is_symlink()}
+    ckpts = sorted(p for p in root.iterdir() if p.name.startswith(CKPT_PREFIX) and p.is_dir())
+    for p in ckpts[:-keep_last] if keep_last > 0 else []:
+        if p.name not in pinned:
+            shutil.rmtree(p, ignore_errors=True)
+    for p in root.iterdir():
+        # temp dirs of a write killed midway were never published: safe to drop (one writer)
+        if p.name.startswith(f".{CKPT_PREFIX}") and p.is_dir():
+            shutil.rmtree(p, ignore_errors=True)
+
+
+def load_trainer_state(
+    ckpt_dir: str | os.PathLike,
+    optimizer: torch.optim.Optimizer | None = None,
+    scheduler: Any | None = None,
+    restore_rng: bool = True,
+) -> dict[str, Any]:
+    """Restore optimizer/scheduler/RNG from a checkpoint dir; returns trainer.json's content."""
+    ckpt_dir = Path(ckpt_dir)
+    trainer = json.loads((ckpt_dir / "trainer.json").read_text())
+    if optimizer is not None and "optimizer" in trainer:
+        optimizer_from_tensors(
+            optimizer, load_file(str(ckpt_dir / "optimizer.safetensors")), trainer["optimizer"]
+        )
+    if scheduler is not None and "scheduler" in trainer:
+        scheduler.load_state_dict({**scheduler.state_dict(), **trainer["scheduler"]})
+    if restore_rng:
+        set_rng_state(trainer["rng"])
+    return trainer
+
+
+def latest_checkpoint(ckpt_root: str | os.PathLike) -> Path | None:
+    link = Path(ckpt_root) / "latest"
+    return link.resolve() if link.exists() else None
