@@ -505,25 +505,48 @@ def _gain_curve(kind: str, n: int, rng: np.random.Generator) -> np.ndarray:
     return np.ones(n, dtype=np.float32)
 
 
+_RAMPS: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+_PHASE_BITS = 20
+
+
+def _ramps(sr: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Shared read-only (sample index int64, time float32) arrays of at least ``n`` samples."""
+    have = _RAMPS.get(sr)
+    if have is None or have[0].size < n:
+        k = np.arange(max(n, 8 * sr), dtype=np.int64)
+        have = (k, (k / sr).astype(np.float32))
+        _RAMPS[sr] = have
+    return have[0][:n], have[1][:n]
+
+
+def _osc(table: np.ndarray, freq: float, sr: int, n: int, phase0: float) -> np.ndarray:
+    """Wavetable oscillator with an exact fixed-point phase accumulator (fast, no drift)."""
+    k, _ = _ramps(sr, n)
+    scale = TABLE_SIZE << _PHASE_BITS
+    inc = int(round(freq / sr * scale))
+    idx = (k * inc + int(phase0 * scale)) >> _PHASE_BITS
+    idx &= TABLE_SIZE - 1
+    return table[idx]
+
+
 def _render_tone(ev: _Event, sr: int, rng: np.random.Generator) -> np.ndarray:
     inst = INSTRUMENTS[ev.sound]
     n = int((ev.dur + inst.release) * sr)
     if n <= 0:
         return np.zeros(0, dtype=np.float32)
-    t = np.arange(n, dtype=np.float32) / sr
+    _, t = _ramps(sr, n)
     f = _midi_hz(ev.midi)
     table = _TABLES[ev.sound]
     phase0 = float(rng.random())
-    ph = (phase0 + (f / sr) * np.arange(n, dtype=np.float64)) % 1.0
-    wave = table[(ph * TABLE_SIZE).astype(np.int32)]
+    wave = _osc(table, f, sr, n, phase0)
     if inst.detune:
-        ph2 = (phase0 + 0.37 + (f * 2 ** (inst.detune / 1200) / sr) * np.arange(n)) % 1.0
-        wave = 0.5 * (wave + table[(ph2 * TABLE_SIZE).astype(np.int32)])
+        wave = 0.5 * (wave + _osc(table, f * 2 ** (inst.detune / 1200), sr, n, phase0 + 0.37))
     env = np.interp(t, [0.0, inst.attack, max(ev.dur, inst.attack), ev.dur + inst.release],
-                    [0.0, 1.0, 1.0, 0.0]).astype(np.float32)
+                    [0.0, ev.vel, ev.vel, 0.0]).astype(np.float32)
     if inst.tau:
-        env *= np.exp(-t / inst.tau)
-    return wave * env * ev.vel
+        env *= np.exp(t * np.float32(-1.0 / inst.tau))
+    wave *= env
+    return wave
 
 
 def _render_drum(ev: _Event, sr: int, rng: np.random.Generator) -> np.ndarray:
@@ -553,13 +576,19 @@ def _render_drum(ev: _Event, sr: int, rng: np.random.Generator) -> np.ndarray:
 
 
 def _frame_rms(x: np.ndarray, hop: int, num_frames: int) -> np.ndarray:
-    """RMS of a stereo stem around each CQT frame centre (window of +-1 hop)."""
-    p = (x.astype(np.float64) ** 2).mean(axis=0)
-    c = np.concatenate([[0.0], np.cumsum(p)])
-    centres = np.arange(num_frames) * hop
-    lo = np.clip(centres - hop, 0, p.size)
-    hi = np.clip(centres + hop, 0, p.size)
-    return np.sqrt((c[hi] - c[lo]) / np.maximum(hi - lo, 1)).astype(np.float32)
+    """RMS of a mono signal around each CQT frame centre ``t * hop`` (window of +-1 hop)."""
+    n = x.size
+    nb = -(-n // hop)
+    p = np.zeros(nb * hop, dtype=np.float32)
+    p[:n] = x
+    p *= p
+    blocks = p.reshape(nb, hop).sum(axis=1, dtype=np.float64)  # block b = [b*hop, (b+1)*hop)
+    padded = np.concatenate([[0.0], blocks, np.zeros(max(num_frames - nb, 0) + 1)])
+    # frame t covers blocks t-1 and t (clipped to the signal)
+    sums = padded[:num_frames] + padded[1 : num_frames + 1]
+    lo = np.clip(np.arange(num_frames) * hop - hop, 0, n)
+    hi = np.clip(np.arange(num_frames) * hop + hop, 0, n)
+    return np.sqrt(sums / np.maximum(hi - lo, 1)).astype(np.float32)
 
 
 def _pan_gains(pan: float) -> tuple[float, float]:
@@ -625,7 +654,7 @@ def generate_clip(
 
     gain = _gain_curve(dyn, n, rng)
     ramp = max(1, int(0.005 * sr))
-    stems: dict[str, np.ndarray] = {}
+    stem_mono: dict[str, np.ndarray] = {}
     mix = np.zeros((2, n), dtype=np.float32)
     for s in STEMS:
         g = gain * song.p.levels.get(s, 0.5)
@@ -643,8 +672,9 @@ def generate_clip(
             g = g * mask
         lg, rg = _pan_gains(pan[s])
         sig = mono[s] * g
-        stems[s] = np.stack([sig * lg, sig * rg])
-        mix += stems[s]
+        stem_mono[s] = sig
+        mix[0] += sig * lg
+        mix[1] += sig * rg
 
     peak = float(np.max(np.abs(mix)))
     target = 10 ** (float(rng.uniform(-9.0, -1.0)) / 20)
@@ -670,7 +700,11 @@ def generate_clip(
         "downbeat_times": downbeats.astype(np.float64),
         "onset_times": onset_times.astype(np.float64),
         "stem_onsets": {s: v.astype(np.float64) for s, v in stem_onsets.items()},
-        "stems_energy": {s: _frame_rms(stems[s] * scale, hop_length, num_frames) for s in STEMS},
+        # equal-power pan: mean power over L/R = mono power / 2
+        "stems_energy": {
+            s: _frame_rms(stem_mono[s], hop_length, num_frames) * np.float32(scale * 0.5**0.5)
+            for s in STEMS
+        },
         "pan": pan,
         "dynamics": dyn,
         "breaks": breaks,
