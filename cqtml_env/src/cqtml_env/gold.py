@@ -1,0 +1,467 @@
+"""The gold scorer: a documented, deterministic stand-in for a human judge of a light show.
+
+It reads only the clip's CQT (``[2, F, T]`` in [0, 1], absolute dB scale) and scores device
+activations ``[N, D, T]`` in [0, 1]. Criteria come from what lighting people run today
+(LedFx / WLED / QLC+: per-band level mapping with a noise gate and auto-gain, fast attack,
+beat/onset flashes) and from photosensitivity practice (WCAG 2.3.1: at most three flashes in
+any one-second period). See ``docs/GOLD.md`` for the plain-words version.
+
+Per device ``d`` (band ``device_bands(F, D)[d]``) and action ``a = actions[n, d]``:
+
+* ``corr``    Pearson correlation of ``a`` with the band target ``y`` (negative -> 0).
+* ``level``   ``1 - mean_t |a - y|``: brightness matches the band's loudness frame by frame.
+* ``onset``   F-measure of prompt rises: recall = mean over the band's onsets of the best
+  Gaussian-weighted (sigma 1.5 frames, window -1..+3 frames) rise of ``a`` relative to the
+  target's jump; precision = share of the action's rise events (rise >= 0.2 within 2 frames,
+  local maximum) that land near a band onset.
+* ``beat``    the same F-measure for the whole rig: rises of the mean activation over devices
+  (event >= 0.1): recall of clip-level beats (librosa's beat tracker on the summed band
+  flux), precision against beats or any band onset; one value shared by every device.
+* ``flicker`` 1 - mean over frames of ``clip((flashes_in_1s - 3) / 3, 0, 1)``; a *flash* is a
+  pair of opposing transitions, a *transition* a swing of at least 0.2 (20 % of full scale)
+  from the last extreme (hysteresis), so ripples below 0.2 never count.
+* ``dark``    ``1 - mean(a)`` over the band's silent frames (target 0 for >= 3 frames);
+  1 when the band never goes silent.
+* ``range``   ``min(std a, std y) / max(std a, std y)``: use the dynamic range the music has
+  (a constant output scores 0 on a band that moves).
+
+The target ``y[d, t] = clip((L - gate) / (ref - gate), 0, 1)`` with ``L`` the band level
+(mean of its 3 loudest bins, louder channel), ``gate`` an absolute noise gate (0.35 = -52 dB)
+and ``ref`` a per-clip auto-gain (95th percentile of ``L`` over all bands, at least gate+0.3),
+so silence stays dark and the loudest passages reach ~1.
+
+Score = ``sum_c w_c * component_c`` averaged over devices (weights sum to 1), in [0, 1].
+Per-clip features are computed once (and cached by content) and ``N`` actions are scored
+vectorised; a clip's scores do not depend on ``N``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+import numpy as np
+
+DEFAULT_WEIGHTS: dict[str, float] = {
+    "corr": 0.25,
+    "level": 0.20,
+    "onset": 0.20,
+    "beat": 0.05,
+    "flicker": 0.15,
+    "dark": 0.05,
+    "range": 0.10,
+}
+COMPONENTS: tuple[str, ...] = tuple(DEFAULT_WEIGHTS)
+
+
+def device_bands(n_bins: int, num_devices: int) -> list[tuple[int, int]]:
+    """Contiguous equal slices of the CQT bins, lowest first (CONTRACT.md): ``[lo, hi)``."""
+    if n_bins <= 0 or num_devices <= 0:
+        raise ValueError(f"n_bins and num_devices must be > 0, got {n_bins}, {num_devices}")
+    if num_devices > n_bins:
+        raise ValueError(f"num_devices ({num_devices}) must be <= n_bins ({n_bins})")
+    return [
+        (d * n_bins // num_devices, (d + 1) * n_bins // num_devices) for d in range(num_devices)
+    ]
+
+
+@dataclass(frozen=True)
+class GoldConfig:
+    """Every constant of the gold scorer (saved with preference data sets)."""
+
+    num_devices: int = 4
+    frame_rate: float = 22050 / 512
+    gate: float = 0.35
+    ref_percentile: float = 95.0
+    min_ref_span: float = 0.3
+    top_bins: int = 3
+    onset_delta: float = 0.02
+    onset_min_target: float = 0.1
+    onset_sigma: float = 1.5
+    onset_window: tuple[int, int] = (-1, 3)
+    rise_event: float = 0.2
+    min_jump: float = 0.1
+    flash_swing: float = 0.2
+    max_flashes_per_s: float = 3.0
+    silence_release: int = 3
+    range_floor: float = 0.02
+    weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
+    version: str = "gold-v1"
+
+    def to_dict(self) -> dict:
+        d = dict(self.__dict__)
+        d["onset_window"] = list(self.onset_window)
+        return d
+
+
+@dataclass
+class ClipFeatures:
+    """Per-clip quantities the scorer needs; computed once, reused for every action."""
+
+    level: np.ndarray  # [D, T] band level L (0..1, absolute dB scale)
+    target: np.ndarray  # [D, T] band target y in [0, 1]
+    flux: np.ndarray  # [D, T] band spectral flux (positive dB differences, mean over bins)
+    onset_frames: list[np.ndarray]  # per device: onset frame indices
+    onset_jump: list[np.ndarray]  # per device: target jump at each onset (>= min_jump)
+    near_onset: np.ndarray  # [D, T] max Gaussian weight to the nearest band onset
+    beat_frames: np.ndarray  # clip-level beat frames
+    near_beat: np.ndarray  # [T] max Gaussian weight to the nearest beat or band onset
+    silent: np.ndarray  # [D, T] bool, band silent (with release margin)
+    target_std: np.ndarray  # [D]
+
+
+def _as_numpy(x, name: str) -> np.ndarray:
+    if hasattr(x, "detach"):
+        x = x.detach().cpu().numpy()
+    x = np.asarray(x)
+    if not np.issubdtype(x.dtype, np.number) and x.dtype != bool:
+        raise ValueError(f"{name} must be numeric, got dtype {x.dtype}")
+    return x.astype(np.float32, copy=False)
+
+
+def _shift(x: np.ndarray, k: int, fill: float = 0.0) -> np.ndarray:
+    """``out[..., t] = x[..., t - k]`` (positive k delays), padding with ``fill``."""
+    if k == 0:
+        return x
+    out = np.full_like(x, fill)
+    if k > 0:
+        out[..., k:] = x[..., :-k]
+    else:
+        out[..., :k] = x[..., -k:]
+    return out
+
+
+def rise(actions: np.ndarray) -> np.ndarray:
+    """How much the activation rose within the last 2 frames (dark before the clip)."""
+    prev1 = _shift(actions, 1)
+    prev2 = _shift(actions, 2)
+    return actions - np.minimum(prev1, prev2)
+
+
+def count_transitions(actions: np.ndarray, swing: float) -> np.ndarray:
+    """Transition events ``[..., T]``: a swing of >= ``swing`` from the last extreme.
+
+    Hysteresis turning-point detector, run over time with all sequences at once. Starts from
+    dark (the light is off before the clip), so an initial switch-on counts as a transition.
+    """
+    shape = actions.shape
+    a = actions.reshape(-1, shape[-1])
+    n, t_len = a.shape
+    hi = np.zeros(n, dtype=a.dtype)  # running max since last low turning point
+    lo = np.zeros(n, dtype=a.dtype)  # running min since last high turning point
+    direction = np.zeros(n, dtype=np.int8)  # +1 rising, -1 falling, 0 undecided
+    events = np.zeros_like(a, dtype=bool)
+    for t in range(t_len):
+        x = a[:, t]
+        hi = np.maximum(hi, x)
+        lo = np.minimum(lo, x)
+        up = (direction <= 0) & (x - lo >= swing)
+        down = (direction >= 0) & (hi - x >= swing)
+        both = up & down  # undecided start with a huge jump: follow the latest move
+        up &= ~both | (x >= hi)
+        down &= ~up
+        events[:, t] = up | down
+        direction = np.where(up, 1, np.where(down, -1, direction)).astype(np.int8)
+        # after a turning point the opposite extreme restarts from the current value
+        hi = np.where(up, x, hi)
+        lo = np.where(down, x, lo)
+    return events.reshape(shape)
+
+
+class GoldScorer:
+    """Deterministic, batched light-show judge (see module docstring for the criteria)."""
+
+    def __init__(
+        self,
+        num_devices: int = 4,
+        bands: list[tuple[int, int]] | None = None,
+        weights: dict[str, float] | None = None,
+        cache_size: int = 64,
+        **config,
+    ) -> None:
+        w = dict(DEFAULT_WEIGHTS)
+        if weights is not None:
+            unknown = set(weights) - set(DEFAULT_WEIGHTS)
+            if unknown:
+                raise ValueError(f"unknown gold components {sorted(unknown)}; known: {COMPONENTS}")
+            w.update({k: float(v) for k, v in weights.items()})
+        if any(v < 0 for v in w.values()) or sum(w.values()) <= 0:
+            raise ValueError(f"weights must be >= 0 with a positive sum, got {w}")
+        total = sum(w.values())
+        w = {k: v / total for k, v in w.items()}
+        self.config = GoldConfig(num_devices=int(num_devices), weights=w, **config)
+        self.bands = bands
+        if bands is not None and len(bands) != num_devices:
+            raise ValueError(f"bands has {len(bands)} entries, expected num_devices={num_devices}")
+        self._cache: OrderedDict[str, ClipFeatures] = OrderedDict()
+        self._cache_size = int(cache_size)
+
+    @property
+    def weights(self) -> dict[str, float]:
+        return dict(self.config.weights)
+
+    # -- per-clip features ---------------------------------------------------------------
+    def _check_cqt(self, cqt) -> np.ndarray:
+        c = _as_numpy(cqt, "cqt")
+        if c.ndim != 3 or c.shape[0] != 2:
+            raise ValueError(f"cqt must be [2, n_bins, T], got shape {tuple(c.shape)}")
+        if c.shape[1] < self.config.num_devices or c.shape[2] < 2:
+            raise ValueError(f"cqt [2, n_bins, T] too small: {tuple(c.shape)}")
+        if not np.all(np.isfinite(c)):
+            raise ValueError("cqt contains NaN or inf")
+        if c.min() < -1e-4 or c.max() > 1 + 1e-4:
+            raise ValueError(f"cqt values must be in [0, 1], got [{c.min():.3g}, {c.max():.3g}]")
+        return np.clip(c, 0.0, 1.0)
+
+    def features(self, cqt) -> ClipFeatures:
+        """Per-clip features, cached by the CQT's content."""
+        c = self._check_cqt(cqt)
+        key = hashlib.blake2b(np.ascontiguousarray(c).tobytes(), digest_size=16).hexdigest()
+        key += str(c.shape)
+        hit = self._cache.get(key)
+        if hit is not None:
+            self._cache.move_to_end(key)
+            return hit
+        feats = self._compute_features(c)
+        self._cache[key] = feats
+        if len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+        return feats
+
+    def _compute_features(self, c: np.ndarray) -> ClipFeatures:
+        cfg = self.config
+        n_bins, t_len = c.shape[1], c.shape[2]
+        bands = self.bands or device_bands(n_bins, cfg.num_devices)
+        mono = c.max(axis=0)  # a sound panned hard left is still heard
+        level = np.zeros((cfg.num_devices, t_len), dtype=np.float32)
+        flux = np.zeros_like(level)
+        padded = np.concatenate([np.zeros((n_bins, 1), np.float32), mono], axis=1)
+        diff = np.maximum(np.diff(padded, axis=1), 0.0)  # silence before the clip
+        for d, (lo, hi) in enumerate(bands):
+            band = mono[lo:hi]
+            k = min(cfg.top_bins, band.shape[0])
+            level[d] = np.sort(band, axis=0)[-k:].mean(axis=0)
+            flux[d] = diff[lo:hi].mean(axis=0)
+        ref = max(float(np.percentile(level, cfg.ref_percentile)), cfg.gate + cfg.min_ref_span)
+        target = np.clip((level - cfg.gate) / (ref - cfg.gate), 0.0, 1.0).astype(np.float32)
+
+        onset_frames, onset_jump = [], []
+        near = np.zeros_like(level)
+        for d in range(cfg.num_devices):
+            frames = self._pick_onsets(flux[d])
+            y = target[d]
+            keep, jumps = [], []
+            for o in frames:
+                after = y[o : min(t_len, o + 3)].max()
+                before = y[max(0, o - 2) : o].min() if o > 0 else 0.0
+                if after >= cfg.onset_min_target:
+                    keep.append(o)
+                    jumps.append(max(cfg.min_jump, after - before))
+            onset_frames.append(np.asarray(keep, dtype=np.int64))
+            onset_jump.append(np.asarray(jumps, dtype=np.float32))
+            if keep:
+                tt = np.arange(t_len)[:, None] - np.asarray(keep)[None, :]
+                g = np.exp(-(tt.astype(np.float32) ** 2) / (2 * cfg.onset_sigma**2))
+                near[d] = g.max(axis=1)
+        beats = self._beats(flux.sum(axis=0), target)
+        near_beat = np.zeros(t_len, dtype=np.float32)
+        if beats.size:
+            tt = (np.arange(t_len)[:, None] - beats[None, :]).astype(np.float32)
+            near_beat = np.exp(-(tt**2) / (2 * cfg.onset_sigma**2)).max(axis=1)
+            near_beat = np.maximum(near_beat, near.max(axis=0))  # off-beat onsets are fine too
+        silent = target <= 0.0
+        for k in range(1, cfg.silence_release + 1):  # give a light time to fade after a note
+            silent &= _shift(target, k, fill=0.0) <= 0.0
+        return ClipFeatures(
+            level=level,
+            target=target,
+            flux=flux,
+            onset_frames=onset_frames,
+            onset_jump=onset_jump,
+            near_onset=near,
+            beat_frames=beats,
+            near_beat=near_beat,
+            silent=silent,
+            target_std=target.std(axis=1),
+        )
+
+    def _pick_onsets(self, env: np.ndarray) -> np.ndarray:
+        """Peaks of the band flux: local max over +-3 frames, above the local mean + delta."""
+        t_len = env.shape[0]
+        if t_len < 3 or env.max() < self.config.onset_delta:
+            return np.zeros(0, dtype=np.int64)
+        import librosa
+
+        peaks = librosa.util.peak_pick(
+            env.astype(np.float64),
+            pre_max=3,
+            post_max=4,
+            pre_avg=10,
+            post_avg=11,
+            delta=self.config.onset_delta,
+            wait=3,
+        )
+        return np.asarray(peaks, dtype=np.int64)
+
+    def _beats(self, env: np.ndarray, target: np.ndarray) -> np.ndarray:
+        """Clip-level beats on the summed flux; none in (near) silence or on short clips."""
+        if env.shape[0] < 4 * self.config.frame_rate / 2 or env.max() < self.config.onset_delta:
+            return np.zeros(0, dtype=np.int64)
+        import librosa
+
+        try:
+            _, beats = librosa.beat.beat_track(
+                onset_envelope=env.astype(np.float64),
+                sr=22050,
+                hop_length=int(round(22050 / self.config.frame_rate)),
+                units="frames",
+            )
+        except Exception:  # pragma: no cover - librosa edge cases on odd envelopes
+            return np.zeros(0, dtype=np.int64)
+        beats = np.asarray(beats, dtype=np.int64)
+        audible = target.max(axis=0) > 0.0
+        return beats[audible[np.clip(beats, 0, env.shape[0] - 1)]]
+
+    # -- scoring -------------------------------------------------------------------------
+    def _check_actions(self, actions, t_len: int) -> tuple[np.ndarray, bool]:
+        a = _as_numpy(actions, "actions")
+        single = a.ndim == 2
+        if single:
+            a = a[None]
+        d = self.config.num_devices
+        if a.ndim != 3 or a.shape[1] != d or a.shape[2] != t_len:
+            raise ValueError(
+                f"actions must be [N, {d}, {t_len}] or [{d}, {t_len}] (devices, frames of the "
+                f"clip), got shape {tuple(np.shape(actions))}"
+            )
+        if not np.all(np.isfinite(a)):
+            raise ValueError("actions contain NaN or inf")
+        if a.size and (a.min() < -1e-4 or a.max() > 1 + 1e-4):
+            raise ValueError(f"actions must be in [0, 1], got [{a.min():.3g}, {a.max():.3g}]")
+        return np.clip(a, 0.0, 1.0), single
+
+    def score_components(self, cqt, actions, features: ClipFeatures | None = None) -> dict:
+        """Named components, each ``[N, D]`` in [0, 1] (``[D]`` for a single action)."""
+        f = features if features is not None else self.features(cqt)
+        a, single = self._check_actions(actions, f.target.shape[1])
+        out = self._components(a, f)
+        if single:
+            out = {k: v[0] for k, v in out.items()}
+        return out
+
+    def score(self, cqt, actions, features: ClipFeatures | None = None) -> np.ndarray:
+        """Scores ``[N]`` in [0, 1] (a float for a single ``[D, T]`` action)."""
+        f = features if features is not None else self.features(cqt)
+        a, single = self._check_actions(actions, f.target.shape[1])
+        comps = self._components(a, f)
+        total = self.combine(comps)
+        return float(total[0]) if single else total
+
+    def combine(self, comps: dict[str, np.ndarray]) -> np.ndarray:
+        """Weighted sum of components, then the mean over devices."""
+        w = self.config.weights
+        total = sum(w[k] * comps[k] for k in COMPONENTS)
+        return np.asarray(total, dtype=np.float64).mean(axis=-1)
+
+    def _components(self, a: np.ndarray, f: ClipFeatures) -> dict[str, np.ndarray]:
+        cfg = self.config
+        n, d_count, t_len = a.shape
+        y = f.target[None]  # [1, D, T]
+        out: dict[str, np.ndarray] = {}
+
+        # band following: correlation and frame-wise level match
+        am = a - a.mean(axis=2, keepdims=True)
+        ym = y - y.mean(axis=2, keepdims=True)
+        sa = np.sqrt((am**2).mean(axis=2))
+        sy = np.sqrt((ym**2).mean(axis=2))
+        cov = (am * ym).mean(axis=2)
+        ok = (sa > 1e-3) & (sy > 1e-3)
+        corr = np.where(ok, cov / np.maximum(sa * sy, 1e-12), 0.0)
+        out["corr"] = np.clip(corr, 0.0, 1.0)
+        out["level"] = 1.0 - np.abs(a - y).mean(axis=2)
+
+        # onset response (recall of band onsets, precision of the action's rise events)
+        r = rise(a)  # [N, D, T]
+        k0, k1 = cfg.onset_window
+        offsets = np.arange(k0, k1 + 1)
+        gk = np.exp(-(offsets.astype(np.float32) ** 2) / (2 * cfg.onset_sigma**2))
+        r_prev = _shift(r, 1, fill=-1.0)
+        r_next = _shift(r, -1, fill=-1.0)
+        events = (r >= cfg.rise_event) & (r >= r_prev) & (r > r_next)
+        n_events = events.sum(axis=2)
+        precision = np.where(
+            n_events > 0,
+            (events * f.near_onset[None]).sum(axis=2) / np.maximum(n_events, 1),
+            1.0,
+        )
+        onset = np.empty((n, d_count), dtype=np.float64)
+        for d in range(d_count):
+            frames = f.onset_frames[d]
+            if frames.size == 0:
+                onset[:, d] = precision[:, d]
+                continue
+            idx = np.clip(frames[:, None] + offsets[None, :], 0, t_len - 1)  # [O, K]
+            valid = ((frames[:, None] + offsets[None, :]) >= 0) & (
+                (frames[:, None] + offsets[None, :]) < t_len
+            )
+            ratio = np.clip(r[:, d][:, idx] / f.onset_jump[d][None, :, None], 0.0, 1.0)
+            hit = (ratio * (gk[None, None, :] * valid[None])).max(axis=2)  # [N, O]
+            recall = hit.mean(axis=1)
+            p = precision[:, d]
+            onset[:, d] = 2 * p * recall / np.maximum(p + recall, 1e-9)
+        out["onset"] = onset
+
+        # beat response: the whole rig (mean over devices) brightens on the clip's beats
+        if f.beat_frames.size:
+            m = rise(a.mean(axis=1))  # [N, T]
+            thr = cfg.rise_event / 2
+            m_prev = _shift(m, 1, fill=-1.0)
+            m_next = _shift(m, -1, fill=-1.0)
+            ev = (m >= thr) & (m >= m_prev) & (m > m_next)
+            n_ev = ev.sum(axis=1)
+            bp = np.where(n_ev > 0, (ev * f.near_beat[None]).sum(axis=1) / np.maximum(n_ev, 1), 1.0)
+            idx = np.clip(f.beat_frames[:, None] + offsets[None, :], 0, t_len - 1)
+            hit = (np.clip(m[:, idx] / thr, 0, 1) * gk[None, None, :]).max(axis=2)
+            br = hit.mean(axis=1)
+            beat = np.repeat((2 * bp * br / np.maximum(bp + br, 1e-9))[:, None], d_count, axis=1)
+        else:
+            beat = np.ones((n, d_count))
+        out["beat"] = beat
+
+        # flicker safety: flashes (pairs of opposing >= swing transitions) per 1-s window
+        trans = count_transitions(a, cfg.flash_swing).astype(np.float32)
+        win = max(1, int(round(cfg.frame_rate)))
+        csum = np.concatenate([np.zeros((n, d_count, 1), np.float32), np.cumsum(trans, 2)], 2)
+        half = win // 2
+        lo = np.clip(np.arange(t_len) - half, 0, t_len)
+        hi = np.clip(lo + win, 0, t_len)
+        flashes = (csum[..., hi] - csum[..., lo]) / 2.0  # [N, D, T] flashes around each frame
+        lim = cfg.max_flashes_per_s
+        excess = np.clip((flashes - lim) / lim, 0.0, 1.0)
+        out["flicker"] = 1.0 - excess.mean(axis=2)
+
+        # darkness in silence
+        n_silent = f.silent.sum(axis=1)  # [D]
+        lit = (a * f.silent[None]).sum(axis=2) / np.maximum(n_silent, 1)[None]
+        out["dark"] = np.where(n_silent[None] > 0, 1.0 - lit, 1.0)
+
+        # use of the dynamic range the band has
+        floor = cfg.range_floor
+        sy_b = np.broadcast_to(sy, sa.shape)
+        ratio = np.minimum(sa, sy_b) / np.maximum(np.maximum(sa, sy_b), 1e-9)
+        flat = sy_b < floor  # a flat band wants a flat light
+        out["range"] = np.where(flat, 1.0 - np.clip(sa / 0.1, 0.0, 1.0), ratio)
+        return {k: np.asarray(v, dtype=np.float64) for k, v in out.items()}
+
+
+__all__ = [
+    "COMPONENTS",
+    "DEFAULT_WEIGHTS",
+    "ClipFeatures",
+    "GoldConfig",
+    "GoldScorer",
+    "count_transitions",
+    "device_bands",
+    "rise",
+]

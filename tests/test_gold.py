@@ -1,0 +1,229 @@
+"""Gold scorer: each component on hand-built CQTs, orderings, degenerate inputs, batching."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from cqtml_env.candidates import band_follower, smooth_attack_decay
+from cqtml_env.gold import COMPONENTS, GoldScorer, count_transitions, device_bands
+
+T = 216
+FPS = 22050 / 512
+
+
+def hand_cqt(seed: int = 0, silent_tail: bool = True) -> np.ndarray:
+    """Notes in every band: sharp attack, exponential-ish decay, some silence at the end."""
+    rng = np.random.default_rng(seed)
+    cqt = np.zeros((2, 84, T), np.float32)
+    for lo, hi in device_bands(84, 4):
+        t = int(rng.integers(2, 8))
+        while t < (170 if silent_tail else T - 5):
+            length = int(rng.integers(8, 30))
+            env = 0.55 + 0.4 * np.exp(-np.arange(length) / rng.uniform(4, 12))
+            bins = rng.choice(np.arange(lo, hi), size=3, replace=False)
+            stop = min(T, t + length)
+            for b in bins:
+                cqt[:, b, t:stop] = np.maximum(cqt[:, b, t:stop], env[: stop - t])
+            t = stop + int(rng.integers(3, 12))
+    return cqt
+
+
+@pytest.fixture(scope="module")
+def scorer() -> GoldScorer:
+    return GoldScorer()
+
+
+@pytest.fixture(scope="module")
+def clip() -> np.ndarray:
+    return hand_cqt(0)
+
+
+def test_device_bands_follow_contract():
+    assert device_bands(84, 4) == [(0, 21), (21, 42), (42, 63), (63, 84)]
+    assert device_bands(10, 3) == [(0, 3), (3, 6), (6, 10)]
+    with pytest.raises(ValueError, match="num_devices"):
+        device_bands(3, 4)
+
+
+def test_features_find_the_notes(scorer, clip):
+    f = scorer.features(clip)
+    assert f.target.shape == (4, T) and f.target.min() >= 0 and f.target.max() <= 1
+    for d, (lo, hi) in enumerate(device_bands(84, 4)):
+        band = clip[0, lo:hi].max(axis=0)
+        starts = np.flatnonzero((band[1:] > 0) & (band[:-1] == 0)) + 1
+        if band[0] > 0:
+            starts = np.r_[0, starts]
+        found = f.onset_frames[d]
+        # every note start is detected within one frame, and nothing else
+        assert len(found) == len(starts)
+        assert np.all(np.abs(found - starts) <= 1)
+    assert f.silent[:, 205:].all() and not f.silent[:, :150].all()
+
+
+def test_perfect_beats_delayed_beats_noise(scorer, clip):
+    ideal = scorer.features(clip).target
+    late2, late5 = np.roll(ideal, 2, axis=1), np.roll(ideal, 5, axis=1)
+    noise = np.random.default_rng(1).random((4, T))
+    acts = np.stack([ideal, late2, late5, noise])
+    s = scorer.score(clip, acts)
+    assert s[0] > s[1] > s[2] > s[3]
+    comps = scorer.score_components(clip, acts)
+    corr = comps["corr"].mean(axis=1)
+    assert corr[0] > corr[1] > corr[2] > corr[3]
+    onset = comps["onset"].mean(axis=1)
+    assert onset[0] > onset[1] > onset[3] and onset[2] < 0.05  # 5 frames late is no response
+    assert comps["level"][0].mean() == pytest.approx(1.0)
+    assert comps["corr"][0].mean() == pytest.approx(1.0)
+
+
+def test_band_follower_scores_well_but_below_ideal(scorer, clip):
+    ideal = scorer.features(clip).target
+    follower = band_follower(clip)
+    noise = np.random.default_rng(2).random((4, T))
+    s = scorer.score(clip, np.stack([ideal, follower, noise]))
+    assert s[0] - s[1] > 0.03  # headroom for a learned policy
+    assert s[1] - s[2] > 0.25
+
+
+def test_strobe_loses_to_smooth_follower(scorer, clip):
+    t = np.arange(T) / FPS
+    strobe = np.tile((np.sin(2 * np.pi * 10 * t) > 0).astype(np.float32), (4, 1))
+    smooth = smooth_attack_decay(scorer.features(clip).target, 0.5, 0.2)
+    comps = scorer.score_components(clip, np.stack([strobe, smooth]))
+    assert comps["flicker"][0].max() < 0.05 and comps["flicker"][1].min() > 0.95
+    assert scorer.score(clip, strobe) < scorer.score(clip, smooth)
+
+
+@pytest.mark.parametrize(
+    ("hz", "penalised"), [(2.0, False), (3.0, False), (6.0, True), (10.0, True)]
+)
+def test_flicker_threshold_is_three_flashes_per_second(scorer, hz, penalised):
+    t = np.arange(T) / FPS
+    square = np.tile(((t * hz) % 1.0 < 0.5).astype(np.float32), (4, 1))
+    silent = np.zeros((2, 84, T), np.float32)
+    flicker = scorer.score_components(silent, square)["flicker"]
+    assert (flicker.max() < 0.9) == penalised, flicker
+
+
+def test_transitions_need_a_swing_of_020():
+    t = np.arange(T)
+    ripple = 0.5 + 0.09 * np.sign(np.sin(2 * np.pi * t / 4))  # 0.18 swings: never a flash
+    assert count_transitions(ripple[None] - 0.5 + 0.5, 0.2)[0, 1:].sum() == 0
+    square = (np.arange(40) // 5 % 2).astype(np.float32)  # 0,0,0,0,0,1,1,... 7 edges
+    events = count_transitions(square[None], 0.2)[0]
+    assert events.sum() == 7
+    assert np.array_equal(np.flatnonzero(events), np.arange(5, 40, 5))
+
+
+def test_darkness_in_silence_and_no_nan_on_silent_clip(scorer):
+    silent = np.zeros((2, 84, T), np.float32)
+    acts = np.stack([np.zeros((4, T)), np.ones((4, T)), np.full((4, T), 0.3)])
+    comps = scorer.score_components(silent, acts)
+    s = scorer.score(silent, acts)
+    assert np.all(np.isfinite(s)) and all(np.all(np.isfinite(v)) for v in comps.values())
+    assert comps["dark"][0].mean() == 1.0 and comps["dark"][1].mean() == 0.0
+    assert s[0] > s[2] > s[1]
+
+
+def test_dark_component_on_silent_tail(scorer, clip):
+    ideal = scorer.features(clip).target
+    glow = ideal.copy()
+    glow[scorer.features(clip).silent] = 0.6
+    comps = scorer.score_components(clip, np.stack([ideal, glow]))
+    assert comps["dark"][0].mean() == 1.0 and comps["dark"][1].mean() == pytest.approx(0.4)
+
+
+def test_constant_scores_poorly_on_range(scorer, clip):
+    ideal = scorer.features(clip).target
+    const = np.full((4, T), float(ideal.mean()))
+    comps = scorer.score_components(clip, np.stack([ideal, const]))
+    assert comps["range"][1].max() == 0.0 and comps["corr"][1].max() == 0.0
+    assert comps["range"][0].min() == pytest.approx(1.0)
+    assert all(np.all(np.isfinite(v)) for v in comps.values())
+
+
+def test_spurious_flashes_cost_onset_precision(scorer, clip):
+    ideal = scorer.features(clip).target
+    extra = ideal.copy()
+    f = scorer.features(clip)
+    far = [t for t in range(10, 170, 7) if f.near_onset[0, t] < 0.01]
+    extra[0, far] = 1.0  # single-frame flashes away from any onset
+    comps = scorer.score_components(clip, np.stack([ideal, extra]))
+    assert comps["onset"][0, 0] > comps["onset"][1, 0] + 0.1
+
+
+def test_beat_flashes_beat_a_constant(scorer):
+    processor = pytest.importorskip("cqtml_env.cqt").CQTProcessor()
+    sr = processor.sample_rate
+    audio = np.zeros(int(5 * sr), np.float32)
+    click = np.exp(-np.arange(2000) / 300.0) * np.sin(2 * np.pi * 110 * np.arange(2000) / sr)
+    beat_times = np.arange(0.25, 5.0, 0.5)
+    for bt in beat_times:
+        s = int(bt * sr)
+        audio[s : s + 2000] += click[: len(audio) - s]
+    cqt = processor(0.5 * audio)
+    f = scorer.features(cqt)
+    assert f.beat_frames.size >= 6
+    pulses = np.zeros((4, T), np.float32)
+    for b in f.beat_frames:
+        pulses[:, b : b + 4] = 1.0
+    comps = scorer.score_components(cqt, np.stack([pulses, np.full((4, T), 0.5)]))
+    assert comps["beat"][0, 0] > 0.8 > 0.1 > comps["beat"][1, 0]
+    # onsets of the band holding 110 Hz (A2 = bin 21) are found within two frames of the clicks
+    onsets = f.onset_frames[1] * 512 / sr
+    assert np.all(np.min(np.abs(onsets[:, None] - beat_times[None]), axis=1) < 2 * 512 / sr)
+
+
+def test_scores_do_not_depend_on_batch(scorer, clip):
+    rng = np.random.default_rng(3)
+    acts = rng.random((50, 4, T)).astype(np.float32)
+    acts[:10] = band_follower(clip)[None] * rng.uniform(0.5, 1, (10, 1, 1))
+    full = scorer.score(clip, acts)
+    assert np.allclose(full[:5], scorer.score(clip, acts[:5]))
+    assert full[7] == pytest.approx(scorer.score(clip, acts[7]))
+    assert full.shape == (50,) and full.min() >= 0 and full.max() <= 1
+
+
+def test_components_and_weights(scorer, clip):
+    comps = scorer.score_components(clip, np.random.default_rng(0).random((3, 4, T)))
+    assert set(comps) == set(COMPONENTS)
+    assert all(v.shape == (3, 4) and v.min() >= 0 and v.max() <= 1 for v in comps.values())
+    assert sum(scorer.weights.values()) == pytest.approx(1.0)
+    only_level = GoldScorer(weights={k: float(k == "level") for k in COMPONENTS})
+    a = np.full((4, T), 0.2)
+    assert only_level.score(clip, a) == pytest.approx(comps_level(clip, a))
+    with pytest.raises(ValueError, match="unknown gold components"):
+        GoldScorer(weights={"sparkle": 1.0})
+
+
+def comps_level(cqt, a):
+    return float(1 - np.abs(a - GoldScorer().features(cqt).target).mean())
+
+
+@pytest.mark.parametrize(
+    ("cqt_shape", "act_shape", "match"),
+    [
+        ((84, T), (4, T), r"\[2, n_bins, T\]"),
+        ((2, 84, T), (3, T), r"\[N, 4, 216\]"),
+        ((2, 84, T), (4, T - 1), r"\[N, 4, 216\]"),
+    ],
+)
+def test_bad_shapes_raise(scorer, cqt_shape, act_shape, match):
+    with pytest.raises(ValueError, match=match):
+        scorer.score(np.zeros(cqt_shape, np.float32), np.zeros(act_shape, np.float32))
+
+
+def test_bad_ranges_raise(scorer, clip):
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        scorer.score(clip, np.full((4, T), 1.5))
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        scorer.score(clip * 3, np.zeros((4, T)))
+    with pytest.raises(ValueError, match="NaN"):
+        scorer.score(clip, np.full((4, T), np.nan))
+
+
+def test_torch_input_and_other_device_counts():
+    torch = pytest.importorskip("torch")
+    cqt = hand_cqt(1)
+    s6 = GoldScorer(num_devices=6).score(torch.from_numpy(cqt), torch.rand(2, 6, T))
+    assert s6.shape == (2,) and np.all(np.isfinite(s6))
