@@ -1,0 +1,478 @@
+"""``CQTML-v0``: one music clip per episode, one action (all device activations) per clip.
+
+The logic both the single env and :class:`cqtml_env.vector_env.CQTMLVectorEnv` need (data
+set and CQT config resolution, the in-memory CQT cache, spaces, action validation and
+decoding, proxy + gold scoring) lives in :class:`CQTMLCore`, so the two cannot drift apart:
+the vector env is "N single envs" by construction, only batched.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from cqtml_env.cqt import CQTProcessor
+
+DEFAULT_NUM_DEVICES = 4
+DEFAULT_CACHE_SIZE = 512  # clips; ~145 KB each at the default CQT shape
+
+
+@runtime_checkable
+class Scorer(Protocol):
+    """Anything that scores actions ``[N, D, T]`` for a CQT ``[2, F, T]`` (or ``[N, 2, F, T]``)."""
+
+    def score(self, cqt: Any, actions: Any) -> Any: ...
+
+
+@dataclass
+class Scores:
+    """Scores of a batch of actions: ``proxy`` is the reward; gold is for monitoring."""
+
+    proxy: np.ndarray  # [N] float64
+    gold: np.ndarray  # [N] float64
+    components: dict[str, np.ndarray]  # name -> [N] float64 (mean over devices)
+
+
+def _to_numpy(x: Any) -> np.ndarray:
+    if hasattr(x, "detach"):  # torch tensor
+        x = x.detach().cpu().numpy()
+    return np.asarray(x)
+
+
+# -- construction helpers ------------------------------------------------------------------
+def resolve_processor(
+    max_duration: float | None, cqt: CQTProcessor | Mapping[str, Any] | None
+) -> CQTProcessor | None:
+    """``cqt`` (a processor or CQTProcessor kwargs) + ``max_duration`` -> a processor (or None)."""
+    if isinstance(cqt, CQTProcessor):
+        if max_duration is not None and float(max_duration) != cqt.max_duration:
+            raise ValueError(
+                f"max_duration={max_duration} contradicts the given processor's "
+                f"max_duration={cqt.max_duration}; pass only one"
+            )
+        return cqt
+    if cqt is not None and not isinstance(cqt, Mapping):
+        raise TypeError(f"cqt must be a CQTProcessor or a dict of its kwargs, got {type(cqt)}")
+    kwargs = dict(cqt or {})
+    if max_duration is not None:
+        if "max_duration" in kwargs and float(kwargs["max_duration"]) != float(max_duration):
+            raise ValueError("max_duration is given twice (argument and cqt dict) with different values")
+        kwargs["max_duration"] = float(max_duration)
+    return CQTProcessor(**kwargs) if kwargs else None
+
+
+def resolve_dataset(
+    dataset: Any = None,
+    max_duration: float | None = None,
+    cqt: CQTProcessor | Mapping[str, Any] | None = None,
+) -> Any:
+    """``None``/"synthetic" -> SyntheticMusic; other strings -> ``make_dataset``; objects pass."""
+    processor = resolve_processor(max_duration, cqt)
+    if dataset is None:
+        from cqtml_env.datasets.synthetic import SyntheticMusic
+
+        return SyntheticMusic(processor=processor) if processor is not None else SyntheticMusic()
+    if isinstance(dataset, (str, os.PathLike)):
+        from cqtml_env.datasets.spec import make_dataset
+
+        kwargs = {"processor": processor} if processor is not None else {}
+        return make_dataset(str(dataset), **kwargs)
+    for attr in ("__len__", "__getitem__", "clip_info", "processor"):
+        if not hasattr(dataset, attr):
+            raise TypeError(
+                f"dataset must be None, a spec string ('synthetic:64', 'folder:PATH', ...) or a "
+                f"clip data set with len(), [i], clip_info(i) and .processor; {type(dataset).__name__} "
+                f"has no {attr!r}"
+            )
+    if processor is not None and dataset.processor.config != processor.config:
+        raise ValueError(
+            f"the data set's CQT config ({dataset.processor.config}) differs from the requested "
+            f"one ({processor.config}); build the data set with that processor instead"
+        )
+    return dataset
+
+
+_REWARD_MODELS: dict[str, Any] = {}  # loaded once per process: SyncVectorEnv makes many envs
+
+
+def load_reward(reward: Any) -> tuple[str, Any]:
+    """``reward`` kwarg -> (kind, scorer): "gold" (scorer None), "model" or "custom"."""
+    if isinstance(reward, str) and reward == "gold":
+        return "gold", None
+    if isinstance(reward, str) and reward == "model":
+        if "default" not in _REWARD_MODELS:
+            from cqtml_env.reward_model import RewardModel
+
+            model = RewardModel.load_default()
+            if hasattr(model, "eval"):
+                model.eval()
+            _REWARD_MODELS["default"] = model
+        return "model", _REWARD_MODELS["default"]
+    if isinstance(reward, (str, os.PathLike)):
+        path = Path(reward).expanduser()
+        if not path.exists():
+            raise ValueError(
+                f"unknown reward {str(reward)!r}: expected 'model' (the default reward model), "
+                "'gold' (the gold scorer), a path to a saved reward model, or an object with "
+                ".score(cqt, actions)"
+            )
+        key = str(path.resolve())
+        if key not in _REWARD_MODELS:
+            from cqtml_env.reward_model import RewardModel
+
+            model = RewardModel.from_pretrained(path)
+            if hasattr(model, "eval"):
+                model.eval()
+            _REWARD_MODELS[key] = model
+        return "model", _REWARD_MODELS[key]
+    if isinstance(reward, Scorer):
+        return "custom", reward
+    raise ValueError(
+        f"unknown reward {reward!r}: expected 'model', 'gold', a path to a saved reward model, "
+        "or an object with .score(cqt, actions)"
+    )
+
+
+def _check_int(name: str, value: Any, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+# -- the shared core -----------------------------------------------------------------------
+class CQTMLCore:
+    """Data, spaces, cache and scoring shared by :class:`CQTMLEnv` and the vector env."""
+
+    def __init__(
+        self,
+        dataset: Any = None,
+        num_devices: int = DEFAULT_NUM_DEVICES,
+        max_duration: float | None = None,
+        cqt: CQTProcessor | Mapping[str, Any] | None = None,
+        reward: Any = "model",
+        action_bins: int | None = None,
+        gold: Any = None,
+        cache_size: int = DEFAULT_CACHE_SIZE,
+    ) -> None:
+        self.num_devices = _check_int("num_devices", num_devices, 1)
+        self.action_bins = None if action_bins is None else _check_int("action_bins", action_bins, 2)
+        self.cache_size = _check_int("cache_size", cache_size, 1)
+        self.dataset = resolve_dataset(dataset, max_duration, cqt)
+        if len(self.dataset) == 0:
+            raise ValueError(f"the data set {self.dataset!r} has no clips")
+        self.processor: CQTProcessor = self.dataset.processor
+        self.obs_shape: tuple[int, int, int] = tuple(int(s) for s in self.processor.shape)  # type: ignore[assignment]
+        self.n_bins = self.obs_shape[1]
+        self.num_frames = self.obs_shape[2]
+        self.action_shape = (self.num_devices, self.num_frames)
+
+        self.observation_space = spaces.Box(0.0, 1.0, self.obs_shape, dtype=np.float32)
+        if self.action_bins is None:
+            self.action_space: spaces.Space = spaces.Box(0.0, 1.0, self.action_shape, dtype=np.float32)
+            self._levels = None
+        else:
+            size = self.num_devices * self.num_frames
+            self.action_space = spaces.MultiDiscrete(np.full(size, self.action_bins, dtype=np.int64))
+            self._levels = (np.arange(self.action_bins) / (self.action_bins - 1)).astype(np.float32)
+
+        self.reward_kind, self.reward_model = load_reward(reward)
+        if gold is None:
+            from cqtml_env.gold import GoldScorer
+
+            gold = GoldScorer(num_devices=self.num_devices)
+        if not isinstance(gold, Scorer) or not hasattr(gold, "score_components"):
+            raise TypeError("gold must have .score(cqt, actions) and .score_components(cqt, actions)")
+        self.gold = gold
+        self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
+        self._ids: dict[int, Any] = {}
+
+    # -- clips ---------------------------------------------------------------------------
+    @property
+    def num_clips(self) -> int:
+        return len(self.dataset)
+
+    def check_clip(self, clip: Any, what: str = "clip") -> int:
+        """A valid clip index or a ValueError that says the valid range."""
+        n = self.num_clips
+        if isinstance(clip, bool) or not isinstance(clip, (int, np.integer)) or not 0 <= clip < n:
+            raise ValueError(f"{what} must be an integer clip index in [0, {n}), got {clip!r}")
+        return int(clip)
+
+    def clip_id(self, clip: int) -> Any:
+        if clip not in self._ids:
+            self._ids[clip] = self.dataset.clip_info(clip).get("clip_id", clip)
+        return self._ids[clip]
+
+    def _remember(self, clip: int, arr: np.ndarray) -> np.ndarray:
+        arr = np.asarray(arr, dtype=np.float32)
+        if arr.shape != self.obs_shape:
+            raise ValueError(f"data set clip {clip} has shape {arr.shape}, expected {self.obs_shape}")
+        arr.flags.writeable = False  # cached: nobody may edit it in place
+        self._cache[clip] = arr
+        while len(self._cache) > self.cache_size:
+            self._cache.popitem(last=False)
+        return arr
+
+    def observation(self, clip: int) -> np.ndarray:
+        """The clip's CQT from the LRU (read-only; copy before handing it out)."""
+        arr = self._cache.get(clip)
+        if arr is None:
+            return self._remember(clip, self.dataset[clip])
+        self._cache.move_to_end(clip)
+        return arr
+
+    def observations(self, clips: Sequence[int] | np.ndarray) -> np.ndarray:
+        """A fresh ``[N, 2, F, T]`` stack; cache misses are loaded in one ``get_many`` call."""
+        clips = [int(c) for c in clips]
+        missing = sorted({c for c in clips if c not in self._cache})
+        if len(missing) > 1 and hasattr(self.dataset, "get_many"):
+            for c, arr in zip(missing, self.dataset.get_many(missing)):
+                self._remember(c, arr)
+        out = np.empty((len(clips), *self.obs_shape), dtype=np.float32)
+        for k, c in enumerate(clips):
+            out[k] = self.observation(c)
+        return out
+
+    def clear_cache(self) -> None:
+        self._cache.clear()
+
+    # -- actions -------------------------------------------------------------------------
+    def describe_action_space(self, batch: int | None = None) -> str:
+        lead = "" if batch is None else f"{batch}, "
+        d, t = self.action_shape
+        if self.action_bins is None:
+            return f"a float array of shape ({lead}{d}, {t}) with values in [0, 1]"
+        k = self.action_bins
+        return (
+            f"an integer array of shape ({lead}{d * t},) (or ({lead}{d}, {t})) with level "
+            f"indices in [0, {k - 1}] (level i = activation i/{k - 1})"
+        )
+
+    def decode(self, action: Any, batch: int | None = None) -> np.ndarray:
+        """Validate and convert actions to activations ``float32 [N, D, T]`` (N = 1 unbatched).
+
+        Raises ValueError naming the expected shape and range for anything the action space
+        would not contain (shape, dtype, NaN/inf, out of range).
+        """
+        try:
+            a = _to_numpy(action)
+        except Exception as exc:  # ragged lists etc.
+            raise ValueError(f"action must be {self.describe_action_space(batch)}; got {type(action)}") from exc
+        lead = () if batch is None else (batch,)
+        d, t = self.action_shape
+
+        def bad(why: str) -> ValueError:
+            return ValueError(f"action must be {self.describe_action_space(batch)}; {why}")
+
+        if self.action_bins is None:
+            if a.shape != (*lead, d, t):
+                raise bad(f"got shape {a.shape}")
+            if not np.issubdtype(a.dtype, np.floating):
+                raise bad(f"got dtype {a.dtype}")
+            if not np.all(np.isfinite(a)):
+                raise bad("got NaN or inf values")
+            lo, hi = float(a.min()), float(a.max())
+            if lo < 0.0 or hi > 1.0:
+                raise bad(f"got values in [{lo:g}, {hi:g}]")
+            return a.astype(np.float32).reshape(-1, d, t)  # a copy: callers may reuse theirs
+
+        if a.shape not in ((*lead, d * t), (*lead, d, t)):
+            raise bad(f"got shape {a.shape}")
+        if not np.issubdtype(a.dtype, np.integer):
+            raise bad(f"got dtype {a.dtype}")
+        lo, hi = int(a.min()), int(a.max())
+        if lo < 0 or hi > self.action_bins - 1:
+            raise bad(f"got indices in [{lo}, {hi}]")
+        assert self._levels is not None
+        return self._levels[a.reshape(-1, d, t)]
+
+    # -- scoring -------------------------------------------------------------------------
+    def _proxy(self, cqt: np.ndarray, actions: np.ndarray) -> np.ndarray:
+        assert self.reward_model is not None
+        try:
+            import torch
+
+            with torch.inference_mode():
+                out = self.reward_model.score(cqt, actions)
+        except ImportError:  # pragma: no cover - torch is a dependency
+            out = self.reward_model.score(cqt, actions)
+        return _to_numpy(out).astype(np.float64).reshape(-1)
+
+    def score(self, clips: np.ndarray, actions: np.ndarray, cqts: np.ndarray | None = None) -> Scores:
+        """Score activations ``[N, D, T]`` on ``clips [N]``: one proxy forward pass for the whole
+        batch, and gold once per distinct clip (over all actions on that clip).
+
+        ``cqts`` (``[N, 2, F, T]``) saves the restacking when the caller already has them.
+        """
+        clips = np.asarray(clips, dtype=np.int64).reshape(-1)
+        n = len(clips)
+        if actions.shape[0] != n:
+            raise ValueError(f"{actions.shape[0]} actions for {n} clips")
+        gold = np.empty(n, dtype=np.float64)
+        components: dict[str, np.ndarray] = {}
+        uniq = np.unique(clips)
+        for u in uniq:
+            rows = np.flatnonzero(clips == u)
+            cqt = self.observation(int(u))
+            acts = actions[rows]
+            comps = self.gold.score_components(cqt, acts)
+            for name, value in comps.items():
+                v = _to_numpy(value).astype(np.float64).reshape(len(rows), -1)
+                if name not in components:
+                    components[name] = np.empty(n, dtype=np.float64)
+                components[name][rows] = v.mean(axis=1)  # per-device values -> per action
+            # GoldScorer.combine turns the components into the score without recomputing them
+            total = self.gold.combine(comps) if hasattr(self.gold, "combine") else self.gold.score(cqt, acts)
+            gold[rows] = _to_numpy(total).reshape(-1)
+        if self.reward_kind == "gold":
+            proxy = gold.copy()
+        elif len(uniq) == 1:
+            # a writable copy: torch warns on (and must not alias) the read-only cache entry
+            proxy = self._proxy(self.observation(int(uniq[0])).copy(), actions)
+        else:
+            if cqts is None:
+                cqts = self.observations(clips)
+            proxy = self._proxy(cqts, actions)
+        if proxy.shape != (n,):
+            raise ValueError(f"reward model returned shape {proxy.shape} for {n} actions")
+        return Scores(proxy=proxy, gold=gold, components=components)
+
+    def step_info(self, clip: int, scores: Scores, k: int) -> dict[str, Any]:
+        """Single-env ``info`` of row ``k`` (the vector env builds the same keys batched)."""
+        info: dict[str, Any] = {
+            "clip_index": clip,
+            "clip_id": self.clip_id(clip),
+            "proxy_score": float(scores.proxy[k]),
+            "gold_score": float(scores.gold[k]),
+        }
+        for name, value in scores.components.items():
+            info[f"gold/{name}"] = float(value[k])
+        return info
+
+    def reset_info(self, clip: int) -> dict[str, Any]:
+        return {"clip_index": clip, "clip_id": self.clip_id(clip)}
+
+    def render(self, clip: int, activations: np.ndarray | None, scores: tuple[float, float] | None) -> np.ndarray:
+        from cqtml_env.render import render_activations
+
+        subtitle = "NO ACTION YET"
+        if scores is not None:
+            source = {"gold": "GOLD", "model": "REWARD MODEL", "custom": "CUSTOM"}[self.reward_kind]
+            subtitle = f"REWARD {scores[0]:.3f} ({source})   GOLD {scores[1]:.3f}"
+        return render_activations(
+            self.observation(clip),
+            activations,
+            frame_rate=self.processor.frame_rate,
+            title=f"CLIP {self.clip_id(clip)}  (#{clip})",
+            subtitle=subtitle,
+            num_devices=self.num_devices,
+        )
+
+
+# -- the single env ------------------------------------------------------------------------
+class CQTMLEnv(gym.Env[np.ndarray, np.ndarray]):
+    """One clip per episode: observe its CQT, act once with all activations, get the reward.
+
+    Keyword options: ``dataset`` (None = SyntheticMusic; a spec string like "synthetic:64" or
+    "folder:PATH"; or a data set object), ``num_devices`` (4), ``max_duration`` (seconds),
+    ``cqt`` (CQTProcessor or its kwargs), ``reward`` ("model", "gold", a reward model path or
+    a scorer object), ``action_bins`` (None = Box actions; K = flat MultiDiscrete with level
+    i meaning i/(K-1)), ``render_mode`` (None or "rgb_array"), ``gold`` (the monitoring
+    scorer; default GoldScorer()), ``cache_size`` (CQTs kept in memory).
+    """
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 1}
+
+    def __init__(
+        self,
+        dataset: Any = None,
+        num_devices: int = DEFAULT_NUM_DEVICES,
+        max_duration: float | None = None,
+        cqt: CQTProcessor | Mapping[str, Any] | None = None,
+        reward: Any = "model",
+        action_bins: int | None = None,
+        render_mode: str | None = None,
+        gold: Any = None,
+        cache_size: int = DEFAULT_CACHE_SIZE,
+    ) -> None:
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(f"render_mode must be None or one of {self.metadata['render_modes']}, got {render_mode!r}")
+        self.render_mode = render_mode
+        self.core = CQTMLCore(
+            dataset=dataset,
+            num_devices=num_devices,
+            max_duration=max_duration,
+            cqt=cqt,
+            reward=reward,
+            action_bins=action_bins,
+            gold=gold,
+            cache_size=cache_size,
+        )
+        self.observation_space = self.core.observation_space
+        self.action_space = self.core.action_space
+        self._clip: int | None = None
+        self._last_activations: np.ndarray | None = None
+        self._last_scores: tuple[float, float] | None = None
+        self._closed = False
+
+    @property
+    def dataset(self) -> Any:
+        return self.core.dataset
+
+    @property
+    def clip(self) -> int | None:
+        """Index of the current episode's clip (None before the first reset)."""
+        return self._clip
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        super().reset(seed=seed)
+        options = dict(options or {})
+        unknown = set(options) - {"clip"}
+        if unknown:
+            raise ValueError(f"unknown reset option(s) {sorted(unknown)}; CQTML-v0 accepts 'clip'")
+        if options.get("clip") is not None:
+            clip = self.core.check_clip(options["clip"], "options['clip']")
+        else:
+            clip = int(self.np_random.integers(self.core.num_clips))
+        self._clip = clip
+        self._last_activations = None
+        self._last_scores = None
+        return self.core.observation(clip).copy(), self.core.reset_info(clip)
+
+    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        if self._clip is None:
+            raise RuntimeError("call reset() before step()")
+        acts = self.core.decode(action)
+        scores = self.core.score(np.array([self._clip]), acts)
+        self._last_activations = acts[0]
+        self._last_scores = (float(scores.proxy[0]), float(scores.gold[0]))
+        info = self.core.step_info(self._clip, scores, 0)
+        return self.core.observation(self._clip).copy(), float(scores.proxy[0]), True, False, info
+
+    def render(self) -> np.ndarray | None:  # type: ignore[override]
+        if self.render_mode is None:
+            gym.logger.warn(
+                "render() called without a render_mode; make the env with render_mode='rgb_array'"
+            )
+            return None
+        if self._clip is None:
+            raise RuntimeError("call reset() before render()")
+        return self.core.render(self._clip, self._last_activations, self._last_scores)
+
+    def close(self) -> None:
+        if not self._closed:
+            self.core.clear_cache()
+            self._closed = True
+
+
+__all__ = ["CQTMLEnv", "CQTMLCore", "Scores", "Scorer", "load_reward", "resolve_dataset"]
