@@ -1,0 +1,129 @@
+"""FreeMusic: the Free Music Archive (FMA) data set in its published layout.
+
+``root/fma_{subset}/{tid:06d}[:3]/{tid:06d}.mp3`` and ``root/fma_metadata/tracks.csv`` (two
+header rows: column groups album/artist/set/track; index track_id). Subsets nest
+(small ⊂ medium ⊂ large ⊂ full): asking for ``medium`` keeps tracks whose
+('set', 'subset') is small or medium, looked up in ``fma_medium/``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from cqtml_env.cache import FeatureCache
+from cqtml_env.cqt import CQTProcessor
+from cqtml_env.datasets.base import FileClipDataset, OutputFormat, Validate
+
+SUBSETS = ("small", "medium", "large", "full")
+SPLITS = {
+    "train": "training",
+    "training": "training",
+    "val": "validation",
+    "valid": "validation",
+    "validation": "validation",
+    "test": "test",
+}
+
+
+def fma_audio_path(root: Path, track_id: int, subset: str = "small") -> Path:
+    tid = f"{int(track_id):06d}"
+    return root / f"fma_{subset}" / tid[:3] / f"{tid}.mp3"
+
+
+def read_tracks(path: Path) -> Any:
+    """tracks.csv as a pandas DataFrame with 2-level columns (FMA's own recipe)."""
+    try:
+        import pandas as pd
+    except ImportError as exc:  # pragma: no cover - pandas is in the 'fma' extra
+        raise ImportError("FreeMusic needs pandas: pip install 'cqtml-env[fma]'") from exc
+    return pd.read_csv(path, index_col=0, header=[0, 1])
+
+
+class FreeMusic(FileClipDataset):
+    """FMA tracks of ``subset`` (and ``split``: train/val/test or None for all) as clips.
+
+    clip_info adds ``track_id``, ``genre_top`` (None when FMA has none), ``split``,
+    ``subset`` and ``title`` / ``artist`` when present. Tracks listed in tracks.csv whose
+    file is missing are skipped with reason ``missing`` (counted in the one warning).
+    """
+
+    kind = "fma"
+
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        subset: str = "small",
+        split: str | None = None,
+        output_format: OutputFormat = "cqt",
+        max_duration: float = 5.0,
+        processor: CQTProcessor | None = None,
+        cache: FeatureCache | str | os.PathLike | None = None,
+        seed: int = 0,
+        min_duration: float = 1.0,
+        clip_hop: float | None = None,
+        max_clips_per_file: int | None = None,
+        clip_selection: Literal["sequential", "random"] = "sequential",
+        clips_per_file: int = 1,
+        validate: Validate = "probe",
+        strict: bool = False,
+    ) -> None:
+        super().__init__(
+            root, processor, max_duration, output_format, cache, seed, min_duration, clip_hop,
+            max_clips_per_file, clip_selection, clips_per_file, validate, strict,
+        )
+        if subset not in SUBSETS:
+            raise ValueError(f"subset must be one of {SUBSETS}, got {subset!r}")
+        if split is not None and split not in SPLITS:
+            raise ValueError(f"split must be None or one of {sorted(SPLITS)}, got {split!r}")
+        self.subset = subset
+        self.split = SPLITS[split] if split is not None else None
+        csv = self.root / "fma_metadata" / "tracks.csv"
+        if not csv.is_file():
+            raise FileNotFoundError(f"FreeMusic: {csv} not found (expected the FMA layout)")
+        audio_dir = self.root / f"fma_{subset}"
+        if not audio_dir.is_dir():
+            raise FileNotFoundError(f"FreeMusic: {audio_dir} not found (expected the FMA layout)")
+        tracks = read_tracks(csv)
+        if ("set", "subset") in tracks.columns and subset != "full":
+            allowed = set(SUBSETS[: SUBSETS.index(subset) + 1])
+            tracks = tracks[tracks[("set", "subset")].astype(str).isin(allowed)]
+        if self.split is not None:
+            if ("set", "split") not in tracks.columns:
+                raise ValueError(f"FreeMusic: {csv} has no ('set', 'split') column")
+            tracks = tracks[tracks[("set", "split")].astype(str) == self.split]
+
+        def col(row: Any, group: str, name: str) -> Any:
+            if (group, name) not in tracks.columns:
+                return None
+            v = row[(group, name)]
+            return None if v != v else v  # NaN -> None
+
+        candidates: list[tuple[Path, dict[str, Any]]] = []
+        missing: list[tuple[str, str]] = []
+        for tid, row in tracks.sort_index().iterrows():
+            path = fma_audio_path(self.root, int(tid), subset)
+            meta: dict[str, Any] = {
+                "track_id": int(tid),
+                "genre_top": col(row, "track", "genre_top"),
+                "split": col(row, "set", "split"),
+                "subset": col(row, "set", "subset"),
+            }
+            for key, group, name in (("title", "track", "title"), ("artist", "artist", "name")):
+                v = col(row, group, name)
+                if v is not None:
+                    meta[key] = str(v)
+            if path.is_file():
+                candidates.append((path, meta))
+            else:
+                missing.append((str(path), "missing"))
+        self.num_listed = len(tracks)
+        self._build(candidates, missing)
+
+    def genres(self) -> list[str]:
+        """Distinct genre_top values among usable tracks."""
+        return sorted({str(f.meta["genre_top"]) for f in self.files if f.meta.get("genre_top")})
+
+
+__all__ = ["FreeMusic", "fma_audio_path", "read_tracks", "SUBSETS", "SPLITS"]
