@@ -1,0 +1,247 @@
+"""Native vector env: make_vec wiring, equivalence with SyncVectorEnv over the single env,
+batched scoring (one proxy pass, gold once per distinct clip), GRPO grouping options, infos.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from cqtml_env.gold import GoldScorer
+from cqtml_env.vector_env import CQTMLVectorEnv
+from gymnasium.vector import AutoresetMode
+from test_env import T_SHORT, TinyClips, ToyRewardModel, small_kwargs
+
+N = 8
+
+
+class CountingGold(GoldScorer):
+    """The real gold scorer, recording (calls, batch size) of score_components."""
+
+    def __init__(self) -> None:
+        super().__init__(num_devices=4)
+        self.batches: list[int] = []
+
+    def score_components(self, cqt: Any, actions: Any, features: Any = None) -> dict:
+        self.batches.append(int(np.shape(actions)[0]))
+        return super().score_components(cqt, actions, features)
+
+
+def make_native(num_envs: int = N, **over: Any) -> CQTMLVectorEnv:
+    env = gym.make_vec("CQTML-v0", num_envs=num_envs, **small_kwargs(**over))
+    assert isinstance(env, CQTMLVectorEnv)
+    return env
+
+
+def batch_actions(env: gym.vector.VectorEnv, seed: int) -> np.ndarray:
+    env.action_space.seed(seed)
+    return env.action_space.sample()
+
+
+def test_make_vec_returns_native_vector_env_without_warnings() -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        env = gym.make_vec("CQTML-v0", num_envs=N, **small_kwargs())
+    assert isinstance(env, CQTMLVectorEnv) and env.num_envs == N
+    assert env.metadata["autoreset_mode"] is AutoresetMode.SAME_STEP
+    assert env.single_observation_space.shape == (2, 84, T_SHORT)
+    assert env.observation_space.shape == (N, 2, 84, T_SHORT)
+    assert env.action_space.shape == (N, 4, T_SHORT)
+    disc = make_native(action_bins=4)
+    assert disc.action_space.shape == (N, 4 * T_SHORT)
+    # make_vec's num_envs/max_episode_steps are accepted by the constructor directly too
+    CQTMLVectorEnv(num_envs=2, max_episode_steps=1, **small_kwargs())
+
+
+def _assert_infos_equal(a: dict[str, Any], b: dict[str, Any]) -> None:
+    assert set(a) == set(b), (sorted(a), sorted(b))
+    for key in a:
+        if isinstance(a[key], dict):
+            _assert_infos_equal(a[key], b[key])
+        elif key == "final_obs":
+            for x, y in zip(a[key], b[key]):
+                np.testing.assert_array_equal(x, y)
+        elif a[key].dtype == object or a[key].dtype == np.bool_ or key == "clip_index":
+            assert list(a[key]) == list(b[key]), key
+        else:
+            np.testing.assert_allclose(a[key], b[key], atol=1e-6, err_msg=key)
+
+
+@pytest.mark.parametrize("action_bins", [None, 6])
+def test_equivalent_to_sync_vector_env_on_same_seeds(action_bins: int | None) -> None:
+    native = make_native(action_bins=action_bins)
+    sync = gym.make_vec(
+        "CQTML-v0",
+        num_envs=N,
+        vectorization_mode="sync",
+        vector_kwargs={"autoreset_mode": AutoresetMode.SAME_STEP},
+        **small_kwargs(action_bins=action_bins),
+    )
+    assert isinstance(sync, gym.vector.SyncVectorEnv)
+    on, info_n = native.reset(seed=11)
+    os_, info_s = sync.reset(seed=11)
+    np.testing.assert_array_equal(on, os_)
+    _assert_infos_equal(info_n, info_s)
+    seen = set(info_n["clip_index"])
+    for step in range(3):
+        actions = batch_actions(native, step)
+        rn = native.step(actions)
+        rs = sync.step(actions)
+        np.testing.assert_array_equal(rn[0], rs[0])
+        np.testing.assert_allclose(rn[1], rs[1], atol=1e-6)
+        np.testing.assert_array_equal(rn[2], rs[2])
+        np.testing.assert_array_equal(rn[3], rs[3])
+        assert rn[2].all() and not rn[3].any()
+        _assert_infos_equal(rn[4], rs[4])
+        seen |= set(rn[4]["clip_index"])
+    assert len(seen) > 2  # sub-envs really draw different clips
+
+
+def test_one_proxy_pass_per_step_and_gold_once_per_distinct_clip() -> None:
+    rm, gold = ToyRewardModel(), CountingGold()
+    env = make_native(reward=rm, gold=gold)
+    env.reset(seed=0, options={"clips": [0, 0, 0, 0, 1, 1, 1, 1]})
+    rm.calls.clear()
+    env.step(batch_actions(env, 0))
+    assert len(rm.calls) == 1 and rm.calls[0][1] == (N, 4, T_SHORT)
+    assert sorted(gold.batches) == [4, 4]
+    # one clip for everybody: the CQT is passed once and broadcast over the actions
+    env.reset(options={"clip": 2})
+    rm.calls.clear()
+    gold.batches.clear()
+    env.step(batch_actions(env, 1))
+    assert rm.calls == [((2, 84, T_SHORT), (N, 4, T_SHORT))] and gold.batches == [N]
+
+
+def test_reset_options_clips_clip_and_groups() -> None:
+    env = make_native()
+    ds = env.dataset
+    clips = [3, 3, 5, 5, 5, 5, 0, 1]
+    obs, info = env.reset(seed=0, options={"clips": clips})
+    assert list(info["clip_index"]) == clips
+    assert list(info["clip_id"]) == [ds.clip_info(c)["clip_id"] for c in clips]
+    for i, c in enumerate(clips):
+        np.testing.assert_array_equal(obs[i], ds[c])
+    _, info = env.reset(options={"clip": 6})
+    assert list(info["clip_index"]) == [6] * N
+
+    _, info = env.reset(seed=1, options={"groups": 4})
+    idx = info["clip_index"]
+    assert len(set(idx[:4])) == 1 and len(set(idx[4:])) == 1
+    # the grouping holds for the autoresets that follow this reset
+    for step in range(4):
+        _, _, _, _, info = env.step(batch_actions(env, step))
+        idx = info["clip_index"]
+        assert len(set(idx[:4])) == 1 and len(set(idx[4:])) == 1
+        assert list(info["final_info"]["clip_index"][:4]) == [info["final_info"]["clip_index"][0]] * 4
+    # a reset without groups goes back to independent clips (constructor default)
+    env.reset(seed=2)
+    drawn = [env.step(batch_actions(env, s))[4]["clip_index"] for s in range(3)]
+    assert any(len(set(d[:4])) > 1 for d in drawn)
+
+
+def test_constructor_groups_apply_to_every_draw() -> None:
+    env = make_native(groups=2)
+    _, info = env.reset(seed=0)
+    idx = info["clip_index"].reshape(-1, 2)
+    assert (idx[:, 0] == idx[:, 1]).all()
+
+
+def test_grouped_draws_are_seeded() -> None:
+    a, b = make_native(), make_native()
+    ia = a.reset(seed=4, options={"groups": 2})[1]["clip_index"]
+    ib = b.reset(seed=4, options={"groups": 2})[1]["clip_index"]
+    np.testing.assert_array_equal(ia, ib)
+    act = batch_actions(a, 0)
+    np.testing.assert_array_equal(a.step(act)[1], b.step(act)[1])
+    firsts = {tuple(a.reset(seed=s, options={"groups": 2})[1]["clip_index"]) for s in range(6)}
+    assert len(firsts) > 1
+
+
+@pytest.mark.parametrize(
+    ("options", "match"),
+    [
+        ({"groups": 3}, "divide"),
+        ({"groups": 0}, "positive"),
+        ({"clips": [0, 1]}, "8 entries"),
+        ({"clips": [0] * 7 + [8]}, r"\[0, 8\)"),
+        ({"clip": -1}, r"\[0, 8\)"),
+        ({"clip": 0, "clips": [0] * N}, "either"),
+        ({"clip_index": 0}, "unknown reset option"),
+    ],
+)
+def test_bad_reset_options_raise(options: dict[str, Any], match: str) -> None:
+    env = make_native()
+    with pytest.raises(ValueError, match=match):
+        env.reset(options=options)
+
+
+def test_bad_batched_actions_raise() -> None:
+    env = make_native()
+    env.reset(seed=0)
+    good = np.full((N, 4, T_SHORT), 0.5, np.float32)
+    with pytest.raises(ValueError, match=rf"shape \({N}, 4, {T_SHORT}\)"):
+        env.step(good[:-1])
+    bad = good.copy()
+    bad[3, 0, 0] = 1.5
+    with pytest.raises(ValueError, match=r"values in \[0, 1\]"):
+        env.step(bad)
+    with pytest.raises(RuntimeError, match="reset"):
+        make_native().step(good)
+
+
+def test_infos_follow_the_vector_convention() -> None:
+    env = make_native()
+    _, info = env.reset(seed=0)
+    _, _, _, _, step_info = env.step(batch_actions(env, 0))
+    for d in (info, step_info, step_info["final_info"]):
+        for key, value in d.items():
+            if key.startswith("_"):
+                continue
+            assert f"_{key}" in d and d[f"_{key}"].dtype == np.bool_ and d[f"_{key}"].all()
+            assert isinstance(value, dict) or len(value) == N
+    fi = step_info["final_info"]
+    assert {"clip_index", "clip_id", "proxy_score", "gold_score"} <= set(fi)
+    assert any(k.startswith("gold/") for k in fi)
+    assert fi["gold_score"].dtype == np.float64
+
+
+def test_final_obs_is_the_scored_clip_and_obs_the_next() -> None:
+    env = make_native()
+    obs0, _ = env.reset(seed=0)
+    obs1, _, _, _, info = env.step(batch_actions(env, 0))
+    for i in range(N):
+        np.testing.assert_array_equal(info["final_obs"][i], obs0[i])
+        np.testing.assert_array_equal(obs1[i], env.dataset[int(info["clip_index"][i])])
+
+
+def test_observations_are_served_from_the_cache() -> None:
+    ds = TinyClips(num_clips=5)
+    env = CQTMLVectorEnv(num_envs=N, dataset=ds, reward=ToyRewardModel())
+    env.reset(seed=0)
+    for s in range(6):
+        env.step(np.full((N, 4, T_SHORT), 0.1 * (s % 5), np.float32))
+    assert ds.loads <= 5  # each clip loaded at most once over 7 x 8 episodes
+
+
+def test_vector_render() -> None:
+    env = make_native(num_envs=2, render_mode="rgb_array")
+    env.reset(seed=0)
+    frames = env.render()
+    assert isinstance(frames, tuple) and len(frames) == 2
+    env.step(np.ones((2, 4, T_SHORT), np.float32))
+    after = env.render()
+    for f0, f1 in zip(frames, after):
+        assert f1.dtype == np.uint8 and f1.ndim == 3 and f1.shape == f0.shape
+    assert not np.array_equal(frames[0], after[0])
+
+
+def test_vector_close_is_idempotent() -> None:
+    env = make_native()
+    env.reset(seed=0)
+    env.close()
+    env.close()
+    assert env.closed
