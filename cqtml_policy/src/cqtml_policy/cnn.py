@@ -1,0 +1,166 @@
+"""``VanillaCNNModel``: a small, fast conv policy with the same per-frame head as the ViT.
+
+Meant for comparisons, fast tests and GRPO on a CPU. Time is never downsampled: every frame
+keeps its own feature, so onsets land on the right frame.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from cqtml_policy.categorical import CategoricalPolicy, resolve_device
+from cqtml_policy.heads import LogProbabilityHead
+
+
+class FrequencyStack(nn.Module):
+    """Convs that shrink frequency (stride 2) but keep time, then pool to ``bands`` rows.
+
+    A frequency-coordinate channel is appended to the input (CoordConv) so filters know
+    which register they look at; the pooled rows are then flattened per frame, giving a
+    band-aware feature vector for each frame whatever the bin count.
+    """
+
+    def __init__(self, in_channels: int = 2, channels: int = 32, bands: int = 8) -> None:
+        super().__init__()
+        self.bands = int(bands)
+        self.convs = nn.Sequential(
+            nn.Conv2d(in_channels + 1, channels // 2, (7, 3), stride=(2, 1), padding=(3, 1)),
+            nn.GELU(),
+            nn.Conv2d(channels // 2, channels, (5, 3), stride=(2, 1), padding=(2, 1)),
+            nn.GELU(),
+            nn.Conv2d(channels, channels, (3, 3), stride=(1, 1), padding=(1, 1)),
+            nn.GELU(),
+        )
+        self.out_features = channels * self.bands
+
+    def forward(self, cqt: torch.Tensor) -> torch.Tensor:
+        b, _, f, t = cqt.shape
+        coord = torch.linspace(0.0, 1.0, f, device=cqt.device, dtype=cqt.dtype).view(1, 1, f, 1)
+        x = self.convs(torch.cat([cqt, coord.expand(b, 1, f, t)], dim=1))
+        x = F.adaptive_avg_pool2d(x, (self.bands, t))
+        return x.flatten(1, 2)  # [B, channels * bands, T]
+
+
+class TemporalBlock(nn.Module):
+    """Residual dilated conv over time: context of ``±dilation·(kernel//2)`` frames."""
+
+    def __init__(self, channels: int, kernel_size: int = 5, dilation: int = 1) -> None:
+        super().__init__()
+        pad = dilation * (kernel_size // 2)
+        self.norm = nn.GroupNorm(1, channels)
+        self.conv = nn.Conv1d(channels, channels, kernel_size, padding=pad, dilation=dilation)
+        self.mix = nn.Conv1d(channels, channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.mix(F.gelu(self.conv(self.norm(x))))
+
+
+class CNNBackbone(nn.Module):
+    """Per-frame features ``[B, hidden, 1, T]``: frequency stack, then temporal context."""
+
+    def __init__(
+        self,
+        in_channels: int = 2,
+        channels: int = 32,
+        hidden: int = 64,
+        bands: int = 8,
+        kernel_size: int = 5,
+        dilations: tuple[int, ...] = (1, 2, 4),
+    ) -> None:
+        super().__init__()
+        self.frequency = FrequencyStack(in_channels, channels, bands)
+        self.project = nn.Conv1d(self.frequency.out_features, hidden, 1)
+        self.temporal = nn.Sequential(*(TemporalBlock(hidden, kernel_size, d) for d in dilations))
+        self.hidden = int(hidden)
+
+    def grid_shape(self, n_bins: int, frames: int) -> tuple[int, int, int]:
+        """``(C, H, W)`` of the feature grid: one row, one column per frame."""
+        return self.hidden, 1, frames
+
+    def forward(self, cqt: torch.Tensor) -> torch.Tensor:
+        x = self.temporal(self.project(self.frequency(cqt.float())))
+        return x.unsqueeze(2)
+
+
+class VanillaCNNModel(CategoricalPolicy):
+    """Small conv policy: CQT ``[B, 2, n_bins, T]`` -> log-probabilities ``[B, devices, T, K]``.
+
+    ~0.1 M parameters; about 1/50 of the ViT's compute. Build it with :meth:`create_model`.
+    """
+
+    model_type = "cqt_cnn"
+
+    def __init__(
+        self,
+        cqt_shape: tuple[int, int, int] = (2, 84, 216),
+        num_devices: int = 4,
+        distribution_size: int = 32,
+        channels: int = 32,
+        hidden: int = 64,
+        bands: int = 8,
+        kernel_size: int = 5,
+        dilations: tuple[int, ...] = (1, 2, 4),
+    ) -> None:
+        super().__init__(num_devices, distribution_size)
+        shape = tuple(int(s) for s in cqt_shape)
+        if len(shape) != 3 or shape[0] < 1 or min(shape) < 1:
+            raise ValueError(f"cqt_shape must be (2, n_bins, T), got {tuple(cqt_shape)}")
+        self.cqt_shape = shape
+        self.in_channels = shape[0]
+        self.arch = dict(
+            channels=int(channels),
+            hidden=int(hidden),
+            bands=int(bands),
+            kernel_size=int(kernel_size),
+            dilations=[int(d) for d in dilations],
+        )
+        self.backbone = CNNBackbone(
+            self.in_channels, channels, hidden, bands, kernel_size, tuple(dilations)
+        )
+        self.head = LogProbabilityHead(hidden, num_devices, distribution_size, frames_per_column=1)
+
+    @classmethod
+    def create_model(
+        cls,
+        cqt_shape: tuple[int, int, int],
+        num_devices: int = 4,
+        distribution_size: int = 32,
+        device: str | torch.device = "auto",
+        **arch: Any,
+    ) -> VanillaCNNModel:
+        """Build the policy on ``device`` (``"auto"``: CUDA when present).
+
+        ``arch``: ``channels``, ``hidden``, ``bands``, ``kernel_size``, ``dilations``.
+        """
+        return cls(cqt_shape, num_devices, distribution_size, **arch).to(resolve_device(device))
+
+    def forward(self, states: torch.Tensor) -> torch.Tensor:
+        """``[B, 2, n_bins, T]`` -> log-probabilities ``[B, num_devices, T, K]``."""
+        return self.head(self.backbone(states), num_frames=states.shape[-1])
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            "cqt_shape": list(self.cqt_shape),
+            "num_devices": self.num_devices,
+            "distribution_size": self.distribution_size,
+            **self.arch,
+        }
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any], **overrides: Any) -> VanillaCNNModel:
+        return cls.create_model(**{**config, **overrides})
+
+    @classmethod
+    def _from_saved(
+        cls, config: dict[str, Any], state_dict: dict[str, torch.Tensor] | None, **overrides: Any
+    ) -> VanillaCNNModel:
+        device = overrides.pop("device", "auto")
+        model = cls.from_config(config, device="cpu", **overrides)
+        if state_dict is None:
+            raise FileNotFoundError("saved VanillaCNNModel has no model.safetensors")
+        model.load_state_dict(state_dict)
+        return model.to(resolve_device(device))

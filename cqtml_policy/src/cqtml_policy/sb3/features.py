@@ -1,0 +1,71 @@
+"""SB3 features extractor: a CQT policy's backbone, its feature grid flattened."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from gymnasium import spaces
+from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
+
+from cqtml_policy.categorical import CategoricalPolicy
+
+BACKBONES = ("vit", "cnn")
+
+
+def build_policy_model(
+    backbone: str,
+    cqt_shape: tuple[int, int, int],
+    num_devices: int,
+    distribution_size: int,
+    **model_kwargs: Any,
+) -> CategoricalPolicy:
+    """A fresh ``CQTViTModel`` (``"vit"``) or ``VanillaCNNModel`` (``"cnn"``) on the CPU."""
+    model_kwargs = {**model_kwargs, "device": "cpu"}  # SB3 moves the policy to its device
+    if backbone == "vit":
+        from cqtml_policy.vit import CQTViTModel
+
+        return CQTViTModel.create_model(cqt_shape, num_devices, distribution_size, **model_kwargs)
+    if backbone == "cnn":
+        from cqtml_policy.cnn import VanillaCNNModel
+
+        return VanillaCNNModel.create_model(
+            cqt_shape, num_devices, distribution_size, **model_kwargs
+        )
+    raise ValueError(f"backbone must be one of {BACKBONES}, got {backbone!r}")
+
+
+class CQTFeaturesExtractor(BaseFeaturesExtractor):
+    """Runs the backbone of a CQT policy (ViT or CNN) and flattens its ``[C, H, W]`` grid.
+
+    The whole policy model is built here so the head that matches the backbone is at hand;
+    the head is *not* registered in this module: :class:`CQTViTPolicy` registers it as its
+    ``action_net``. ``policy_model`` keeps the complete :class:`CategoricalPolicy` (sharing
+    the same modules), so an SB3-trained policy can be saved and used through the protocol.
+    """
+
+    def __init__(
+        self,
+        observation_space: spaces.Box,
+        backbone: str = "vit",
+        num_devices: int = 4,
+        distribution_size: int = 32,
+        model_kwargs: dict[str, Any] | None = None,
+    ) -> None:
+        shape = tuple(int(s) for s in observation_space.shape)
+        if not isinstance(observation_space, spaces.Box) or len(shape) != 3:
+            raise ValueError(
+                f"observation space must be Box(0, 1, (2, n_bins, T)), got {observation_space}"
+            )
+        model = build_policy_model(
+            backbone, shape, num_devices, distribution_size, **(model_kwargs or {})
+        )
+        grid = model.backbone.grid_shape(shape[1], shape[2])
+        super().__init__(observation_space, features_dim=math.prod(grid))
+        self.grid_shape: tuple[int, int, int] = tuple(grid)  # type: ignore[assignment]
+        self.backbone = model.backbone
+        object.__setattr__(self, "policy_model", model)  # not a submodule: no duplicate weights
+
+    def forward(self, observations: torch.Tensor) -> torch.Tensor:
+        return self.backbone(observations).flatten(1)

@@ -1,0 +1,224 @@
+"""``CQTViTModel``: a timm ViT-tiny over the CQT with a per-frame categorical head."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from cqtml_policy.categorical import CategoricalPolicy, resolve_device
+from cqtml_policy.heads import LogProbabilityHead
+from cqtml_policy.int8 import dequantized_state_dict, swap_linear_for_int8
+
+DEFAULT_BACKBONE = "vit_tiny_patch16_224"
+
+
+def _check_cqt_shape(cqt_shape: Any) -> tuple[int, int, int]:
+    shape = tuple(int(s) for s in cqt_shape)
+    if len(shape) != 3 or shape[0] != 2 or min(shape) < 1:
+        raise ValueError(f"cqt_shape must be (2, n_bins, T), got {tuple(cqt_shape)}")
+    return shape  # type: ignore[return-value]
+
+
+class ViTBackbone(nn.Module):
+    """timm ViT on the CQT as an image (frequency × time); returns its patch-token grid.
+
+    Built by ``timm.create_model`` with ``in_chans=2``, ``img_size`` = the CQT rounded up to
+    the patch size, ``dynamic_img_size`` (position embeddings resampled for other clip
+    lengths / bin counts) and ``dynamic_img_pad`` (right/bottom zero-padding to whole
+    patches, so frame ``t`` stays in column ``t // patch``).
+    """
+
+    def __init__(
+        self,
+        cqt_shape: tuple[int, int, int],
+        patch_size: int = 16,
+        backbone_name: str = DEFAULT_BACKBONE,
+        pretrained: str | Path | None = None,
+    ) -> None:
+        super().__init__()
+        import timm
+
+        _, n_bins, frames = cqt_shape
+        self.patch_size = int(patch_size)
+        img_size = (self.padded(n_bins), self.padded(frames))
+        kwargs: dict[str, Any] = dict(
+            in_chans=cqt_shape[0],
+            img_size=img_size,
+            patch_size=self.patch_size,
+            num_classes=0,
+            global_pool="",
+            dynamic_img_size=True,
+            dynamic_img_pad=True,
+        )
+        if pretrained is not None:
+            path = Path(pretrained)
+            if not path.is_file():
+                raise FileNotFoundError(
+                    f"pretrained weights file not found: {path} (no hub access: give a local file)"
+                )
+            # timm's own loader adapts the input conv (adapt_input_conv), resamples the position
+            # embedding and the patch embedding, and drops the classifier (num_classes=0).
+            kwargs.update(
+                pretrained=True, pretrained_cfg_overlay=dict(file=str(path), custom_load=False)
+            )
+        self.vit = timm.create_model(backbone_name, **kwargs)
+        self.embed_dim = int(self.vit.embed_dim)
+        self.compute_dtype = torch.float32
+
+    def padded(self, size: int) -> int:
+        return math.ceil(size / self.patch_size) * self.patch_size
+
+    def grid_shape(self, n_bins: int, frames: int) -> tuple[int, int, int]:
+        """``(C, H, W)`` of the feature grid for a CQT of ``n_bins × frames``."""
+        return (
+            self.embed_dim,
+            math.ceil(n_bins / self.patch_size),
+            math.ceil(frames / self.patch_size),
+        )
+
+    def forward(self, cqt: torch.Tensor) -> torch.Tensor:
+        _, h, w = self.grid_shape(cqt.shape[-2], cqt.shape[-1])
+        tokens = self.vit.forward_features(cqt.to(self.compute_dtype))
+        tokens = tokens[:, self.vit.num_prefix_tokens :]  # drop the class token
+        grid = tokens.reshape(tokens.shape[0], h, w, self.embed_dim).permute(0, 3, 1, 2)
+        return grid.float()  # the head (and log-softmax) always run in float32
+
+
+class CQTViTModel(CategoricalPolicy):
+    """ViT-tiny policy: CQT ``[B, 2, n_bins, T]`` -> log-probabilities ``[B, devices, T, K]``.
+
+    Build it with :meth:`create_model`; the constructor only assembles float32 modules on
+    the CPU. Any clip length or bin count works (position embeddings are resampled).
+    """
+
+    model_type = "cqt_vit"
+
+    def __init__(
+        self,
+        cqt_shape: tuple[int, int, int] = (2, 84, 216),
+        num_devices: int = 4,
+        distribution_size: int = 32,
+        patch_size: int = 16,
+        backbone_name: str = DEFAULT_BACKBONE,
+        pretrained: str | Path | None = None,
+    ) -> None:
+        super().__init__(num_devices, distribution_size)
+        self.cqt_shape = _check_cqt_shape(cqt_shape)
+        self.in_channels = self.cqt_shape[0]
+        self.patch_size = int(patch_size)
+        if self.patch_size < 1:
+            raise ValueError(f"patch_size must be >= 1, got {patch_size}")
+        self.backbone_name = backbone_name
+        self.backbone = ViTBackbone(self.cqt_shape, self.patch_size, backbone_name, pretrained)
+        self.head = LogProbabilityHead(
+            self.backbone.embed_dim, num_devices, distribution_size, self.patch_size
+        )
+        self.use_half_precision = False
+        self.use_8bit = False
+        self.gradient_checkpointing = False
+
+    @classmethod
+    def create_model(
+        cls,
+        cqt_shape: tuple[int, int, int],
+        num_devices: int = 4,
+        distribution_size: int = 32,
+        patch_size: int = 16,
+        device: str | torch.device = "auto",
+        use_half_precision: bool = False,
+        use_8bit: bool = False,
+        gradient_checkpointing: bool = False,
+        pretrained: str | Path | None = None,
+        backbone_name: str = DEFAULT_BACKBONE,
+    ) -> CQTViTModel:
+        """Build the policy, ready to run on ``device`` (``"auto"``: CUDA when present).
+
+        - ``pretrained``: a local timm ViT weights file (``.safetensors``/``.pth``, e.g. an
+          ImageNet ``vit_tiny_patch16_224`` checkpoint); timm adapts its 3-channel input conv
+          and 14×14 position embedding to this CQT. There is no hub download.
+        - ``use_half_precision``: bf16 (or fp16 without bf16 support) backbone on CUDA; on CPU
+          it warns and stays float32 (half math is slow without AVX-512/AMX).
+        - ``use_8bit``: the backbone's Linear layers become bitsandbytes 8-bit (frozen); the
+          head stays float32.
+        - ``gradient_checkpointing``: timm's ``set_grad_checkpointing`` (recompute blocks in
+          backward; less activation memory at batch size 64+).
+        """
+        model = cls(
+            cqt_shape, num_devices, distribution_size, patch_size, backbone_name, pretrained
+        )
+        return model._prepare(device, use_half_precision, use_8bit, gradient_checkpointing)
+
+    def _prepare(
+        self,
+        device: str | torch.device,
+        use_half_precision: bool,
+        use_8bit: bool,
+        gradient_checkpointing: bool,
+    ) -> CQTViTModel:
+        dev = resolve_device(device)
+        self.to(dev)
+        if use_8bit:
+            swap_linear_for_int8(self.backbone.vit, dev)
+            self.use_8bit = True
+        if use_half_precision:
+            if dev.type == "cuda":
+                dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+                self.backbone.vit.to(dtype=dtype)
+                self.backbone.compute_dtype = dtype
+                self.use_half_precision = True
+            else:
+                warnings.warn(
+                    "use_half_precision needs CUDA: half math is slow on CPUs without AVX-512/AMX, "
+                    "so the model stays float32 on the CPU",
+                    UserWarning,
+                    stacklevel=3,
+                )
+        if gradient_checkpointing:
+            self.backbone.vit.set_grad_checkpointing(True)
+            self.gradient_checkpointing = True
+        return self
+
+    def forward(self, states: torch.Tensor) -> torch.Tensor:
+        """``[B, 2, n_bins, T]`` -> log-probabilities ``[B, num_devices, T, K]``."""
+        return self.head(self.backbone(states), num_frames=states.shape[-1])
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            "cqt_shape": list(self.cqt_shape),
+            "num_devices": self.num_devices,
+            "distribution_size": self.distribution_size,
+            "patch_size": self.patch_size,
+            "backbone_name": self.backbone_name,
+            "use_half_precision": self.use_half_precision,
+            "use_8bit": self.use_8bit,
+            "gradient_checkpointing": self.gradient_checkpointing,
+        }
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any], **overrides: Any) -> CQTViTModel:
+        return cls.create_model(**{**config, **overrides})
+
+    def weights_state_dict(self) -> dict[str, torch.Tensor]:
+        return dequantized_state_dict(self)
+
+    @classmethod
+    def _from_saved(
+        cls, config: dict[str, Any], state_dict: dict[str, torch.Tensor] | None, **overrides: Any
+    ) -> CQTViTModel:
+        cfg = {**config, **overrides}
+        device = cfg.pop("device", "auto")
+        flags = {
+            k: bool(cfg.pop(k, False))
+            for k in ("use_half_precision", "use_8bit", "gradient_checkpointing")
+        }
+        cfg.pop("pretrained", None)  # the saved weights replace any pretrained file
+        model = cls(**cfg)
+        if state_dict is None:
+            raise FileNotFoundError("saved CQTViTModel has no model.safetensors")
+        model.load_state_dict(state_dict)
+        return model._prepare(device, **flags)
