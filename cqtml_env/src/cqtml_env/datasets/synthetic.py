@@ -62,30 +62,52 @@ INSTRUMENTS: dict[str, Instrument] = {
 }
 
 
-def _make_table(harmonics: tuple[float, ...]) -> np.ndarray:
+BRIGHTNESS_HZ = 2200.0  # harmonics roll off above this (2nd order), as in real instruments
+
+
+def _make_table(harmonics: tuple[float, ...], f0: float = 0.0) -> np.ndarray:
+    """One period of the harmonic series, low-passed for a note of ``f0`` Hz."""
     k = np.arange(TABLE_SIZE) / TABLE_SIZE
     t = np.zeros(TABLE_SIZE)
     for h, a in enumerate(harmonics, start=1):
         if a:
-            t += a * np.sin(2 * np.pi * h * k)
+            t += a / np.sqrt(1.0 + (h * f0 / BRIGHTNESS_HZ) ** 4) * np.sin(2 * np.pi * h * k)
     return (t / np.max(np.abs(t))).astype(np.float32)
 
 
-_TABLES = {name: _make_table(inst.harmonics) for name, inst in INSTRUMENTS.items()}
+_TABLES: dict[tuple[str, int], np.ndarray] = {}
 
 
-def _noise_tables() -> dict[str, np.ndarray]:
-    """Fixed noise (seeded) reused with random offsets: cheaper than fresh noise per hit."""
-    g = np.random.default_rng(12345).standard_normal(1 << 17).astype(np.float32)
-    out = {"white": g / np.std(g)}
-    x = g
-    for name in ("hp1", "hp2", "hp3"):  # each difference tilts +6 dB/octave: hats live high
-        x = np.diff(x, append=x[:1])
-        out[name] = (x / np.std(x)).astype(np.float32)
-    return out
+def _table(name: str, midi: float) -> np.ndarray:
+    """Wavetable of an instrument for a pitch (cached per half octave)."""
+    band = int(midi) // 6
+    key = (name, band)
+    t = _TABLES.get(key)
+    if t is None:
+        t = _TABLES[key] = _make_table(INSTRUMENTS[name].harmonics, _midi_hz(band * 6 + 3))
+    return t
 
 
-_NOISE = _noise_tables()
+NOISE_BANDS = {"click": (1000.0, 8000.0), "snare": (180.0, 8000.0), "hat": (2500.0, 16000.0)}
+_NOISE: dict[int, dict[str, np.ndarray]] = {}
+
+
+def _noise(sr: int) -> dict[str, np.ndarray]:
+    """Fixed band-limited noises (seeded, per sample rate) reused at random offsets: cheaper
+    than fresh noise per hit, and shaped so each drum lands in its CQT region."""
+    have = _NOISE.get(sr)
+    if have is None:
+        n = 1 << 17
+        spec = np.fft.rfft(np.random.default_rng(12345).standard_normal(n))
+        f = np.fft.rfftfreq(n, 1.0 / sr)
+        have = {}
+        for name, (lo, hi) in NOISE_BANDS.items():
+            shape = 1.0 / np.sqrt((1 + (lo / np.maximum(f, 1.0)) ** 4) * (1 + (f / hi) ** 4))
+            x = np.fft.irfft(spec * shape, n)
+            have[name] = (x / np.std(x)).astype(np.float32)
+        _NOISE[sr] = have
+    return have
+
 
 
 # ---------------------------------------------------------------------------------------
@@ -536,7 +558,7 @@ def _render_tone(ev: _Event, sr: int, rng: np.random.Generator) -> np.ndarray:
         return np.zeros(0, dtype=np.float32)
     _, t = _ramps(sr, n)
     f = _midi_hz(ev.midi)
-    table = _TABLES[ev.sound]
+    table = _table(ev.sound, ev.midi)
     phase0 = float(rng.random())
     wave = _osc(table, f, sr, n, phase0)
     if inst.detune:
@@ -551,7 +573,7 @@ def _render_tone(ev: _Event, sr: int, rng: np.random.Generator) -> np.ndarray:
 
 def _render_drum(ev: _Event, sr: int, rng: np.random.Generator) -> np.ndarray:
     def noise(kind: str, n: int) -> np.ndarray:
-        src = _NOISE[kind]
+        src = _noise(sr)[kind]
         o = int(rng.integers(0, src.size - n))
         return src[o: o + n]
 
@@ -561,18 +583,18 @@ def _render_drum(ev: _Event, sr: int, rng: np.random.Generator) -> np.ndarray:
         f_end, f_add, tau = 48.0, 110.0, 0.035
         phase = 2 * np.pi * (f_end * t + f_add * tau * (1 - np.exp(-t / tau)))
         env = np.exp(-t / 0.16) * np.minimum(t / 0.002, 1.0)
-        click = noise("hp1", n) * np.exp(-t / 0.004) * 0.3
+        click = noise("click", n) * np.exp(-t / 0.004) * 0.3
         return (np.sin(phase) * env + click) * ev.vel
     if ev.sound == "snare":
         n = int(0.3 * sr)
         t = np.arange(n, dtype=np.float32) / sr
         body = np.sin(2 * np.pi * 190.0 * t) * np.exp(-t / 0.05) * 0.6
-        return (body + noise("hp1", n) * np.exp(-t / 0.09) * 0.45) * ev.vel
+        return (body + noise("snare", n) * np.exp(-t / 0.09) * 0.45) * ev.vel
     decay = {"closed": 0.03, "open": 0.16, "ride": 0.35}[ev.sound]
     n = int(min(5 * decay, 1.0) * sr)
     t = np.arange(n, dtype=np.float32) / sr
-    amp = {"closed": 0.35, "open": 0.3, "ride": 0.22}[ev.sound]
-    return noise("hp3", n) * np.exp(-t / decay) * amp * ev.vel
+    amp = {"closed": 0.5, "open": 0.4, "ride": 0.3}[ev.sound]
+    return noise("hat", n) * np.exp(-t / decay) * amp * ev.vel
 
 
 def _frame_rms(x: np.ndarray, hop: int, num_frames: int) -> np.ndarray:
@@ -604,11 +626,15 @@ def generate_clip(
     sample_rate: int = 22050,
     hop_length: int = 512,
     presets: tuple[str, ...] | None = None,
+    stems: tuple[str, ...] | None = None,
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """One synthetic clip: (float32 ``[2, samples]``, ground-truth metadata).
 
-    Fully determined by (seed, index, duration, sample_rate, presets).
+    Fully determined by (seed, index, duration, sample_rate, presets). ``stems`` solos some
+    parts (same clip, same gain as in the full mix): what each part contributes.
     """
+    if stems is not None and not set(stems) <= set(STEMS):
+        raise ValueError(f"unknown stems {sorted(set(stems) - set(STEMS))}; valid: {STEMS}")
     rng = np.random.default_rng([int(seed), int(index)])
     names = tuple(presets) if presets else tuple(PRESETS)
     preset_name = names[int(rng.integers(len(names)))]
@@ -679,6 +705,12 @@ def generate_clip(
     peak = float(np.max(np.abs(mix)))
     target = 10 ** (float(rng.uniform(-9.0, -1.0)) / 20)
     scale = target / peak if peak > 0 else 1.0
+    if stems is not None:
+        mix = np.zeros((2, n), dtype=np.float32)
+        for st in stems:
+            lg, rg = _pan_gains(pan[st])
+            mix[0] += stem_mono[st] * lg
+            mix[1] += stem_mono[st] * rg
     mix *= scale
 
     onset_times = np.unique(np.round([e.onset for e in events if 0 <= e.onset < duration], 4))
@@ -709,7 +741,7 @@ def generate_clip(
         "dynamics": dyn,
         "breaks": breaks,
         "has_drums": bool(song.has_drums),
-        "peak": float(np.max(np.abs(mix))),
+        "peak": float(target),
     }
     return mix.astype(np.float32, copy=False), info
 
