@@ -462,3 +462,53 @@ def test_make_dataset_errors_list_valid_forms(spec):
         make_dataset(spec)
     msg = str(err.value)
     assert ("synthetic:N" in msg and "musicnet:PATH" in msg) or "needs a path" in msg or "integer" in msg
+
+
+# ---------------------------------------------------------------------------------------
+# cqtml-data CLI
+# ---------------------------------------------------------------------------------------
+def test_cli_info_and_cache_in_process(folder, tmp_path, capsys):
+    from cqtml_env.cli.data import main
+
+    assert main(["info", f"folder:{folder}", "--max-duration", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "clips: 6" in out and "files: 4 usable" in out
+    assert "skipped files: 1 (1 too_short)" in out and "short.wav: too_short" in out
+    cache_dir = tmp_path / "cli-cache"
+    args = ["cache", f"folder:{folder}", "--cache-dir", str(cache_dir), "--workers", "1",
+            "--max-duration", "1", "--no-progress"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "6 computed, 0 already cached" in out
+    assert main(args) == 0
+    assert "0 computed, 6 already cached" in capsys.readouterr().out
+    # the data set now reads every clip from that cache
+    from cqtml_env import FeatureCache
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DataWarning)
+        ds = AudioFolder(folder, max_duration=1.0, cache=FeatureCache(cache_dir))
+    assert len(ds) == 6
+    assert all(ds.cache_key(i) in ds.cache for i in range(len(ds)))
+    assert main(["info", "nope:x"]) == 2
+    assert "valid forms" in capsys.readouterr().err
+
+
+def test_cli_subprocess_with_workers_reports_skipped(tmp_path, write_audio):
+    import subprocess
+    import sys
+
+    root = tmp_path / "music"
+    write_audio(root / "a.wav", seconds=2.0)
+    (root / "broken.wav").write_bytes(b"definitely not audio" * 20)
+    exe = Path(sys.executable).with_name("cqtml-data")
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "cqtml_env.cli.data"]
+    r = subprocess.run(
+        [*cmd, "cache", f"folder:{root}", "--cache-dir", str(tmp_path / "c"), "--workers", "2",
+         "--max-duration", "1", "--chunk", "1"],
+        capture_output=True, text=True, timeout=180,
+    )
+    assert r.returncode == 0, r.stderr
+    assert "cached 2 clips" in r.stdout and "2 computed" in r.stdout
+    assert "broken.wav: not_audio" in r.stdout
+    assert len(list((tmp_path / "c").rglob("*.npy"))) == 2
