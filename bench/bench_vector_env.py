@@ -1,0 +1,112 @@
+"""Steps/s of the native CQTML vector env vs gymnasium's SyncVectorEnv over the single env.
+
+Same data set object (CQTs pre-computed into a temporary feature cache, so neither side pays
+for librosa), same reward model, same SAME_STEP autoreset, N sub-envs, measured in one run.
+One "step" is one scored episode (one clip, one action), so steps/s = N * vector steps / s.
+
+    .venv/bin/python bench/bench_vector_env.py            # N=64, default reward model
+    .venv/bin/python bench/bench_vector_env.py --groups 8 # also time GRPO-style groups
+
+If the shipped reward-model weights are missing, a randomly initialised RewardModel of the
+default architecture is used (same cost per forward pass; the scores are meaningless).
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import torch
+from cqtml_env.cache import FeatureCache
+from cqtml_env.datasets.synthetic import SyntheticMusic
+from gymnasium.vector import AutoresetMode
+
+import cqtml_env  # noqa: F401  (registers CQTML-v0)
+
+
+def reward_spec(tmp: Path) -> tuple[Any, str]:
+    from cqtml_env.reward_model import RewardModel
+
+    try:
+        RewardModel.load_default()
+        return "model", "default reward model"
+    except FileNotFoundError:
+        torch.manual_seed(0)
+        RewardModel().save_pretrained(tmp / "rm")
+        return str(tmp / "rm"), "random-init RewardModel (default weights not shipped yet)"
+
+
+def time_env(env: gym.vector.VectorEnv, steps: int, warmup: int, seed: int, **reset_kw: Any) -> float:
+    """Vector steps/s * num_envs, after ``warmup`` untimed steps."""
+    env.action_space.seed(seed)
+    actions = [env.action_space.sample() for _ in range(steps + warmup)]
+    env.reset(seed=seed, **reset_kw)
+    for a in actions[:warmup]:
+        env.step(a)
+    t0 = time.perf_counter()
+    for a in actions[warmup:]:
+        env.step(a)
+    dt = time.perf_counter() - t0
+    return steps * env.num_envs / dt
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--num-envs", type=int, default=64)
+    p.add_argument("--steps", type=int, default=20, help="timed vector steps per env")
+    p.add_argument("--sync-steps", type=int, default=5, help="timed steps for SyncVectorEnv")
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--clips", type=int, default=64, help="synthetic clips in the data set")
+    p.add_argument("--max-duration", type=float, default=5.0)
+    p.add_argument("--groups", type=int, default=None, help="also time native with this group size")
+    p.add_argument("--action-bins", type=int, default=None)
+    args = p.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmpdir:
+        tmp = Path(tmpdir)
+        reward, reward_desc = reward_spec(tmp)
+        ds = SyntheticMusic(
+            num_clips=args.clips, max_duration=args.max_duration, cache=FeatureCache(tmp / "cache")
+        )
+        t0 = time.perf_counter()
+        ds.get_many(range(len(ds)))  # fill the disk cache: neither side computes a CQT below
+        print(f"precomputed {len(ds)} CQTs {ds.processor.shape} in {time.perf_counter() - t0:.1f}s")
+        kw = {"dataset": ds, "reward": reward, "action_bins": args.action_bins}
+        n = args.num_envs
+        print(f"N={n}, reward: {reward_desc}, torch threads: {torch.get_num_threads()}")
+
+        native = gym.make_vec("CQTML-v0", num_envs=n, **kw)
+        sync = gym.make_vec(
+            "CQTML-v0",
+            num_envs=n,
+            vectorization_mode="sync",
+            vector_kwargs={"autoreset_mode": AutoresetMode.SAME_STEP},
+            **kw,
+        )
+        # warm each sync sub-env's CQT LRU too, so the comparison is scoring vs scoring
+        sync.reset(seed=0)
+        for _ in range(3):
+            sync.step(sync.action_space.sample())
+
+        results: dict[str, float] = {}
+        results["native"] = time_env(native, args.steps, args.warmup, seed=1)
+        results["sync"] = time_env(sync, args.sync_steps, 1, seed=1)
+        if args.groups:
+            results[f"native groups={args.groups}"] = time_env(
+                native, args.steps, args.warmup, seed=1, options={"groups": args.groups}
+            )
+        native.close()
+        sync.close()
+
+    base = results["sync"]
+    print(f"{'env':<24}{'steps/s':>10}{'vs sync':>10}")
+    for name, sps in results.items():
+        print(f"{name:<24}{sps:>10.0f}{sps / base:>9.1f}x")
+
+
+if __name__ == "__main__":
+    main()
