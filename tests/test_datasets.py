@@ -416,8 +416,12 @@ def musicnet_root(tmp_path, write_audio) -> Path:
 
 
 def test_musicnet_notes_in_window(musicnet_root):
-    with pytest.warns(DataWarning, match=r"1728.csv:3"):
+    (musicnet_root / "train_data" / "1730.wav").write_bytes(b"RIFF but not really" * 9)
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
         ds = MusicNet(musicnet_root, split="train", max_duration=DUR)
+    msgs = data_warnings(rec)
+    assert len(msgs) == 1 and "1728.csv:3" in msgs[0] and "1 not_audio (1730.wav)" in msgs[0]
     ids = [(ds.clip_info(i)["recording_id"], ds.clip_info(i)["offset"]) for i in range(len(ds))]
     assert ids == [("1727", 0.0), ("1727", 1.0), ("1727", 2.0), ("1728", 0.0), ("1729", 0.0)]
     n0, n1, n2 = (ds.clip_info(i)["notes"] for i in range(3))
@@ -490,6 +494,9 @@ def test_cli_info_and_cache_in_process(folder, tmp_path, capsys):
         ds = AudioFolder(folder, max_duration=1.0, cache=FeatureCache(cache_dir))
     assert len(ds) == 6
     assert all(ds.cache_key(i) in ds.cache for i in range(len(ds)))
+    assert main(["info", f"folder:{folder}", "--max-duration", "1", "--min-duration", "0.5",
+                 "--max-clips-per-file", "2"]) == 0
+    assert "clips: 6" in capsys.readouterr().out  # 2 + 4 with short.wav back in
     assert main(["info", "nope:x"]) == 2
     assert "valid forms" in capsys.readouterr().err
 

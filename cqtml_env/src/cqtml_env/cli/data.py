@@ -29,7 +29,8 @@ def _dataset_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     if kind in ("fma", "musicnet") and args.split is not None:
         kw["split"] = args.split
     if kind in ("folder", "fma", "musicnet"):
-        kw["validate"] = args.validate
+        kw.update(validate=args.validate, min_duration=args.min_duration, clip_hop=args.clip_hop,
+                  max_clips_per_file=args.max_clips_per_file)
     return kw
 
 
@@ -148,6 +149,11 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--split", default=None, help="FMA train/val/test, MusicNet train/test")
         p.add_argument("--validate", default="probe", choices=["header", "probe", "full"],
                        help="how hard to check files up front (probe)")
+        p.add_argument("--min-duration", type=float, default=1.0,
+                       help="skip files shorter than this many s (1.0)")
+        p.add_argument("--clip-hop", type=float, default=None,
+                       help="s between clip starts in a file (default: max-duration)")
+        p.add_argument("--max-clips-per-file", type=int, default=None)
 
     common(sub.add_parser("info", help="print size, clip count and skipped files"))
     p = sub.add_parser("cache", help="precompute all CQTs into the feature cache")

@@ -361,8 +361,10 @@ class FileClipDataset(ClipDataset):
         self,
         candidates: Sequence[tuple[Path, dict[str, Any]]],
         skipped: Sequence[tuple[str, str]] = (),
+        notes: Sequence[str] = (),
     ) -> None:
-        """Check candidate files, cut windows, warn once about what was skipped."""
+        """Check candidate files, cut windows, warn once about what was skipped (and about
+        the loader's ``notes``, e.g. label problems, in the same warning)."""
         self.skipped = list(skipped)
         for path, meta in candidates:
             reason, duration, sr, ch = check_audio_file(
@@ -388,8 +390,9 @@ class FileClipDataset(ClipDataset):
                 self.max_clips_per_file, self.clips_per_file, rng,
             ):
                 self.clips.append((fi, off))
-        if self.skipped:
-            warnings.warn(self.skipped_summary(), DataWarning, stacklevel=3)
+        if self.skipped or notes:
+            parts = ([self.skipped_summary()] if self.skipped else []) + list(notes)
+            warnings.warn(" ".join(parts), DataWarning, stacklevel=3)
         if not self.clips:
             counts = ", ".join(f"{n} {r}" for r, n in self.skip_counts().items()) or "no candidates"
             raise ValueError(

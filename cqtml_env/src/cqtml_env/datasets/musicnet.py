@@ -107,20 +107,16 @@ class MusicNet(FileClipDataset):
             candidates.append(
                 (wav, {"recording_id": wav.stem, "split": self.split, "labels_ok": not problems})
             )
+        notes = []
         if self.label_problems:
-            import warnings
-
-            from cqtml_env.datasets.base import DataWarning
-
             bad_files = sorted({p.split(":")[0] for p in self.label_problems})
-            warnings.warn(
+            notes.append(
                 f"MusicNet({self.root}): {len(self.label_problems)} label problem(s) in "
-                f"{len(bad_files)} file(s), e.g. {self.label_problems[:3]}; those clips keep "
-                "their audio with the notes that did parse. See ds.label_problems.",
-                DataWarning,
-                stacklevel=2,
+                f"{len(bad_files)} file(s), e.g. {'; '.join(self.label_problems[:3])}. Those "
+                "recordings keep their audio and the notes that did parse (labels_ok=False). "
+                "See ds.label_problems."
             )
-        self._build(candidates)
+        self._build(candidates, notes=notes)
 
     def _window_labels(self, f: AudioFile, offset: float) -> dict[str, Any]:
         notes = self._notes.get(f.meta["recording_id"], np.zeros((0, 4)))
