@@ -238,6 +238,10 @@ def _make_bad_files(root: Path, write_audio) -> dict[str, str]:
     flac = (root / "cut_src.flac").read_bytes()
     (root / "cut_src.flac").unlink()
     (root / "cut.flac").write_bytes(flac[: len(flac) // 3])
+    write_audio(root / "cut_src.mp3", seconds=4.0)
+    mp3 = (root / "cut_src.mp3").read_bytes()
+    (root / "cut_src.mp3").unlink()
+    (root / "cut.mp3").write_bytes(mp3[: len(mp3) // 3])  # decodes, zero-padded: seek finds it
     return {
         "empty.wav": "empty_file",
         "junk.mp3": "not_audio",
@@ -248,6 +252,7 @@ def _make_bad_files(root: Path, write_audio) -> dict[str, str]:
         "ten_channels.wav": "bad_channels",
         "cut.wav": "truncated",
         "cut.flac": "truncated",
+        "cut.mp3": "truncated",
     }
 
 
@@ -260,8 +265,8 @@ def test_bad_files_skipped_counted_one_warning(tmp_path, write_audio):
     assert len(msgs) == 1, msgs
     got = {Path(p).name: r for p, r in ds.skipped}
     assert got == expected
-    assert ds.skip_counts()["truncated"] == 2
-    assert "skipped 9 file(s)" in msgs[0] and "not_audio (junk.mp3)" in msgs[0]
+    assert ds.skip_counts()["truncated"] == 3
+    assert "skipped 10 file(s)" in msgs[0] and "not_audio (junk.mp3)" in msgs[0]
     assert [f.rel for f in ds.files] == ["good.wav"] and len(ds) == 2
     for x in ds:  # a full pass works
         assert x.max() > 0.5

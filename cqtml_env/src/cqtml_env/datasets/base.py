@@ -209,9 +209,10 @@ def check_audio_file(
 
     Reasons: empty_file, not_audio, no_frames, bad_sample_rate, bad_channels, too_short,
     truncated, decode_error, silent. ``header`` reads only the header (soundfile.info;
-    WAV/OGG truncation shows there). ``probe`` also decodes the last second (a truncated
-    FLAC/MP3 fails there) and decodes files no longer than ``window + 1`` s whole (so short
-    silent files are caught). ``full`` decodes every file whole: exact but slow on big sets.
+    WAV/OGG truncation shows there). ``probe`` also seeks to and decodes the last second (a
+    truncated FLAC or MP3 fails there: a few ms per file) and decodes files no longer than
+    ``window + 1`` s whole, so short silent or corrupt files are caught. ``full`` decodes
+    every file whole (silent or corrupt long files too): exact, but slow on big sets.
     """
     import soundfile as sf
 
@@ -239,29 +240,35 @@ def check_audio_file(
     whole = validate == "full" or duration <= window + 1.0
     try:
         with sf.SoundFile(str(path)) as f:
-            if whole:
-                got, peak = 0, 0.0
-                for block in f.blocks(blocksize=1 << 18, dtype="float32", always_2d=True):
-                    if not np.all(np.isfinite(block)):
-                        return "decode_error", duration, sr, ch
-                    got += block.shape[0]
-                    if block.size:
-                        peak = max(peak, float(np.max(np.abs(block))))
-                if got < 0.9 * frames:
-                    return "truncated", got / sr, sr, ch
-                duration = got / sr
-                if duration < min_duration:
-                    return "too_short", duration, sr, ch
-                if peak < SILENCE_PEAK:
-                    return "silent", duration, sr, ch
-            else:
-                want = min(frames, sr)
-                f.seek(frames - want)
-                block = f.read(want, dtype="float32", always_2d=True)
-                if block.shape[0] < 0.5 * want:
+            if frames > sr:
+                # Seek-and-read the last second: a truncated FLAC fails here, and a truncated
+                # MP3 returns nothing (read sequentially, libsndfile pads it with zeros).
+                f.seek(frames - sr)
+                if f.read(sr, dtype="float32", always_2d=True).shape[0] < sr // 2:
                     return "truncated", duration, sr, ch
+                f.seek(0)
     except Exception:
-        return ("truncated" if not whole else "decode_error"), duration, sr, ch
+        return "truncated", duration, sr, ch
+    if not whole:
+        return None, duration, sr, ch
+    try:
+        with sf.SoundFile(str(path)) as f:
+            got, peak = 0, 0.0
+            for block in f.blocks(blocksize=1 << 18, dtype="float32", always_2d=True):
+                if not np.all(np.isfinite(block)):
+                    return "decode_error", duration, sr, ch
+                got += block.shape[0]
+                if block.size:
+                    peak = max(peak, float(np.max(np.abs(block))))
+    except Exception:
+        return "decode_error", duration, sr, ch
+    if got < 0.9 * frames:
+        return "truncated", got / sr, sr, ch
+    duration = got / sr
+    if duration < min_duration:
+        return "too_short", duration, sr, ch
+    if peak < SILENCE_PEAK:
+        return "silent", duration, sr, ch
     return None, duration, sr, ch
 
 
