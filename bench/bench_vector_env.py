@@ -1,7 +1,8 @@
 """Steps/s of the native CQTML vector env vs gymnasium's SyncVectorEnv over the single env.
 
 Same data set object (CQTs pre-computed into a temporary feature cache, so neither side pays
-for librosa), same reward model, same SAME_STEP autoreset, N sub-envs, measured in one run.
+for librosa), same reward model and gold scorer (per-clip gold features pre-computed), same
+SAME_STEP autoreset, N sub-envs, measured in one run.
 One "step" is one scored episode (one clip, one action), so steps/s = N * vector steps / s.
 
     .venv/bin/python bench/bench_vector_env.py            # N=64, default reward model
@@ -23,6 +24,7 @@ import gymnasium as gym
 import torch
 from cqtml_env.cache import FeatureCache
 from cqtml_env.datasets.synthetic import SyntheticMusic
+from cqtml_env.gold import GoldScorer
 from gymnasium.vector import AutoresetMode
 
 import cqtml_env  # noqa: F401  (registers CQTML-v0)
@@ -75,7 +77,12 @@ def main() -> None:
         t0 = time.perf_counter()
         ds.get_many(range(len(ds)))  # fill the disk cache: neither side computes a CQT below
         print(f"precomputed {len(ds)} CQTs {ds.processor.shape} in {time.perf_counter() - t0:.1f}s")
-        kw = {"dataset": ds, "reward": reward, "action_bins": args.action_bins}
+        # one gold scorer for everybody, its per-clip feature cache warm: gold features are
+        # per clip and would otherwise be recomputed by each of the N sync sub-envs
+        gold = GoldScorer(num_devices=4, cache_size=max(64, len(ds)))
+        for i in range(len(ds)):
+            gold.features(ds[i])
+        kw = {"dataset": ds, "reward": reward, "action_bins": args.action_bins, "gold": gold}
         n = args.num_envs
         print(f"N={n}, reward: {reward_desc}, torch threads: {torch.get_num_threads()}")
 

@@ -245,3 +245,21 @@ def test_vector_close_is_idempotent() -> None:
     env.close()
     env.close()
     assert env.closed
+
+
+def test_reward_model_batch_matches_its_own_per_pair_scores() -> None:
+    """The vector env's one-pass scoring (each distinct clip encoded once) must equal what
+    RewardModel.score gives pair by pair."""
+    rm_mod = pytest.importorskip("cqtml_env.reward_model")
+    import torch
+
+    torch.manual_seed(0)
+    rm = rm_mod.RewardModel().eval()  # random weights: same code path as the shipped ones
+    env = make_native(reward=rm)
+    ds = env.dataset
+    for clips in ([0, 0, 0, 0, 1, 1, 1, 1], [5, 2, 7, 2, 0, 3, 3, 6], [4] * N):
+        env.reset(options={"clips": clips})
+        actions = batch_actions(env, sum(clips))
+        _, rewards, _, _, _ = env.step(actions)
+        expected = [float(rm.score(ds[c], actions[i][None])[0]) for i, c in enumerate(clips)]
+        np.testing.assert_allclose(rewards, expected, rtol=1e-5, atol=1e-6)

@@ -184,6 +184,10 @@ class CQTMLCore:
             self._levels = (np.arange(self.action_bins) / (self.action_bins - 1)).astype(np.float32)
 
         self.reward_kind, self.reward_model = load_reward(reward)
+        # RewardModel's split API lets a batch over several clips encode each clip only once
+        self._rm_split = all(
+            hasattr(self.reward_model, m) for m in ("encode_clip", "score_encoded", "calibrate", "parameters")
+        )
         if gold is None:
             from cqtml_env.gold import GoldScorer
 
@@ -295,30 +299,38 @@ class CQTMLCore:
         return self._levels[a.reshape(-1, d, t)]
 
     # -- scoring -------------------------------------------------------------------------
-    def _proxy(self, cqt: np.ndarray, actions: np.ndarray) -> np.ndarray:
-        assert self.reward_model is not None
-        try:
-            import torch
+    def _proxy(self, clips: np.ndarray, uniq: np.ndarray, inverse: np.ndarray, actions: np.ndarray) -> np.ndarray:
+        """Reward-model scores ``[N]`` in one pass over all actions."""
+        import torch
 
-            with torch.inference_mode():
-                out = self.reward_model.score(cqt, actions)
-        except ImportError:  # pragma: no cover - torch is a dependency
-            out = self.reward_model.score(cqt, actions)
+        rm = self.reward_model
+        assert rm is not None
+        with torch.inference_mode():
+            if len(uniq) == 1:
+                # one clip: its CQT is passed once and broadcast over the actions (a writable
+                # copy: torch must not alias the read-only cache entry)
+                out = rm.score(self.observation(int(uniq[0])).copy(), actions)
+            elif self._rm_split:
+                # RewardModel: encode each distinct clip once, then one pass over all actions
+                dev = next(rm.parameters()).device
+                enc = rm.encode_clip(torch.from_numpy(self.observations(uniq)).to(dev))
+                if len(uniq) != len(clips) or not np.array_equal(uniq, clips):
+                    enc = enc.index(torch.from_numpy(inverse).to(dev))
+                out = rm.calibrate(rm.score_encoded(enc, torch.from_numpy(actions).to(dev)))
+            else:
+                out = rm.score(self.observations(clips), actions)
         return _to_numpy(out).astype(np.float64).reshape(-1)
 
-    def score(self, clips: np.ndarray, actions: np.ndarray, cqts: np.ndarray | None = None) -> Scores:
+    def score(self, clips: np.ndarray, actions: np.ndarray) -> Scores:
         """Score activations ``[N, D, T]`` on ``clips [N]``: one proxy forward pass for the whole
-        batch, and gold once per distinct clip (over all actions on that clip).
-
-        ``cqts`` (``[N, 2, F, T]``) saves the restacking when the caller already has them.
-        """
+        batch, and gold once per distinct clip (over all actions on that clip)."""
         clips = np.asarray(clips, dtype=np.int64).reshape(-1)
         n = len(clips)
         if actions.shape[0] != n:
             raise ValueError(f"{actions.shape[0]} actions for {n} clips")
         gold = np.empty(n, dtype=np.float64)
         components: dict[str, np.ndarray] = {}
-        uniq = np.unique(clips)
+        uniq, inverse = np.unique(clips, return_inverse=True)
         for u in uniq:
             rows = np.flatnonzero(clips == u)
             cqt = self.observation(int(u))
@@ -334,13 +346,8 @@ class CQTMLCore:
             gold[rows] = _to_numpy(total).reshape(-1)
         if self.reward_kind == "gold":
             proxy = gold.copy()
-        elif len(uniq) == 1:
-            # a writable copy: torch warns on (and must not alias) the read-only cache entry
-            proxy = self._proxy(self.observation(int(uniq[0])).copy(), actions)
         else:
-            if cqts is None:
-                cqts = self.observations(clips)
-            proxy = self._proxy(cqts, actions)
+            proxy = self._proxy(clips, uniq, inverse.reshape(-1), actions)
         if proxy.shape != (n,):
             raise ValueError(f"reward model returned shape {proxy.shape} for {n} actions")
         return Scores(proxy=proxy, gold=gold, components=components)
