@@ -94,26 +94,31 @@ class FreeMusic(FileClipDataset):
                 raise ValueError(f"FreeMusic: {csv} has no ('set', 'split') column")
             tracks = tracks[tracks[("set", "split")].astype(str) == self.split]
 
-        def col(row: Any, group: str, name: str) -> Any:
-            if (group, name) not in tracks.columns:
-                return None
-            v = row[(group, name)]
-            return None if v != v else v  # NaN -> None
+        tracks = tracks.sort_index()
 
+        def column(group: str, name: str) -> list[Any]:
+            """Values of a column as a list with NaN -> None (all None if absent)."""
+            if (group, name) not in tracks.columns:
+                return [None] * len(tracks)
+            return [None if v != v else v for v in tracks[(group, name)].tolist()]
+
+        cols = {
+            "genre_top": column("track", "genre_top"),
+            "split": column("set", "split"),
+            "subset": column("set", "subset"),
+            "title": column("track", "title"),
+            "artist": column("artist", "name"),
+        }
         candidates: list[tuple[Path, dict[str, Any]]] = []
         missing: list[tuple[str, str]] = []
-        for tid, row in tracks.sort_index().iterrows():
+        for j, tid in enumerate(tracks.index.tolist()):
             path = fma_audio_path(self.root, int(tid), subset)
-            meta: dict[str, Any] = {
-                "track_id": int(tid),
-                "genre_top": col(row, "track", "genre_top"),
-                "split": col(row, "set", "split"),
-                "subset": col(row, "set", "subset"),
-            }
-            for key, group, name in (("title", "track", "title"), ("artist", "artist", "name")):
-                v = col(row, group, name)
-                if v is not None:
-                    meta[key] = str(v)
+            meta: dict[str, Any] = {"track_id": int(tid)}
+            for key in ("genre_top", "split", "subset"):
+                meta[key] = cols[key][j]
+            for key in ("title", "artist"):
+                if cols[key][j] is not None:
+                    meta[key] = str(cols[key][j])
             if path.is_file():
                 candidates.append((path, meta))
             else:
