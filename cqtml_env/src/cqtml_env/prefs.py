@@ -1,0 +1,601 @@
+"""Preference pairs: candidates per clip, pairs labelled through the gold scorer, on disk.
+
+On-disk format ``cqtml-prefs`` version 1 (a directory):
+
+* ``manifest.json``: format, version, shapes, the gold config, source and labeller names,
+  generation settings, and a list of shards. A *data shard* entry has ``file``, ``clips``,
+  ``clip_ids``, ``candidates``, ``pairs``; a *label shard* entry (e.g. human labels) has
+  ``file``, ``ref`` (the data shard its pairs index into) and ``pairs``.
+* data shard (safetensors): ``cqt`` float16 ``[C, 2, F, T]`` (stored once per clip),
+  ``cand_clip`` int32 ``[M]`` (clip row of each candidate), ``actions`` uint8 ``[M, D, T]``
+  (activation = value / 255), ``gold`` float32 ``[M]``, ``source`` int16 ``[M]`` (index in
+  ``manifest["sources"]``) and the pair columns below.
+* pair columns (data and label shards alike): ``pairs`` int32 ``[P, 2]`` (candidate rows of
+  the shard: first, second; both of one clip), ``label`` float32 ``[P]`` (probability that the
+  first is preferred: 1, 0, or 0.5 for "equal"), ``labeller`` uint8 ``[P]`` (index in
+  ``manifest["labellers"]``: oracle, bt, mistake, human).
+
+Labellers (B-Pref style) see the gold scores ``g1, g2`` of a pair: ``oracle`` prefers the
+higher (0.5 on an exact tie); ``bt`` samples ``P(first) = sigmoid((g1 - g2) / temperature)``;
+``mistake`` is the oracle flipped with probability ``epsilon``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cqtml_env.candidates import CandidateFactory, candidates_from_actions
+from cqtml_env.gold import GoldScorer
+
+FORMAT = "cqtml-prefs"
+VERSION = 1
+LABELLERS = ("oracle", "bt", "mistake", "human")
+ACTION_SCALE = 255
+PolicyHook = Callable[[np.ndarray, dict], np.ndarray]
+
+
+class PrefsFormatError(ValueError):
+    """A preference directory that does not follow the format; lists file and row."""
+
+
+# -- labelling --------------------------------------------------------------------------
+def label_pairs(
+    gold_first: np.ndarray,
+    gold_second: np.ndarray,
+    mode: str = "oracle",
+    rng: np.random.Generator | None = None,
+    temperature: float = 0.02,
+    epsilon: float = 0.1,
+) -> np.ndarray:
+    """Labels ``P(first preferred)`` in {0, 0.5, 1} from gold scores (see module docs)."""
+    g1 = np.asarray(gold_first, dtype=np.float64)
+    g2 = np.asarray(gold_second, dtype=np.float64)
+    if g1.shape != g2.shape:
+        raise ValueError(f"gold arrays differ in shape: {g1.shape} vs {g2.shape}")
+    diff = g1 - g2
+    oracle = np.where(diff > 0, 1.0, np.where(diff < 0, 0.0, 0.5))
+    if mode == "oracle":
+        return oracle.astype(np.float32)
+    rng = rng if rng is not None else np.random.default_rng()
+    if mode == "bt":
+        if temperature <= 0:
+            raise ValueError(f"bt temperature must be > 0, got {temperature}")
+        p = 1.0 / (1.0 + np.exp(-np.clip(diff / temperature, -50, 50)))
+        return (rng.random(diff.shape) < p).astype(np.float32)
+    if mode == "mistake":
+        if not 0.0 <= epsilon <= 1.0:
+            raise ValueError(f"mistake epsilon must be in [0, 1], got {epsilon}")
+        flip = rng.random(diff.shape) < epsilon
+        return np.where(flip, 1.0 - oracle, oracle).astype(np.float32)
+    raise ValueError(f"unknown labeller {mode!r}; expected one of oracle, bt, mistake")
+
+
+def sample_pairs(
+    gold: np.ndarray, num_pairs: int, rng: np.random.Generator, near_fraction: float = 0.5
+) -> np.ndarray:
+    """Pairs ``[P, 2]`` of candidate rows: half uniform, half close in gold rank (hard ones)."""
+    m = len(gold)
+    if m < 2:
+        raise ValueError(f"need at least 2 candidates per clip to pair, got {m}")
+    n_near = int(round(num_pairs * near_fraction))
+    a = rng.integers(0, m, size=num_pairs)
+    b = (a + rng.integers(1, m, size=num_pairs)) % m  # uniform over b != a
+    if n_near:
+        order = np.argsort(gold, kind="stable")
+        pos = rng.integers(0, m, size=n_near)
+        step = rng.integers(1, max(2, m // 8) + 1, size=n_near) * rng.choice([-1, 1], n_near)
+        other = np.clip(pos + step, 0, m - 1)
+        other = np.where(other == pos, np.where(pos > 0, pos - 1, pos + 1), other)
+        a[:n_near], b[:n_near] = order[pos], order[other]
+    return np.stack([a, b], axis=1).astype(np.int32)
+
+
+# -- writing ----------------------------------------------------------------------------
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def _save_shard(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    from safetensors.numpy import save
+
+    _atomic_write_bytes(path, save({k: np.ascontiguousarray(v) for k, v in arrays.items()}))
+
+
+def _write_manifest(root: Path, manifest: dict) -> None:
+    _atomic_write_bytes(root / "manifest.json", json.dumps(manifest, indent=1).encode())
+
+
+@dataclass
+class LabellerSpec:
+    mode: str = "oracle"
+    temperature: float = 0.02
+    epsilon: float = 0.1
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("oracle", "bt", "mistake"):
+            raise ValueError(f"unknown labeller {self.mode!r}; expected oracle, bt or mistake")
+
+
+def generate_preferences(
+    dataset: Any,
+    out_dir: str | os.PathLike,
+    num_clips: int | None = None,
+    candidates_per_clip: int = 64,
+    pairs_per_clip: int = 128,
+    labeller: str | LabellerSpec = "oracle",
+    temperature: float = 0.02,
+    epsilon: float = 0.1,
+    seed: int = 0,
+    clips_per_shard: int = 64,
+    near_fraction: float = 0.5,
+    policy_actions: PolicyHook | None = None,
+    scorer: GoldScorer | None = None,
+    progress: bool = True,
+    description: str = "",
+) -> PreferenceDataset:
+    """Build a preference directory from any clip data set (``len``, ``[i]``, ``clip_info``).
+
+    ``policy_actions(cqt, clip_info) -> [N, D, T]`` adds external candidates (policy samples)
+    to every clip, through :func:`candidates_from_actions`. Returns the opened data set.
+    """
+    spec = (
+        labeller
+        if isinstance(labeller, LabellerSpec)
+        else LabellerSpec(labeller, temperature, epsilon)
+    )
+    root = Path(out_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    if (root / "manifest.json").exists():
+        raise FileExistsError(f"{root} already holds a preference data set (manifest.json)")
+    total = len(dataset) if num_clips is None else min(int(num_clips), len(dataset))
+    if total < 1:
+        raise ValueError("the data set has no clips")
+    if candidates_per_clip < 2 or pairs_per_clip < 1:
+        raise ValueError("need candidates_per_clip >= 2 and pairs_per_clip >= 1")
+    scorer = scorer or GoldScorer()
+    sources: list[str] = []
+    manifest: dict[str, Any] = {
+        "format": FORMAT,
+        "version": VERSION,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "description": description,
+        "num_devices": scorer.config.num_devices,
+        "action_scale": ACTION_SCALE,
+        "gold": scorer.config.to_dict(),
+        "sources": sources,
+        "labellers": list(LABELLERS),
+        "generation": {
+            "dataset": repr(dataset),
+            "num_clips": total,
+            "candidates_per_clip": candidates_per_clip,
+            "pairs_per_clip": pairs_per_clip,
+            "labeller": spec.__dict__,
+            "seed": seed,
+            "near_fraction": near_fraction,
+        },
+        "shards": [],
+    }
+    rng = np.random.default_rng(seed)
+    try:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=total, desc="prefs", unit="clip", disable=not progress)
+    except ImportError:  # pragma: no cover
+        bar = None
+    lab_id = LABELLERS.index(spec.mode)
+    for start in range(0, total, clips_per_shard):
+        idx = list(range(start, min(total, start + clips_per_shard)))
+        cqts = _get_cqts(dataset, idx)
+        cols: dict[str, list] = {k: [] for k in ("cand_clip", "actions", "gold", "source")}
+        pair_cols: dict[str, list] = {"pairs": [], "label": [], "labeller": []}
+        clip_ids, offset = [], 0
+        for row, (i, cqt) in enumerate(zip(idx, cqts)):
+            info = _clip_info(dataset, i)
+            clip_ids.append(str(info.get("clip_id", f"clip-{i}")))
+            factory = CandidateFactory(cqt, scorer, scorer.config.num_devices)
+            acts, names = factory.sample(candidates_per_clip, rng)
+            if policy_actions is not None:
+                extra = candidates_from_actions(policy_actions(cqt, info), factory.num_devices)
+                acts = np.concatenate([acts, extra])
+                names = names + ["policy"] * len(extra)
+            q = np.round(acts * ACTION_SCALE).astype(np.uint8)
+            gold = scorer.score(cqt, q.astype(np.float32) / ACTION_SCALE)  # what is stored
+            for n in names:
+                if n not in sources:
+                    sources.append(n)
+            pairs = sample_pairs(gold, pairs_per_clip, rng, near_fraction)
+            labels = label_pairs(
+                gold[pairs[:, 0]], gold[pairs[:, 1]], spec.mode, rng, spec.temperature, spec.epsilon
+            )
+            cols["cand_clip"].append(np.full(len(q), row, np.int32))
+            cols["actions"].append(q)
+            cols["gold"].append(gold.astype(np.float32))
+            cols["source"].append(np.array([sources.index(n) for n in names], np.int16))
+            pair_cols["pairs"].append(pairs + offset)
+            pair_cols["label"].append(labels)
+            pair_cols["labeller"].append(np.full(len(pairs), lab_id, np.uint8))
+            offset += len(q)
+            if bar is not None:
+                bar.update(1)
+        name = f"shard-{len(manifest['shards']):05d}.safetensors"
+        arrays = {k: np.concatenate(v) for k, v in {**cols, **pair_cols}.items()}
+        arrays["cqt"] = np.asarray(cqts, dtype=np.float16)
+        _save_shard(root / name, arrays)
+        manifest["shards"].append(
+            {
+                "file": name,
+                "clips": len(idx),
+                "clip_ids": clip_ids,
+                "candidates": int(offset),
+                "pairs": int(len(arrays["pairs"])),
+            }
+        )
+        _write_manifest(root, manifest)  # usable after every shard
+    if bar is not None:
+        bar.close()
+    return PreferenceDataset(root)
+
+
+def _get_cqts(dataset: Any, idx: list[int]) -> np.ndarray:
+    if hasattr(dataset, "get_many") and getattr(dataset, "output_format", "cqt") == "cqt":
+        return np.asarray(dataset.get_many(idx), dtype=np.float32)
+    get = getattr(dataset, "get_cqt", None) or dataset.__getitem__
+    return np.stack([np.asarray(get(i), dtype=np.float32) for i in idx])
+
+
+def _clip_info(dataset: Any, i: int) -> dict:
+    info = getattr(dataset, "clip_info", None)
+    return dict(info(i)) if info is not None else {"clip_id": f"clip-{i}"}
+
+
+# -- reading ----------------------------------------------------------------------------
+_DATA_ARRAYS = {
+    "cqt": (np.float16, 4),
+    "cand_clip": (np.int32, 1),
+    "actions": (np.uint8, 3),
+    "gold": (np.float32, 1),
+    "source": (np.int16, 1),
+}
+_PAIR_ARRAYS = {"pairs": (np.int32, 2), "label": (np.float32, 1), "labeller": (np.uint8, 1)}
+
+
+@dataclass
+class PreferenceArrays:
+    """Everything of a preference directory in memory, with global candidate rows."""
+
+    cqt: np.ndarray  # [C, 2, F, T] float16
+    cand_clip: np.ndarray  # [M] global clip row
+    actions: np.ndarray  # [M, D, T] uint8
+    gold: np.ndarray  # [M]
+    source: np.ndarray  # [M]
+    pairs: np.ndarray  # [P, 2] global candidate rows
+    label: np.ndarray  # [P]
+    labeller: np.ndarray  # [P]
+    clip_ids: list[str]
+
+    @property
+    def pair_clip(self) -> np.ndarray:
+        return self.cand_clip[self.pairs[:, 0]]
+
+    def action_floats(self, rows) -> np.ndarray:
+        return self.actions[rows].astype(np.float32) / ACTION_SCALE
+
+
+class PreferenceDataset:
+    """A ``cqtml-prefs`` directory: validation with file/row reports, loading, human labels.
+
+    ``strict=True`` raises :class:`PrefsFormatError` on any bad row; ``strict=False`` drops
+    bad pair rows, warns, and keeps the reports in ``self.problems``.
+    """
+
+    def __init__(self, root: str | os.PathLike, strict: bool = True) -> None:
+        self.root = Path(root)
+        path = self.root / "manifest.json"
+        if not path.is_file():
+            raise PrefsFormatError(f"{path}: no manifest (not a {FORMAT} directory)")
+        try:
+            self.manifest = json.loads(path.read_text())
+        except json.JSONDecodeError as exc:
+            raise PrefsFormatError(f"{path}: invalid JSON ({exc})") from exc
+        if self.manifest.get("format") != FORMAT:
+            raise PrefsFormatError(
+                f"{path}: format is {self.manifest.get('format')!r}, not {FORMAT}"
+            )
+        if self.manifest.get("version") != VERSION:
+            raise PrefsFormatError(
+                f"{path}: version {self.manifest.get('version')} not supported (expected {VERSION})"
+            )
+        self.strict = strict
+        self.problems: list[str] = []
+        self._arrays: PreferenceArrays | None = None
+
+    def __repr__(self) -> str:
+        return f"PreferenceDataset({str(self.root)!r}, pairs={self.num_pairs})"
+
+    @property
+    def shards(self) -> list[dict]:
+        return list(self.manifest["shards"])
+
+    @property
+    def num_pairs(self) -> int:
+        return int(sum(s["pairs"] for s in self.shards))
+
+    @property
+    def sources(self) -> list[str]:
+        return list(self.manifest["sources"])
+
+    def validate(self) -> list[str]:
+        """All problems as ``'file row R: what'`` lines (empty list = valid)."""
+        problems: list[str] = []
+        self._load(problems)
+        return problems
+
+    def load(self) -> PreferenceArrays:
+        if self._arrays is None:
+            problems: list[str] = []
+            arrays = self._load(problems)
+            self.problems = problems
+            if problems:
+                head = "\n  ".join(problems[:20])
+                more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
+                if self.strict:
+                    raise PrefsFormatError(f"{self.root}: {len(problems)} bad rows\n  {head}{more}")
+                warnings.warn(f"{self.root}: dropped bad rows\n  {head}{more}", stacklevel=2)
+            self._arrays = arrays
+        return self._arrays
+
+    def _read(self, name: str, problems: list[str]) -> dict[str, np.ndarray] | None:
+        from safetensors.numpy import load_file
+
+        path = self.root / name
+        if not path.is_file():
+            problems.append(f"{name}: missing file")
+            return None
+        try:
+            return load_file(str(path))
+        except Exception as exc:  # safetensors raises several types on corrupt files
+            problems.append(f"{name}: unreadable ({exc})")
+            return None
+
+    def _check_columns(self, name, arrs, spec, problems) -> bool:
+        ok = True
+        for key, (dtype, ndim) in spec.items():
+            a = arrs.get(key)
+            if a is None:
+                problems.append(f"{name}: missing array {key!r}")
+                ok = False
+            elif a.dtype != dtype or a.ndim != ndim:
+                problems.append(
+                    f"{name}: {key} is {a.dtype}{list(a.shape)}, expected {np.dtype(dtype)} with {ndim} dims"
+                )
+                ok = False
+        return ok
+
+    def _check_pairs(self, name, arrs, cand_clip, problems) -> np.ndarray:
+        """Boolean mask of good pair rows; each bad row is reported."""
+        pairs, label, lab = arrs["pairs"], arrs["label"], arrs["labeller"]
+        p = len(pairs)
+        if pairs.shape[1:] != (2,) or len(label) != p or len(lab) != p:
+            problems.append(
+                f"{name}: pairs {list(pairs.shape)}, label {list(label.shape)}, labeller {list(lab.shape)} disagree (expected [P, 2], [P], [P])"
+            )
+            return np.zeros(p, bool)
+        m = len(cand_clip)
+        good = np.ones(p, bool)
+        bad_idx = (pairs < 0) | (pairs >= m)
+        for r in np.flatnonzero(bad_idx.any(axis=1)):
+            problems.append(f"{name} row {r}: pair {pairs[r].tolist()} out of range [0, {m})")
+        good &= ~bad_idx.any(axis=1)
+        safe = np.clip(pairs, 0, max(m - 1, 0))
+        if m:
+            cross = good & (cand_clip[safe[:, 0]] != cand_clip[safe[:, 1]])
+            for r in np.flatnonzero(cross):
+                problems.append(f"{name} row {r}: pair {pairs[r].tolist()} mixes two clips")
+            good &= ~cross
+        same = good & (pairs[:, 0] == pairs[:, 1])
+        for r in np.flatnonzero(same):
+            problems.append(f"{name} row {r}: pair compares candidate {pairs[r, 0]} with itself")
+        good &= ~same
+        bad_label = ~np.isfinite(label) | (label < 0) | (label > 1)
+        for r in np.flatnonzero(bad_label):
+            problems.append(f"{name} row {r}: label {label[r]} not in [0, 1]")
+        good &= ~bad_label
+        bad_lab = lab >= len(self.manifest["labellers"])
+        for r in np.flatnonzero(bad_lab):
+            problems.append(f"{name} row {r}: labeller id {lab[r]} unknown")
+        return good & ~bad_lab
+
+    def _load(self, problems: list[str]) -> PreferenceArrays:
+        parts: dict[str, list] = {k: [] for k in (*_DATA_ARRAYS, *_PAIR_ARRAYS)}
+        clip_ids: list[str] = []
+        data_offsets: dict[str, tuple[int, np.ndarray]] = {}
+        n_clips = n_cands = 0
+        n_sources = len(self.manifest["sources"])
+        d = self.manifest["num_devices"]
+        for entry in self.shards:
+            name = entry.get("file", "?")
+            if "ref" in entry:
+                continue
+            arrs = self._read(name, problems)
+            if arrs is None or not self._check_columns(
+                name, arrs, {**_DATA_ARRAYS, **_PAIR_ARRAYS}, problems
+            ):
+                continue
+            cqt, cc, acts = arrs["cqt"], arrs["cand_clip"], arrs["actions"]
+            c, m = len(cqt), len(acts)
+            if cqt.shape[1] != 2 or acts.shape[1] != d or acts.shape[2] != cqt.shape[3]:
+                problems.append(
+                    f"{name}: cqt {list(cqt.shape)} / actions {list(acts.shape)} do not match [C, 2, F, T] / [M, {d}, T]"
+                )
+                continue
+            if len(cc) != m or len(arrs["gold"]) != m or len(arrs["source"]) != m:
+                problems.append(f"{name}: cand_clip, gold and source need one row per action ({m})")
+                continue
+            if not np.all(np.isfinite(cqt)) or cqt.min() < 0 or cqt.max() > 1:
+                problems.append(f"{name}: cqt values must be finite and in [0, 1]")
+                continue
+            bad = (
+                (cc < 0)
+                | (cc >= c)
+                | ~np.isfinite(arrs["gold"])
+                | (arrs["gold"] < 0)
+                | (arrs["gold"] > 1)
+                | (arrs["source"] < 0)
+                | (arrs["source"] >= n_sources)
+            )
+            for r in np.flatnonzero(bad):
+                problems.append(
+                    f"{name} candidate row {r}: clip {cc[r]} (of {c}), gold {arrs['gold'][r]}, source {arrs['source'][r]} invalid"
+                )
+            cc = np.where(bad, -1, cc)  # pairs touching a bad candidate are dropped below
+            good = self._check_pairs(name, arrs, cc, problems)
+            if bad.any():
+                touch = bad[np.clip(arrs["pairs"], 0, m - 1)].any(axis=1)
+                for r in np.flatnonzero(good & touch):
+                    problems.append(f"{name} row {r}: pair uses an invalid candidate")
+                good &= ~touch
+            data_offsets[name] = (n_cands, cc)
+            parts["cqt"].append(cqt)
+            parts["cand_clip"].append(np.where(cc >= 0, cc + n_clips, -1))
+            parts["actions"].append(acts)
+            parts["gold"].append(arrs["gold"])
+            parts["source"].append(arrs["source"])
+            parts["pairs"].append(arrs["pairs"][good].astype(np.int64) + n_cands)
+            parts["label"].append(arrs["label"][good])
+            parts["labeller"].append(arrs["labeller"][good])
+            ids = list(entry.get("clip_ids", []))
+            clip_ids += ids if len(ids) == c else [f"{name}:{k}" for k in range(c)]
+            n_clips += c
+            n_cands += m
+        for entry in self.shards:  # label shards (e.g. human labels) point into data shards
+            if "ref" not in entry:
+                continue
+            name = entry.get("file", "?")
+            if entry["ref"] not in data_offsets:
+                problems.append(f"{name}: refers to {entry['ref']!r}, not a loaded data shard")
+                continue
+            arrs = self._read(name, problems)
+            if arrs is None or not self._check_columns(name, arrs, _PAIR_ARRAYS, problems):
+                continue
+            base, cc = data_offsets[entry["ref"]]
+            good = self._check_pairs(name, arrs, cc, problems)
+            parts["pairs"].append(arrs["pairs"][good].astype(np.int64) + base)
+            parts["label"].append(arrs["label"][good])
+            parts["labeller"].append(arrs["labeller"][good])
+        if not parts["cqt"]:
+            problems.append(f"{self.root}: no readable data shard")
+            empty = np.zeros(0)
+            return PreferenceArrays(
+                np.zeros((0, 2, 1, 1), np.float16),
+                empty.astype(np.int64),
+                np.zeros((0, d, 1), np.uint8),
+                empty,
+                empty,
+                np.zeros((0, 2), np.int64),
+                empty,
+                empty,
+                [],
+            )
+        return PreferenceArrays(
+            cqt=np.concatenate(parts["cqt"]),
+            cand_clip=np.concatenate(parts["cand_clip"]).astype(np.int64),
+            actions=np.concatenate(parts["actions"]),
+            gold=np.concatenate(parts["gold"]),
+            source=np.concatenate(parts["source"]),
+            pairs=np.concatenate(parts["pairs"]) if parts["pairs"] else np.zeros((0, 2), np.int64),
+            label=np.concatenate(parts["label"]) if parts["label"] else np.zeros(0, np.float32),
+            labeller=np.concatenate(parts["labeller"])
+            if parts["labeller"]
+            else np.zeros(0, np.uint8),
+            clip_ids=clip_ids,
+        )
+
+    def add_labels(
+        self,
+        ref: str,
+        pairs: np.ndarray,
+        labels: np.ndarray,
+        labeller: str = "human",
+    ) -> str:
+        """Append a label shard (e.g. human judgements) over candidates of data shard ``ref``.
+
+        ``pairs`` ``[P, 2]`` are candidate rows *within* ``ref``; ``labels`` ``P(first
+        preferred)`` in [0, 1]. Validated like any shard; returns the new file name.
+        """
+        if labeller not in self.manifest["labellers"]:
+            raise ValueError(f"unknown labeller {labeller!r}; known: {self.manifest['labellers']}")
+        pairs = np.asarray(pairs, dtype=np.int32)
+        labels = np.asarray(labels, dtype=np.float32)
+        if pairs.ndim != 2 or pairs.shape[1] != 2 or labels.shape != (len(pairs),):
+            raise ValueError(
+                f"pairs must be [P, 2] and labels [P], got {pairs.shape}, {labels.shape}"
+            )
+        entry = next((s for s in self.shards if s["file"] == ref and "ref" not in s), None)
+        if entry is None:
+            raise ValueError(f"{ref!r} is not a data shard of {self.root}")
+        arrays = {
+            "pairs": pairs,
+            "label": labels,
+            "labeller": np.full(len(pairs), self.manifest["labellers"].index(labeller), np.uint8),
+        }
+        problems: list[str] = []
+        cc = self._read(ref, problems)
+        if cc is None:
+            raise PrefsFormatError("; ".join(problems))
+        bad: list[str] = []
+        good = self._check_pairs("new labels", arrays, cc["cand_clip"], bad)
+        if not good.all():
+            raise ValueError("bad label rows:\n  " + "\n  ".join(bad[:20]))
+        name = f"{labeller}-{len(self.shards):05d}.safetensors"
+        _save_shard(self.root / name, arrays)
+        self.manifest["shards"].append(
+            {"file": name, "ref": ref, "pairs": len(pairs), "labeller": labeller}
+        )
+        _write_manifest(self.root, self.manifest)
+        self._arrays = None
+        return name
+
+
+def split_clips(
+    num_clips: int, val_fraction: float, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Disjoint train/held-out clip rows (held-out pairs are on clips never trained on)."""
+    if not 0.0 < val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
+    perm = np.random.default_rng(seed).permutation(num_clips)
+    n_val = max(1, int(round(num_clips * val_fraction)))
+    if n_val >= num_clips:
+        raise ValueError(f"need at least 2 clips to split, got {num_clips}")
+    return np.sort(perm[n_val:]), np.sort(perm[:n_val])
+
+
+def rows_for_clips(arrays: PreferenceArrays, clips: Sequence[int]) -> np.ndarray:
+    """Pair rows whose clip is in ``clips``."""
+    return np.flatnonzero(np.isin(arrays.pair_clip, np.asarray(clips)))
+
+
+__all__ = [
+    "FORMAT",
+    "LABELLERS",
+    "VERSION",
+    "LabellerSpec",
+    "PreferenceArrays",
+    "PreferenceDataset",
+    "PrefsFormatError",
+    "generate_preferences",
+    "label_pairs",
+    "rows_for_clips",
+    "sample_pairs",
+    "split_clips",
+]

@@ -1,0 +1,426 @@
+"""A small Bradley–Terry reward model over (clip CQT, device activations).
+
+Structured like the task so that it is fast and transfers to real music:
+
+1. **Clip encoder** (once per clip): the louder channel of the CQT is pooled over frequency
+   per device with learned band weights (softmax over bins, initialised to the device's band
+   from ``device_bands``): a soft mean, two soft maxima (log-sum-exp at two temperatures) and
+   the pooled positive flux (onset strength), plus whole-spectrum loudness and flux. A target
+   estimate ``y_hat = clip((L - gate) / (q95(L) - gate), 0, 1)`` (learned gate, per-clip
+   auto-gain) mirrors how a lighting controller maps loudness to brightness.
+2. **Per-frame head** (per action and device, shared over devices): action level, first
+   difference, 2-frame rise, |a - y_hat| and the band features, through a residual stack of
+   dilated temporal convolutions (receptive field ~1.5 s, enough to count flashes per second)
+   to a per-frame contribution ``c[b, d, t]``.
+3. **Global head**: pooled statistics per device (correlation of ``a`` with ``y_hat``, std of
+   both, their ratio, mean level, mean |a - y_hat|, mean of the conv features) to ``g[b, d]``.
+
+``raw = mean_{d,t}(c + g)``; :meth:`RewardModel.forward` returns ``raw`` (the Bradley–Terry
+logit scale it was trained on) unless ``calibrated=True``. :meth:`RewardModel.score` returns
+the *calibrated* score ``raw * calib_scale + calib_bias``: an affine map fitted after training
+(least squares on the training candidates) onto the gold scorer's [0, 1] scale. Weights are
+stored as safetensors + a JSON config (never pickle).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from cqtml_env.gold import device_bands
+
+CONFIG_VERSION = 1
+
+
+@dataclass
+class RewardModelConfig:
+    """Architecture and calibration; saved as JSON beside the weights."""
+
+    num_devices: int = 4
+    n_bins: int = 84
+    hidden: int = 16
+    global_hidden: int = 32
+    gate_init: float = 0.35
+    min_ref_span: float = 0.3
+    calib_scale: float = 1.0
+    calib_bias: float = 0.0
+    version: int = CONFIG_VERSION
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        d = asdict(self)
+        return json.dumps(d, indent=1, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> RewardModelConfig:
+        d = dict(d)
+        if d.get("version", CONFIG_VERSION) != CONFIG_VERSION:
+            raise ValueError(f"reward model config version {d.get('version')} not supported")
+        known = set(cls.__dataclass_fields__)
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown reward model config keys {sorted(unknown)}")
+        return cls(**d)
+
+
+NUM_CLIP_FEATURES = 9
+NUM_ACTION_FEATURES = 11
+NUM_GLOBAL_STATS = 12
+WINDOW = 43  # frames in one second at the default rate: flash counting window
+
+
+class ClipEncoding:
+    """Per-clip tensors (computed once per clip, reused for any number of actions)."""
+
+    FIELDS = ("feats", "target", "onset", "near", "jump", "silent")
+
+    def __init__(self, feats, target, onset, near, jump, silent) -> None:
+        self.feats = feats  # [C, D, T, NUM_CLIP_FEATURES]
+        self.target = target  # [C, D, T] brightness target estimate
+        self.onset = onset  # [C, D, T] 1 at band onsets
+        self.near = near  # [C, D, T] Gaussian closeness to the nearest onset
+        self.jump = jump  # [C, D, T] target jump around each frame (>= 0.1)
+        self.silent = silent  # [C, D, T] 1 where the band is silent
+
+    def index(self, idx: torch.Tensor) -> ClipEncoding:
+        return ClipEncoding(*(getattr(self, f)[idx] for f in self.FIELDS))
+
+    def expand(self, n: int) -> ClipEncoding:
+        return ClipEncoding(
+            *(getattr(self, f).expand(n, *getattr(self, f).shape[1:]) for f in self.FIELDS)
+        )
+
+
+def _shift(x: torch.Tensor, k: int) -> torch.Tensor:
+    """Delay along the last axis by k > 0 frames (zeros before the clip), advance for k < 0."""
+    if k > 0:
+        return F.pad(x, (k, 0))[..., :-k]
+    return F.pad(x, (0, -k))[..., -k:]
+
+
+def _pool(x: torch.Tensor, width: int, kind: str = "avg") -> torch.Tensor:
+    """Centred pooling along time of ``[..., T]`` keeping the length."""
+    shape = x.shape
+    pad = (width // 2, width - 1 - width // 2)
+    if kind == "avg":  # running mean over the window (edges: over the part inside the clip)
+        c = F.pad(torch.cumsum(x, dim=-1), (1, 0))
+        t = shape[-1]
+        idx = torch.arange(t, device=x.device)
+        lo = (idx - pad[0]).clamp(0, t)
+        hi = (idx + pad[1] + 1).clamp(0, t)
+        return (c[..., hi] - c[..., lo]) / (hi - lo).to(x.dtype)
+    y = x.reshape(-1, 1, shape[-1])
+    if kind == "max":
+        y = F.max_pool1d(F.pad(y, pad, value=-1e4), width, stride=1)
+    else:  # min
+        y = -F.max_pool1d(F.pad(-y, pad, value=-1e4), width, stride=1)
+    return y.reshape(shape)
+
+
+class RewardModel(nn.Module):
+    """``forward(cqt [B, 2, F, T], action [B, D, T]) -> [B]`` (raw BT scale; see module doc)."""
+
+    def __init__(self, config: RewardModelConfig | None = None, **kwargs: Any) -> None:
+        super().__init__()
+        cfg = config or RewardModelConfig(**kwargs)
+        self.config = cfg
+        d, f = cfg.num_devices, cfg.n_bins
+        logits = torch.full((d, f), -6.0)
+        for i, (lo, hi) in enumerate(device_bands(f, d)):
+            logits[i, lo:hi] = 0.0
+        self.band_logits = nn.Parameter(logits)
+        self.gate = nn.Parameter(torch.tensor(float(cfg.gate_init)))
+        cin = NUM_CLIP_FEATURES + NUM_ACTION_FEATURES
+        h = cfg.hidden
+        self.bands = device_bands(f, d)
+        self.frame_mlp = nn.Sequential(nn.Linear(cin, h), nn.ReLU(), nn.Linear(h, h), nn.ReLU())
+        self.frame_out = nn.Linear(h, 1)
+        self.global_mlp = nn.Sequential(
+            nn.Linear(h + NUM_GLOBAL_STATS, cfg.global_hidden),
+            nn.GELU(),
+            nn.Linear(cfg.global_hidden, 1),
+        )
+
+    # -- clip side -----------------------------------------------------------------------
+    def encode_clip(self, cqt: torch.Tensor) -> ClipEncoding:
+        """Band features, target estimate and onset maps of clips ``[C, 2, F, T]``."""
+        cfg = self.config
+        if cqt.ndim != 4 or cqt.shape[1] != 2 or cqt.shape[2] != cfg.n_bins:
+            raise ValueError(f"cqt must be [B, 2, {cfg.n_bins}, T], got {tuple(cqt.shape)}")
+        x = cqt.float().amax(dim=1)  # [C, F, T] louder channel
+        flux = F.relu(x - _shift(x, 1))
+        w = torch.softmax(self.band_logits, dim=-1)  # [D, F]
+        mean = torch.einsum("df,cft->cdt", w, x)
+        bflux = torch.einsum("df,cft->cdt", w, flux)
+        level = torch.stack(
+            [x[:, lo:hi].topk(min(3, hi - lo), dim=1).values.mean(1) for lo, hi in self.bands],
+            dim=1,
+        )  # mean of the band's loudest bins
+        gate = self.gate
+        ref = torch.quantile(level.flatten(1), 0.95, dim=1)[:, None, None]
+        ref = torch.maximum(ref, gate + cfg.min_ref_span)
+        y = ((level - gate) / (ref - gate)).clamp(0.0, 1.0)
+        # onsets: local flux maxima above the local mean, followed by an audible band
+        local_max = bflux >= _pool(bflux, 7, "max") - 1e-7
+        above = bflux >= _pool(bflux, 21, "avg") + 0.02
+        after = torch.maximum(torch.maximum(y, _shift(y, -1)), _shift(y, -2))
+        onset = (local_max & above & (after >= 0.1)).float()
+        before = torch.minimum(_shift(y, 1), _shift(y, 2))
+        jump = (after - before).clamp(min=0.1)
+        near = torch.zeros_like(onset)
+        for k in range(-4, 5):
+            near = torch.maximum(near, _shift(onset, k) * math.exp(-(k**2) / (2 * 1.5**2)))
+        silent = (y <= 0) & (_shift(y, 1) <= 0) & (_shift(y, 2) <= 0) & (_shift(y, 3) <= 0)
+        y_rise = y - before
+        loud = x.mean(dim=1, keepdim=True).expand_as(mean)
+        feats = torch.stack(
+            [y, mean, level, bflux * 10, onset, near, y_rise, silent.float(), loud], dim=-1
+        )
+        return ClipEncoding(feats, y, onset, near, jump, silent.float())
+
+    # -- action side ---------------------------------------------------------------------
+    def score_encoded(
+        self, enc: ClipEncoding, action: torch.Tensor, per_frame: bool = False
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """Raw scores ``[B]`` for actions ``[B, D, T]`` of clips ``enc`` (same B, or 1 clip)."""
+        b, d, t = action.shape
+        if enc.feats.shape[0] == 1 and b != 1:
+            enc = enc.expand(b)
+        feats, y, onset, near, jump, silent = (
+            enc.feats,
+            enc.target,
+            enc.onset,
+            enc.near,
+            enc.jump,
+            enc.silent,
+        )
+        a = action.float()
+        prev1, prev2 = _shift(a, 1), _shift(a, 2)
+        diff = a - prev1
+        rise = a - torch.minimum(prev1, prev2)
+        # best Gaussian-weighted rise within -1..+3 frames, relative to the target's jump
+        resp = torch.zeros_like(a)
+        for k in range(-1, 4):
+            resp = torch.maximum(resp, _shift(rise, -k) * math.exp(-(k**2) / (2 * 1.5**2)))
+        hit = (resp / jump).clamp(0, 1) * onset
+        event = ((rise >= 0.2) & (rise >= _shift(rise, 1)) & (rise > _shift(rise, -1))).float()
+        nxt2 = _shift(a, -2)
+        extremum = (diff * _shift(diff, -1) < 0) & (
+            torch.maximum((a - prev2).abs(), (a - nxt2).abs()) >= 0.2
+        )
+        flashes = _pool(extremum.float(), WINDOW) * (WINDOW / 2.0)
+        excess = ((flashes - 3.0) / 3.0).clamp(0, 1)
+        err = a - y
+        act = torch.stack(
+            [
+                a,
+                err,
+                err.abs(),
+                diff,
+                rise,
+                hit,
+                event,
+                event * near,
+                excess,
+                a * silent,
+                a - a.mean(-1, keepdim=True),
+            ],
+            dim=-1,
+        )
+        x = torch.cat([feats, act], dim=-1)  # [B, D, T, C]
+        hdn = self.frame_mlp(x)  # [B, D, T, H]
+        frame = self.frame_out(hdn).squeeze(-1)  # [B, D, T]
+        am = a - a.mean(-1, keepdim=True)
+        ym = y - y.mean(-1, keepdim=True)
+        sa = am.pow(2).mean(-1).add(1e-6).sqrt()
+        sy = ym.pow(2).mean(-1).add(1e-6).sqrt()
+        corr = (am * ym).mean(-1) / (sa * sy)
+        ratio = torch.minimum(sa, sy) / torch.maximum(sa, sy)
+        n_ev = event.sum(-1)
+        prec = torch.where(n_ev > 0, (event * near).sum(-1) / n_ev.clamp(min=1), 1.0)
+        n_on = onset.sum(-1)
+        rec = hit.sum(-1) / n_on.clamp(min=1)
+        f1 = torch.where(n_on > 0, 2 * prec * rec / (prec + rec).clamp(min=1e-6), prec)
+        n_sil = silent.sum(-1)
+        dark = torch.where(n_sil > 0, 1 - (a * silent).sum(-1) / n_sil.clamp(min=1), 1.0)
+        stats = torch.stack(
+            [
+                corr,
+                sa,
+                sy,
+                ratio,
+                a.mean(-1),
+                err.abs().mean(-1),
+                prec,
+                rec,
+                f1,
+                dark,
+                1 - excess.mean(-1),
+                (n_on > 0).float(),
+            ],
+            dim=-1,
+        )
+        glob = self.global_mlp(torch.cat([hdn.mean(2), stats], dim=-1)).squeeze(-1)  # [B, D]
+        contrib = frame + glob[..., None]
+        raw = contrib.mean(dim=(1, 2))
+        if per_frame:
+            return raw, contrib
+        return raw
+
+    def forward(
+        self, cqt: torch.Tensor, action: torch.Tensor, calibrated: bool = False
+    ) -> torch.Tensor:
+        """Raw scores ``[B]`` (``calibrated=True``: on the gold scale). ``cqt`` may be 1 clip."""
+        self._check_action(action, cqt)
+        raw = self.score_encoded(self.encode_clip(cqt), action)
+        return self.calibrate(raw) if calibrated else raw
+
+    def calibrate(self, raw: torch.Tensor) -> torch.Tensor:
+        return raw * self.config.calib_scale + self.config.calib_bias
+
+    def _check_action(self, action: torch.Tensor, cqt: torch.Tensor) -> None:
+        d = self.config.num_devices
+        if action.ndim != 3 or action.shape[1] != d or action.shape[2] != cqt.shape[-1]:
+            raise ValueError(
+                f"action must be [B, {d}, T] with T = the CQT's frames ({cqt.shape[-1]}), "
+                f"got {tuple(action.shape)}"
+            )
+        if cqt.shape[0] not in (1, action.shape[0]):
+            raise ValueError(
+                f"cqt batch {cqt.shape[0]} must be 1 or match the action batch {action.shape[0]}"
+            )
+
+    @torch.no_grad()
+    def score(
+        self,
+        cqt,
+        actions,
+        per_frame: bool = False,
+        calibrated: bool = True,
+        batch_size: int = 1024,
+    ):
+        """Calibrated scores under ``no_grad`` for numpy or torch input.
+
+        ``cqt [2, F, T]`` with ``actions [N, D, T]`` (or one ``[D, T]``) scores N actions of
+        one clip, encoding the clip once; ``cqt [B, 2, F, T]`` with ``actions [B, D, T]``
+        scores B pairs. Returns ``[N]`` (numpy in, numpy out), and with ``per_frame=True``
+        also the contributions ``[N, D, T]`` whose mean over (D, T) is the raw score (scaled
+        by ``calib_scale`` when calibrated, without the bias).
+        """
+        as_numpy = not isinstance(actions, torch.Tensor)
+        c = torch.as_tensor(np.asarray(cqt) if not isinstance(cqt, torch.Tensor) else cqt)
+        a = torch.as_tensor(np.asarray(actions) if as_numpy else actions)
+        single = a.ndim == 2
+        if single:
+            a = a[None]
+        if c.ndim == 3:
+            c = c[None]
+        if c.ndim != 4:
+            raise ValueError(f"cqt must be [2, F, T] or [B, 2, F, T], got {tuple(c.shape)}")
+        self._check_action(a, c)
+        if not torch.isfinite(a).all() or a.min() < 0 or a.max() > 1:
+            raise ValueError("actions must be finite and in [0, 1]")
+        dev = next(self.parameters()).device
+        c, a = c.to(dev, torch.float32), a.to(dev, torch.float32)
+        enc_all = self.encode_clip(c) if c.shape[0] == 1 else None
+        raws, frames = [], []
+        for s in range(0, a.shape[0], batch_size):
+            enc = enc_all if enc_all is not None else self.encode_clip(c[s : s + batch_size])
+            out = self.score_encoded(enc, a[s : s + batch_size], per_frame=per_frame)
+            if per_frame:
+                raws.append(out[0])
+                frames.append(out[1])
+            else:
+                raws.append(out)
+        raw = torch.cat(raws)
+        res = self.calibrate(raw) if calibrated else raw
+        pf = None
+        if per_frame:
+            pf = torch.cat(frames) * (self.config.calib_scale if calibrated else 1.0)
+        if single:
+            res = res[0]
+            pf = pf[0] if pf is not None else None
+        if as_numpy:
+            res = res.cpu().numpy() if res.ndim else float(res)
+            pf = pf.cpu().numpy() if pf is not None else None
+        return (res, pf) if per_frame else res
+
+    # -- persistence ---------------------------------------------------------------------
+    def save_pretrained(self, out_dir: str | os.PathLike, name: str = "model") -> Path:
+        """Write ``name.safetensors`` + ``name.json`` atomically; returns the weights path."""
+        from safetensors.torch import save_file
+
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        wpath, cpath = out / f"{name}.safetensors", out / f"{name}.json"
+        tmp_w = out / f".{name}.safetensors.tmp{os.getpid()}"
+        tmp_c = out / f".{name}.json.tmp{os.getpid()}"
+        state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
+        save_file(state, str(tmp_w), metadata={"format": "cqtml-reward-model"})
+        tmp_c.write_text(self.config.to_json())
+        os.replace(tmp_w, wpath)
+        os.replace(tmp_c, cpath)
+        return wpath
+
+    @classmethod
+    def from_pretrained(cls, path: str | os.PathLike, name: str = "model") -> RewardModel:
+        """Load from a directory (``name.*``), a ``.safetensors`` file or its ``.json``."""
+        from safetensors.torch import load_file
+
+        p = Path(path)
+        if p.is_dir():
+            p = p / f"{name}.safetensors"
+        wpath = p.with_suffix(".safetensors")
+        cpath = p.with_suffix(".json")
+        if not wpath.is_file() or not cpath.is_file():
+            raise FileNotFoundError(f"reward model needs {wpath} and {cpath}")
+        cfg = RewardModelConfig.from_dict(json.loads(cpath.read_text()))
+        model = cls(cfg)
+        model.load_state_dict(load_file(str(wpath)))
+        model.eval()
+        return model
+
+    @classmethod
+    def load_default(cls) -> RewardModel:
+        """The weights shipped in the wheel (``cqtml_env/weights/default.*``)."""
+        from importlib.resources import files
+
+        base = files("cqtml_env") / "weights"
+        with_path = Path(str(base / "default.safetensors"))
+        if not with_path.is_file():
+            raise FileNotFoundError(
+                f"no default reward model at {with_path}; train it with "
+                "`cqtml-reward train-default --out cqtml_env/src/cqtml_env/weights`"
+            )
+        return cls.from_pretrained(with_path)
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+
+def bt_loss(s_first: torch.Tensor, s_second: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
+    """Bradley–Terry cross-entropy with soft labels ``P(first preferred)``."""
+    return F.binary_cross_entropy_with_logits(s_first - s_second, label.float())
+
+
+def spearman(x: np.ndarray, y: np.ndarray) -> float:
+    """Spearman rank correlation (average ranks for ties); nan-free for constant input."""
+    from scipy.stats import spearmanr
+
+    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+    if len(x) < 2 or np.ptp(x) == 0 or np.ptp(y) == 0:
+        return 0.0
+    r = spearmanr(x, y).statistic
+    return 0.0 if math.isnan(r) else float(r)
+
+
+__all__ = ["RewardModel", "RewardModelConfig", "ClipEncoding", "bt_loss", "spearman"]
