@@ -25,7 +25,7 @@ from cqtml_env.cache import FeatureCache
 from cqtml_env.cqt import CQTProcessor
 from cqtml_env.datasets.base import ClipDataset, OutputFormat
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 AUDIO_MEMO = 8  # last generated clips kept (audio + info): ds[i] then clip_info(i) is one synthesis
 INFO_MEMO = 4096  # metadata kept (~6 KB each at 5 s)
 STEMS = ("kick", "snare", "hats", "bass", "chords", "melody")
