@@ -37,9 +37,9 @@ def main() -> None:
     args = ap.parse_args()
 
     import soundfile as sf
-    from cqtml_env.datasets.synthetic import generate_clip
 
     from cqtml_env import AudioFolder, FeatureCache, SyntheticMusic
+    from cqtml_env.datasets.synthetic import generate_clip
 
     SyntheticMusic(1, max_duration=args.max_duration)[0]  # warm librosa's filter cache / JIT
     with tempfile.TemporaryDirectory() as tmp:
