@@ -39,11 +39,15 @@ def band_energy(cqt: torch.Tensor, num_devices: int) -> torch.Tensor:
     )
 
 
-def smoothing_coefficient(time_constant_s: float, frame_rate: float = FRAME_RATE) -> float:
-    """One-pole smoothing step per frame for a time constant (0 s -> 1: no smoothing)."""
-    if time_constant_s <= 0:
+def smoothing_coefficient(time_s: float, frame_rate: float = FRAME_RATE) -> float:
+    """One-pole smoothing step per frame that covers 90 % of a step in ``time_s`` (0 -> instant).
+
+    90 % is the usual envelope-follower definition of attack/release time, i.e. a time
+    constant of ``time_s / ln 10``.
+    """
+    if time_s <= 0:
         return 1.0
-    return 1.0 - math.exp(-1.0 / (time_constant_s * frame_rate))
+    return 1.0 - math.exp(-math.log(10.0) / (time_s * frame_rate))
 
 
 def attack_decay(x: torch.Tensor, attack: float, decay: float) -> torch.Tensor:
@@ -108,13 +112,13 @@ class BandFollowPolicy(CategoricalPolicy):
         distribution_size: int = 32,
         gain: float = 1.0,
         noise_floor: float = 0.15,
-        floor_quantile: float = 0.1,
+        floor_quantile: float = 0.05,
         ceil_quantile: float = 0.98,
         min_range: float = 0.15,
         gate: float = 0.05,
         attack_s: float = 0.05,
         decay_s: float = 0.3,
-        beat_flash: float = 0.0,
+        beat_flash: float = 0.2,
         beat_threshold: float = 0.6,
         max_flashes_per_s: float = 3.0,
         frame_rate: float = FRAME_RATE,
