@@ -22,12 +22,12 @@ from typing import Any
 
 import gymnasium as gym
 import torch
-from cqtml_env.cache import FeatureCache
-from cqtml_env.datasets.synthetic import SyntheticMusic
-from cqtml_env.gold import GoldScorer
 from gymnasium.vector import AutoresetMode
 
 import cqtml_env  # noqa: F401  (registers CQTML-v0)
+from cqtml_env.cache import FeatureCache
+from cqtml_env.datasets.synthetic import SyntheticMusic
+from cqtml_env.gold import GoldScorer
 
 
 def reward_spec(tmp: Path) -> tuple[Any, str]:
@@ -66,7 +66,10 @@ def main() -> None:
     p.add_argument("--max-duration", type=float, default=5.0)
     p.add_argument("--groups", type=int, default=None, help="also time native with this group size")
     p.add_argument("--action-bins", type=int, default=None)
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     with tempfile.TemporaryDirectory() as tmpdir:
         tmp = Path(tmpdir)

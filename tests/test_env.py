@@ -14,11 +14,11 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+
+import cqtml_env
 from cqtml_env.cqt import CQTProcessor
 from cqtml_env.datasets.synthetic import SyntheticMusic
 from cqtml_env.env import CQTMLEnv
-
-import cqtml_env
 
 SHORT = 1.0  # seconds: T = 44 frames
 T_SHORT = CQTProcessor(max_duration=SHORT).num_frames
@@ -167,6 +167,21 @@ def test_dataset_spec_string() -> None:
     env = gym.make("CQTML-v0", dataset="synthetic:4", max_duration=SHORT, reward=ToyRewardModel())
     assert len(env.unwrapped.dataset) == 4
     assert env.observation_space.shape == (2, 84, T_SHORT)
+
+
+def test_dataset_kwargs_reach_the_data_set_and_its_disk_cache(tmp_path) -> None:
+    env = gym.make(
+        "CQTML-v0",
+        max_duration=SHORT,
+        reward="gold",
+        dataset_kwargs={"num_clips": 3, "seed": 5, "cache": tmp_path},
+    )
+    ds = env.unwrapped.dataset
+    assert len(ds) == 3 and ds.seed == 5
+    env.reset(seed=0, options={"clip": 1})
+    assert len(list(tmp_path.rglob("*.npy"))) == 1  # the served CQT went to the disk cache
+    with pytest.raises(ValueError, match="dataset_kwargs"):
+        CQTMLEnv(dataset=TinyClips(), reward="gold", dataset_kwargs={"num_clips": 2})
 
 
 # -- reset / step ----------------------------------------------------------------------------

@@ -13,10 +13,11 @@ from test_env import T_SHORT, ToyRewardModel, small_kwargs
 
 pytest.importorskip("stable_baselines3")
 
-from cqtml_env.sb3 import CQTMLSB3VecEnv  # noqa: E402
-from cqtml_env.vector_env import CQTMLVectorEnv  # noqa: E402
 from stable_baselines3 import PPO  # noqa: E402
 from stable_baselines3.common.vec_env import VecEnv, VecMonitor  # noqa: E402
+
+from cqtml_env.sb3 import CQTMLSB3VecEnv  # noqa: E402
+from cqtml_env.vector_env import CQTMLVectorEnv  # noqa: E402
 
 N = 4
 

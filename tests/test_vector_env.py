@@ -10,10 +10,11 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import pytest
-from cqtml_env.gold import GoldScorer
-from cqtml_env.vector_env import CQTMLVectorEnv
 from gymnasium.vector import AutoresetMode
 from test_env import T_SHORT, TinyClips, ToyRewardModel, small_kwargs
+
+from cqtml_env.gold import GoldScorer
+from cqtml_env.vector_env import CQTMLVectorEnv
 
 N = 8
 

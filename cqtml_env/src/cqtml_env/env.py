@@ -73,18 +73,24 @@ def resolve_dataset(
     dataset: Any = None,
     max_duration: float | None = None,
     cqt: CQTProcessor | Mapping[str, Any] | None = None,
+    dataset_kwargs: Mapping[str, Any] | None = None,
 ) -> Any:
-    """``None``/"synthetic" -> SyntheticMusic; other strings -> ``make_dataset``; objects pass."""
+    """``None`` -> SyntheticMusic; strings -> ``make_dataset(spec, **dataset_kwargs)``;
+    data set objects pass through (their CQT config must match the requested one)."""
     processor = resolve_processor(max_duration, cqt)
+    kwargs = dict(dataset_kwargs or {})
+    if processor is not None:
+        kwargs["processor"] = processor
     if dataset is None:
         from cqtml_env.datasets.synthetic import SyntheticMusic
 
-        return SyntheticMusic(processor=processor) if processor is not None else SyntheticMusic()
+        return SyntheticMusic(**kwargs)
     if isinstance(dataset, (str, os.PathLike)):
         from cqtml_env.datasets.spec import make_dataset
 
-        kwargs = {"processor": processor} if processor is not None else {}
         return make_dataset(str(dataset), **kwargs)
+    if dataset_kwargs:
+        raise ValueError("dataset_kwargs only applies when dataset is None or a spec string")
     for attr in ("__len__", "__getitem__", "clip_info", "processor"):
         if not hasattr(dataset, attr):
             raise TypeError(
@@ -161,11 +167,12 @@ class CQTMLCore:
         action_bins: int | None = None,
         gold: Any = None,
         cache_size: int = DEFAULT_CACHE_SIZE,
+        dataset_kwargs: Mapping[str, Any] | None = None,
     ) -> None:
         self.num_devices = _check_int("num_devices", num_devices, 1)
         self.action_bins = None if action_bins is None else _check_int("action_bins", action_bins, 2)
         self.cache_size = _check_int("cache_size", cache_size, 1)
-        self.dataset = resolve_dataset(dataset, max_duration, cqt)
+        self.dataset = resolve_dataset(dataset, max_duration, cqt, dataset_kwargs)
         if len(self.dataset) == 0:
             raise ValueError(f"the data set {self.dataset!r} has no clips")
         self.processor: CQTProcessor = self.dataset.processor
@@ -393,7 +400,8 @@ class CQTMLEnv(gym.Env[np.ndarray, np.ndarray]):
     ``cqt`` (CQTProcessor or its kwargs), ``reward`` ("model", "gold", a reward model path or
     a scorer object), ``action_bins`` (None = Box actions; K = flat MultiDiscrete with level
     i meaning i/(K-1)), ``render_mode`` (None or "rgb_array"), ``gold`` (the monitoring
-    scorer; default GoldScorer()), ``cache_size`` (CQTs kept in memory).
+    scorer; default GoldScorer()), ``cache_size`` (CQTs kept in memory), ``dataset_kwargs``
+    (for a None/spec ``dataset``: constructor kwargs such as ``num_clips``, ``cache``).
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 1}
@@ -409,6 +417,7 @@ class CQTMLEnv(gym.Env[np.ndarray, np.ndarray]):
         render_mode: str | None = None,
         gold: Any = None,
         cache_size: int = DEFAULT_CACHE_SIZE,
+        dataset_kwargs: Mapping[str, Any] | None = None,
     ) -> None:
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be None or one of {self.metadata['render_modes']}, got {render_mode!r}")
@@ -422,6 +431,7 @@ class CQTMLEnv(gym.Env[np.ndarray, np.ndarray]):
             action_bins=action_bins,
             gold=gold,
             cache_size=cache_size,
+            dataset_kwargs=dataset_kwargs,
         )
         self.observation_space = self.core.observation_space
         self.action_space = self.core.action_space

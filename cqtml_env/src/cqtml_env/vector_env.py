@@ -64,6 +64,7 @@ class CQTMLVectorEnv(VectorEnv):
         render_mode: str | None = None,
         gold: Any = None,
         cache_size: int | None = None,
+        dataset_kwargs: Mapping[str, Any] | None = None,
     ) -> None:
         if isinstance(num_envs, bool) or not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
             raise ValueError(f"num_envs must be an integer >= 1, got {num_envs!r}")
@@ -84,6 +85,7 @@ class CQTMLVectorEnv(VectorEnv):
             action_bins=action_bins,
             gold=gold,
             cache_size=cache_size if cache_size is not None else max(DEFAULT_CACHE_SIZE, 2 * self.num_envs),
+            dataset_kwargs=dataset_kwargs,
         )
         self.single_observation_space = self.core.observation_space
         self.single_action_space = self.core.action_space
