@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from cqtml_env.candidates import band_follower, smooth_attack_decay
 from cqtml_env.gold import COMPONENTS, GoldScorer, count_transitions, device_bands
 

@@ -47,7 +47,7 @@ class RewardModelConfig:
 
     num_devices: int = 4
     n_bins: int = 84
-    hidden: int = 16
+    hidden: int = 8
     global_hidden: int = 32
     gate_init: float = 0.35
     min_ref_span: float = 0.3
@@ -142,7 +142,7 @@ class RewardModel(nn.Module):
         cin = NUM_CLIP_FEATURES + NUM_ACTION_FEATURES
         h = cfg.hidden
         self.bands = device_bands(f, d)
-        self.frame_mlp = nn.Sequential(nn.Linear(cin, h), nn.ReLU(), nn.Linear(h, h), nn.ReLU())
+        self.frame_mlp = nn.Sequential(nn.Linear(cin, h), nn.ReLU())
         self.frame_out = nn.Linear(h, 1)
         self.global_mlp = nn.Sequential(
             nn.Linear(h + NUM_GLOBAL_STATS, cfg.global_hidden),

@@ -35,7 +35,7 @@ class TrainConfig:
     patience: int = 6
     seed: int = 0
     threads: int = 1
-    hidden: int = 16
+    hidden: int = 8
     max_minutes: float | None = None
 
 
@@ -207,9 +207,9 @@ def train_reward_model(
             if step < sched.total_steps - 1:
                 sched.step()
             step += 1
-            ep_loss += float(loss) * len(cl)
+            ep_loss += float(loss.detach()) * len(cl)
             if writer is not None:
-                writer.add_scalar("train/bt_loss", float(loss), step)
+                writer.add_scalar("train/bt_loss", float(loss.detach()), step)
         val = evaluate_pairs(model, data, val_clips)
         val["train_loss"] = ep_loss / len(perm)
         val["epoch"] = epoch + 1
