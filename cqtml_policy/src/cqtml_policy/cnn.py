@@ -45,13 +45,21 @@ class FrequencyStack(nn.Module):
         return x.flatten(1, 2)  # [B, channels * bands, T]
 
 
+class FrameNorm(nn.LayerNorm):
+    """LayerNorm over channels of each frame of ``[B, C, T]``: no statistics across time,
+    so a frame's output never depends on distant frames or on the clip length."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x.transpose(1, 2)).transpose(1, 2)
+
+
 class TemporalBlock(nn.Module):
     """Residual dilated conv over time: context of ``±dilation·(kernel//2)`` frames."""
 
     def __init__(self, channels: int, kernel_size: int = 5, dilation: int = 1) -> None:
         super().__init__()
         pad = dilation * (kernel_size // 2)
-        self.norm = nn.GroupNorm(1, channels)
+        self.norm = FrameNorm(channels)
         self.conv = nn.Conv1d(channels, channels, kernel_size, padding=pad, dilation=dilation)
         self.mix = nn.Conv1d(channels, channels, 1)
 
