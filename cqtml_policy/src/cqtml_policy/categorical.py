@@ -36,25 +36,33 @@ def sample_indices(
     log_probs: torch.Tensor,
     num_samples: int | None = None,
     generator: torch.Generator | None = None,
+    probs: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Draw bin indices from categoricals given as log-probabilities over the last axis.
 
-    Inverse-CDF sampling: one uniform per draw and a comparison against the cumulative
-    probabilities, fully vectorised (much cheaper than one ``Categorical`` per dimension or
-    Gumbel noise over every bin). Returns ``log_probs.shape[:-1]``, or ``[S, *shape[:-1]]``
-    with ``num_samples=S``.
+    Inverse-CDF sampling: one uniform per draw, located in the cumulative probabilities by
+    ``searchsorted`` — fully vectorised, much cheaper than one ``Categorical`` per dimension
+    or Gumbel noise over every bin. ``probs`` (``log_probs.exp()``) may be passed when
+    already computed. Returns ``log_probs.shape[:-1]``, or ``[S, *shape[:-1]]`` with
+    ``num_samples=S``.
     """
-    cdf = log_probs.detach().float().exp().cumsum(-1)
-    shape = cdf.shape[:-1] if num_samples is None else (num_samples, *cdf.shape[:-1])
-    u = torch.rand((*shape, 1), generator=generator, device=cdf.device, dtype=cdf.dtype)
-    index = (cdf <= u * cdf[..., -1:]).sum(-1)
-    return index.clamp_(max=log_probs.shape[-1] - 1)
+    if probs is None:
+        probs = log_probs.detach().float().exp()
+    cdf = probs.detach().float().cumsum(-1)
+    draws = 1 if num_samples is None else int(num_samples)
+    u = torch.rand((*cdf.shape[:-1], draws), generator=generator, device=cdf.device)
+    index = torch.searchsorted(cdf, u * cdf[..., -1:], right=True)
+    index = index.clamp_(max=log_probs.shape[-1] - 1)
+    return index.squeeze(-1) if num_samples is None else index.movedim(-1, 0)
 
 
-def entropy_from_log_probs(log_probs: torch.Tensor) -> torch.Tensor:
-    """Entropy of each categorical (last axis); ``0 * log 0`` counts as 0."""
-    p = log_probs.exp()
-    return -(p * log_probs.clamp_min(torch.finfo(log_probs.dtype).min)).sum(-1)
+def entropy_from_log_probs(
+    log_probs: torch.Tensor, probs: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Entropy of each categorical (last axis); bins with probability 0 contribute 0."""
+    if probs is None:
+        probs = log_probs.exp()
+    return -(probs * log_probs.nan_to_num(neginf=0.0)).sum(-1)
 
 
 def _as_state_tensor(state: Any) -> torch.Tensor:

@@ -23,6 +23,7 @@ class FrameCategoricalDistribution(Distribution):
         self.num_dims = int(num_dims)
         self.num_bins = int(num_bins)
         self.log_probs: torch.Tensor | None = None
+        self._probs: torch.Tensor | None = None
 
     def proba_distribution_net(self, latent_dim: int) -> nn.Module:
         """A plain linear layer to ``N·K`` logits (the CQT policy uses its own per-frame head)."""
@@ -31,6 +32,7 @@ class FrameCategoricalDistribution(Distribution):
     def proba_distribution(self, action_logits: torch.Tensor) -> FrameCategoricalDistribution:
         logits = action_logits.reshape(action_logits.shape[0], self.num_dims, self.num_bins)
         self.log_probs = torch.log_softmax(logits.float(), dim=-1)
+        self._probs = None  # exp(log_probs), computed once when sample/entropy need it
         return self
 
     def _require(self) -> torch.Tensor:
@@ -43,11 +45,16 @@ class FrameCategoricalDistribution(Distribution):
         index = actions.reshape(log_probs.shape[0], self.num_dims).long()
         return log_probs.gather(-1, index.unsqueeze(-1)).squeeze(-1).sum(dim=1)
 
+    def _probabilities(self) -> torch.Tensor:
+        if self._probs is None:
+            self._probs = self._require().exp()
+        return self._probs
+
     def entropy(self) -> torch.Tensor:
-        return entropy_from_log_probs(self._require()).sum(dim=1)
+        return entropy_from_log_probs(self._require(), self._probabilities()).sum(dim=1)
 
     def sample(self) -> torch.Tensor:
-        return sample_indices(self._require())
+        return sample_indices(self._require(), probs=self._probabilities())
 
     def mode(self) -> torch.Tensor:
         return self._require().argmax(dim=-1)
