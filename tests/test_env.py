@@ -271,6 +271,15 @@ def test_reward_model_from_path(tmp_path) -> None:
     assert reward == pytest.approx(expected, abs=1e-6) and reward == info["proxy_score"]
 
 
+def test_reward_model_config_must_match_the_env() -> None:
+    rm_mod = pytest.importorskip("cqtml_env.reward_model")
+    rm = rm_mod.RewardModel()  # 4 devices, 84 bins
+    with pytest.raises(ValueError, match="num_devices=4.*num_devices=3"):
+        CQTMLEnv(**small_kwargs(reward=rm, num_devices=3))
+    with pytest.raises(ValueError, match="n_bins=84.*n_bins=48"):
+        CQTMLEnv(reward=rm, max_duration=SHORT, cqt={"n_bins": 48})
+
+
 def test_default_reward_model() -> None:
     from importlib.resources import files
 

@@ -195,6 +195,14 @@ class CQTMLCore:
         self._rm_split = all(
             hasattr(self.reward_model, m) for m in ("encode_clip", "score_encoded", "calibrate", "parameters")
         )
+        cfg = getattr(self.reward_model, "config", None)
+        for name, want in (("num_devices", self.num_devices), ("n_bins", self.n_bins)):
+            have = getattr(cfg, name, None)
+            if isinstance(have, int) and have != want:
+                raise ValueError(
+                    f"the reward model was built for {name}={have}, the env has {name}={want}; "
+                    "use a matching reward model (reward=PATH) or reward='gold'"
+                )
         if gold is None:
             from cqtml_env.gold import GoldScorer
 
@@ -223,7 +231,7 @@ class CQTMLCore:
         return self._ids[clip]
 
     def _remember(self, clip: int, arr: np.ndarray) -> np.ndarray:
-        arr = np.asarray(arr, dtype=np.float32)
+        arr = np.array(arr, dtype=np.float32)  # our own copy: the data set may reuse its array
         if arr.shape != self.obs_shape:
             raise ValueError(f"data set clip {clip} has shape {arr.shape}, expected {self.obs_shape}")
         arr.flags.writeable = False  # cached: nobody may edit it in place
