@@ -367,6 +367,7 @@ class RewardModel(nn.Module):
         state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
         save_file(state, str(tmp_w), metadata={"format": "cqtml-reward-model"})
         tmp_c.write_text(self.config.to_json())
+        os.chmod(tmp_w, 0o644)
         os.replace(tmp_w, wpath)
         os.replace(tmp_c, cpath)
         return wpath

@@ -157,7 +157,15 @@ def train_reward_model(
     arr = ds.load()
     if len(arr.pairs) == 0:
         raise ValueError(f"{ds.root}: no usable pairs to train on")
-    torch.set_num_threads(max(1, int(cfg.threads)))
+    prev_threads = torch.get_num_threads()
+    torch.set_num_threads(max(1, int(cfg.threads)))  # restored at the end
+    try:
+        return _train(ds, arr, out_dir, cfg, log_dir, progress, name)
+    finally:
+        torch.set_num_threads(prev_threads)
+
+
+def _train(ds, arr, out_dir, cfg: TrainConfig, log_dir, progress: bool, name: str):
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     data = _Data(arr)
