@@ -69,6 +69,20 @@ def test_head_unpatchifies_time_per_column() -> None:
         head(grid, num_frames=25)
 
 
+def test_ordinal_head_starts_as_a_soft_bump_and_plain_logits_are_available() -> None:
+    torch.manual_seed(0)
+    grid = torch.randn(2, 16, 3, 5)
+    probs = LogProbabilityHead(16, 2, 32, frames_per_column=2)(grid).exp()  # [2, 2, 10, 32]
+    levels = torch.linspace(0, 1, 32)
+    mean = (probs * levels).sum(-1)
+    spread = (probs * (levels - mean[..., None]) ** 2).sum(-1).sqrt()
+    assert (mean - 0.5).abs().max() < 0.25  # a bump around mid-range ...
+    assert spread.median() < 0.22 and spread.min() > 0.05  # ... not uniform noise (std 0.29)
+    plain = LogProbabilityHead(16, 2, 32, frames_per_column=2, ordinal=False)
+    out = plain(grid)
+    assert out.shape == (2, 2, 10, 32) and torch.allclose(out.exp().sum(-1), torch.ones(2, 2, 10))
+
+
 def test_device_auto_and_half_precision_on_cpu() -> None:
     auto = CQTViTModel.create_model(SMALL, num_devices=2, distribution_size=8)
     assert auto.device.type == ("cuda" if torch.cuda.is_available() else "cpu")

@@ -55,7 +55,7 @@ class LogProbabilityHead(nn.Module):
             bias[..., -1] = math.log(init_sigma)  # [..., -2] = 0: the bump starts mid-range
             with torch.no_grad():  # location and width get a stronger input than the residuals
                 w = self.weight.view(num_devices, in_features, self.frames_per_column, -1)
-                w[..., -2:] *= 10.0
+                w[..., -2:] *= 10.0  # location/log-width std ~0.5: input-dependent bumps
         self.bias = nn.Parameter(bias.reshape(num_devices, out))
         self.register_buffer(
             "levels", torch.linspace(0.0, 1.0, self.distribution_size), persistent=False
