@@ -285,7 +285,13 @@ def test_default_reward_model() -> None:
 
     if not (files("cqtml_env") / "weights" / "default.safetensors").is_file():
         pytest.skip("default reward-model weights not shipped in this checkout")
-    env = gym.make("CQTML-v0", max_duration=SHORT)  # reward="model" is the default
+    from gymnasium.utils.env_checker import check_env
+
+    # full size, reward="model" (the default); 4 clips keep the CQT work small
+    env = gym.make("CQTML-v0", render_mode="rgb_array", dataset="synthetic:4")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        check_env(env.unwrapped)
     env.reset(seed=0)
     _, reward, _, _, info = env.step(np.full(env.action_space.shape, 0.5, np.float32))
     assert np.isfinite(reward) and reward == info["proxy_score"]
