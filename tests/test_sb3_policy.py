@@ -73,7 +73,8 @@ def test_distribution_samples_follow_the_probabilities() -> None:
 
 
 @pytest.mark.parametrize(
-    ("backbone", "model_kwargs"), [("cnn", {"hidden": 32}), ("vit", {"patch_size": 8})]
+    ("backbone", "model_kwargs"),
+    [("cnn", {"hidden": 32, "distribution_size": LEVELS}), ("vit", {"patch_size": 8})],
 )
 def test_ppo_runs_saves_and_loads(backbone: str, model_kwargs: dict, tmp_path) -> None:
     env = BandStubEnv()
@@ -118,5 +119,13 @@ def test_policy_rejects_unsupported_spaces() -> None:
         CQTViTPolicy(obs, spaces.MultiDiscrete([LEVELS] * (DEVICES * FRAMES + 1)), lr)
     with pytest.raises(ValueError, match="backbone"):
         CQTViTPolicy(obs, spaces.MultiDiscrete([LEVELS] * DEVICES * FRAMES), lr, backbone="mlp")
+    with pytest.raises(ValueError, match="distribution_size"):
+        CQTViTPolicy(
+            obs,
+            spaces.MultiDiscrete([LEVELS] * DEVICES * FRAMES),
+            lr,
+            backbone="cnn",
+            model_kwargs={"distribution_size": LEVELS + 1},
+        )
     with pytest.raises(ValueError, match="net_arch"):
         CQTViTPolicy(obs, spaces.MultiDiscrete([LEVELS] * DEVICES * FRAMES), lr, net_arch=[64])

@@ -19,10 +19,24 @@ def build_policy_model(
     cqt_shape: tuple[int, int, int],
     num_devices: int,
     distribution_size: int,
-    **model_kwargs: Any,
+    model_kwargs: dict[str, Any] | None = None,
 ) -> CategoricalPolicy:
-    """A fresh ``CQTViTModel`` (``"vit"``) or ``VanillaCNNModel`` (``"cnn"``) on the CPU."""
-    model_kwargs = {**model_kwargs, "device": "cpu"}  # SB3 moves the policy to its device
+    """A fresh ``CQTViTModel`` (``"vit"``) or ``VanillaCNNModel`` (``"cnn"``) on the CPU.
+
+    ``model_kwargs`` may repeat ``cqt_shape``/``num_devices``/``distribution_size`` as long as
+    they agree with the spaces; ``device`` is ignored (SB3 moves the policy itself).
+    """
+    model_kwargs = dict(model_kwargs or {})
+    model_kwargs.pop("device", None)
+    for key, value in (
+        ("cqt_shape", tuple(cqt_shape)),
+        ("num_devices", num_devices),
+        ("distribution_size", distribution_size),
+    ):
+        given = model_kwargs.pop(key, value)
+        if (tuple(given) if key == "cqt_shape" else int(given)) != value:
+            raise ValueError(f"model_kwargs {key}={given!r} disagrees with the spaces ({value!r})")
+    model_kwargs["device"] = "cpu"
     if backbone == "vit":
         from cqtml_policy.vit import CQTViTModel
 
@@ -58,9 +72,7 @@ class CQTFeaturesExtractor(BaseFeaturesExtractor):
             raise ValueError(
                 f"observation space must be Box(0, 1, (2, n_bins, T)), got {observation_space}"
             )
-        model = build_policy_model(
-            backbone, shape, num_devices, distribution_size, **(model_kwargs or {})
-        )
+        model = build_policy_model(backbone, shape, num_devices, distribution_size, model_kwargs)
         grid = model.backbone.grid_shape(shape[1], shape[2])
         super().__init__(observation_space, features_dim=math.prod(grid))
         self.grid_shape: tuple[int, int, int] = tuple(grid)  # type: ignore[assignment]
