@@ -126,6 +126,18 @@ def _pool(x: torch.Tensor, width: int, kind: str = "avg") -> torch.Tensor:
     return y.reshape(shape)
 
 
+def _top_mean(x: torch.Tensor, k: int) -> torch.Tensor:
+    """Mean of the ``k`` largest values over dim 1 (repeated max: faster than topk on CPU)."""
+    k = min(k, x.shape[1])
+    total = torch.zeros_like(x[:, 0])
+    for i in range(k):
+        v, idx = x.max(dim=1, keepdim=True)
+        total = total + v.squeeze(1)
+        if i + 1 < k:
+            x = x.scatter(1, idx, -1e4)
+    return total / k
+
+
 class RewardModel(nn.Module):
     """``forward(cqt [B, 2, F, T], action [B, D, T]) -> [B]`` (raw BT scale; see module doc)."""
 
@@ -161,10 +173,7 @@ class RewardModel(nn.Module):
         w = torch.softmax(self.band_logits, dim=-1)  # [D, F]
         mean = torch.einsum("df,cft->cdt", w, x)
         bflux = torch.einsum("df,cft->cdt", w, flux)
-        level = torch.stack(
-            [x[:, lo:hi].topk(min(3, hi - lo), dim=1).values.mean(1) for lo, hi in self.bands],
-            dim=1,
-        )  # mean of the band's loudest bins
+        level = torch.stack([_top_mean(x[:, lo:hi], 3) for lo, hi in self.bands], dim=1)
         gate = self.gate
         ref = torch.quantile(level.flatten(1), 0.95, dim=1)[:, None, None]
         ref = torch.maximum(ref, gate + cfg.min_ref_span)
@@ -193,10 +202,10 @@ class RewardModel(nn.Module):
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """Raw scores ``[B]`` for actions ``[B, D, T]`` of clips ``enc`` (same B, or 1 clip)."""
         b, d, t = action.shape
+        clip_feats = enc.feats  # projected once per clip below, broadcast over actions
         if enc.feats.shape[0] == 1 and b != 1:
             enc = enc.expand(b)
-        feats, y, onset, near, jump, silent = (
-            enc.feats,
+        y, onset, near, jump, silent = (
             enc.target,
             enc.onset,
             enc.near,
@@ -236,8 +245,12 @@ class RewardModel(nn.Module):
             ],
             dim=-1,
         )
-        x = torch.cat([feats, act], dim=-1)  # [B, D, T, C]
-        hdn = self.frame_mlp(x)  # [B, D, T, H]
+        # frame_mlp's first layer on [clip features, action features], split so the clip
+        # part is computed once per clip instead of once per action
+        lin = self.frame_mlp[0]
+        nc = NUM_CLIP_FEATURES
+        clip_part = F.linear(clip_feats, lin.weight[:, :nc], lin.bias)  # [C or 1, D, T, H]
+        hdn = F.relu(F.linear(act, lin.weight[:, nc:]) + clip_part)  # [B, D, T, H]
         frame = self.frame_out(hdn).squeeze(-1)  # [B, D, T]
         am = a - a.mean(-1, keepdim=True)
         ym = y - y.mean(-1, keepdim=True)
