@@ -201,3 +201,62 @@ def test_default_transfers_to_real_recordings(default_model):
     res = evaluate_fresh(default_model, np.stack(cqts), candidates=64, seed=11)
     assert res["spearman_per_clip"] >= 0.85, res
     assert res["acc_gold_sampled_pairs"] >= 0.85, res
+
+
+def test_cli_train_and_eval(tmp_path, capsys):
+    import json
+
+    from cqtml_env.cli.reward import main
+
+    generate_preferences(
+        _small_synthetic(),
+        tmp_path / "prefs",
+        candidates_per_clip=12,
+        pairs_per_clip=24,
+        seed=1,
+        progress=False,
+    )
+    out = tmp_path / "rm"
+    assert (
+        main(
+            [
+                "train",
+                "--prefs",
+                str(tmp_path / "prefs"),
+                "--out",
+                str(out),
+                "--epochs",
+                "2",
+                "--val-fraction",
+                "0.34",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
+    assert (out / "model.safetensors").is_file() and (out / "tb").is_dir()
+    report = json.loads((out / "report.json").read_text())
+    assert report["epochs_run"] == 2 and report["num_pairs"] == 6 * 24
+    capsys.readouterr()
+    assert (
+        main(
+            [
+                "eval",
+                "--model",
+                str(out / "model.safetensors"),
+                "--data",
+                "record-like:1",
+                "--candidates",
+                "8",
+            ]
+        )
+        == 0
+    )
+    res = json.loads(capsys.readouterr().out)
+    assert res["clips"] == 1 and -1 <= res["spearman_per_clip"] <= 1
+
+
+def _small_synthetic():
+    from cqtml_env.datasets.synthetic import SyntheticMusic
+
+    return SyntheticMusic(6, seed=99)
