@@ -1,0 +1,198 @@
+"""What the GRPO, SB3 and evaluation scripts share: data splits, policy construction, and
+the held-out evaluation (gold + proxy score of a policy beside the baselines)."""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+import cqtml_env
+from cqtml_env import CQTProcessor, GoldScorer, RewardModel, SyntheticMusic, make_dataset
+
+# Synthetic music: training clips come from one generator seed, held-out clips from another,
+# so "held-out" really means music the agent never heard.
+SYNTH_TRAIN_SEED = 0
+SYNTH_EVAL_SEED = 1_000_003
+
+
+@dataclass
+class DataSplit:
+    train: Any
+    eval: Any
+    train_indices: np.ndarray
+    eval_indices: np.ndarray
+    processor: CQTProcessor
+
+
+def split_data(
+    spec: str,
+    max_duration: float = 5.0,
+    eval_clips: int = 32,
+    train_clips: int = 512,
+    seed: int = 0,
+    cache_dir: str | None = None,
+) -> DataSplit:
+    """Train / held-out clips for a data spec (``synthetic``, ``folder:PATH``, ``fma:PATH``...).
+
+    Synthetic: separate generator seeds. Real data: a seeded permutation of clips grouped
+    by source file, so no file contributes to both sides.
+    """
+    processor = CQTProcessor(max_duration=max_duration)
+    kw: dict[str, Any] = {"processor": processor}
+    if cache_dir:
+        kw["cache"] = cache_dir
+    if spec == "synthetic" or spec.startswith("synthetic:"):
+        n = int(spec.split(":", 1)[1]) if ":" in spec else train_clips
+        train = SyntheticMusic(num_clips=n, seed=SYNTH_TRAIN_SEED, **kw)
+        held = SyntheticMusic(num_clips=eval_clips, seed=SYNTH_EVAL_SEED, **kw)
+        return DataSplit(train, held, np.arange(len(train)), np.arange(len(held)), processor)
+    ds = make_dataset(spec, **kw)
+    sources = [str(ds.clip_info(i).get("source", i)) for i in range(len(ds))]
+    files = sorted(set(sources))
+    rng = np.random.default_rng(seed)
+    rng.shuffle(files)
+    held_files: set[str] = set()
+    count = 0
+    for f in files:  # hold out whole files until we have enough clips
+        if count >= min(eval_clips, len(ds) // 4 or 1):
+            break
+        held_files.add(f)
+        count += sources.count(f)
+    eval_idx = np.array([i for i, s in enumerate(sources) if s in held_files], dtype=int)
+    train_idx = np.array([i for i, s in enumerate(sources) if s not in held_files], dtype=int)
+    if len(train_idx) == 0:
+        raise ValueError(f"data {spec!r} has too few files to hold some out for evaluation")
+    return DataSplit(ds, ds, train_idx, eval_idx, processor)
+
+
+def make_policy(
+    kind: str,
+    cqt_shape: tuple[int, int, int],
+    num_devices: int,
+    distribution_size: int = 32,
+    device: str = "auto",
+    **kwargs: Any,
+):
+    """``vit`` | ``cnn`` -> a fresh trainable policy; ``band-follow`` | ``random`` -> baselines;
+    anything else is taken as a checkpoint directory."""
+    import cqtml_policy as P
+
+    if kind == "vit":
+        return P.CQTViTModel.create_model(
+            cqt_shape, num_devices=num_devices, distribution_size=distribution_size, device=device, **kwargs
+        )
+    if kind == "cnn":
+        return P.VanillaCNNModel.create_model(
+            cqt_shape, num_devices=num_devices, distribution_size=distribution_size, device=device, **kwargs
+        )
+    if kind in ("band-follow", "band_follow", "bandfollow"):
+        return P.BandFollowPolicy(num_devices=num_devices, distribution_size=distribution_size)
+    if kind == "random":
+        return P.RandomPolicy(num_devices=num_devices, distribution_size=distribution_size)
+    if not Path(kind).exists():
+        raise ValueError(
+            f"policy {kind!r} is neither 'vit', 'cnn', 'band-follow', 'random' nor a checkpoint dir"
+        )
+    return P.load_policy(kind, device=device)
+
+
+def policy_actions(policy: Any, cqts: np.ndarray, temperature: float = 0.0, batch_size: int = 16) -> np.ndarray:
+    """Actions ``[N, D, T]`` (float32) for CQTs ``[N, 2, F, T]``; temperature 0 = greedy."""
+    out = []
+    with torch.no_grad():
+        for s in range(0, len(cqts), batch_size):
+            chunk = torch.as_tensor(cqts[s : s + batch_size])
+            acts = policy.generate_actions(chunk, num_actions_per_state=1, temperature=temperature)
+            out.extend(a[0].detach().float().cpu().numpy() for a in acts)
+    return np.stack(out).astype(np.float32)
+
+
+@dataclass
+class EvalResult:
+    gold: np.ndarray
+    proxy: np.ndarray
+    components: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def summary(self) -> dict[str, float]:
+        n = len(self.gold)
+        half = 1.96 * float(self.gold.std(ddof=1)) / math.sqrt(n) if n > 1 else float("nan")
+        return {"gold_mean": float(self.gold.mean()), "gold_ci95": half, "proxy_mean": float(self.proxy.mean())}
+
+
+class Evaluator:
+    """Scores policies on a fixed set of held-out clips with the gold scorer and the proxy.
+
+    CQTs of the clips are computed once; baselines are scored once and cached.
+    """
+
+    def __init__(self, dataset: Any, indices: np.ndarray, reward_model: RewardModel | None = None,
+                 num_devices: int = 4) -> None:
+        self.indices = np.asarray(indices)
+        self.cqts = np.stack([dataset[int(i)] for i in self.indices]).astype(np.float32)
+        self.clip_ids = [str(dataset.clip_info(int(i)).get("clip_id", i)) for i in self.indices]
+        self.gold = GoldScorer()
+        self.reward_model = reward_model if reward_model is not None else RewardModel.load_default()
+        self.reward_model.eval()
+        self.num_devices = num_devices
+        self._baselines: dict[str, EvalResult] = {}
+
+    def score_actions(self, actions: np.ndarray) -> EvalResult:
+        gold = np.zeros(len(actions), dtype=np.float64)
+        comps: dict[str, list[float]] = {}
+        for i, (cqt, act) in enumerate(zip(self.cqts, actions)):
+            c = self.gold.score_components(cqt, act[None])
+            for k, v in c.items():
+                comps.setdefault(k, []).append(float(np.asarray(v).reshape(-1)[0]))
+            gold[i] = float(np.asarray(self.gold.score(cqt, act[None])).reshape(-1)[0])
+        proxy = np.asarray(self.reward_model.score(self.cqts, actions), dtype=np.float64).reshape(-1)
+        return EvalResult(gold, proxy, {k: np.asarray(v) for k, v in comps.items()})
+
+    def evaluate(self, policy: Any, temperature: float = 0.0) -> EvalResult:
+        return self.score_actions(policy_actions(policy, self.cqts, temperature=temperature))
+
+    def baseline(self, name: str) -> EvalResult:
+        if name not in self._baselines:
+            torch.manual_seed(0)
+            self._baselines[name] = self.evaluate(
+                make_policy(name, self.cqts.shape[1:], self.num_devices), temperature=1.0
+            )
+        return self._baselines[name]
+
+
+def win_rate(a: np.ndarray, b: np.ndarray, tol: float = 1e-6) -> dict[str, float]:
+    """Per-clip comparison of gold scores: wins/(wins+losses), ties reported separately."""
+    wins = int(np.sum(a > b + tol))
+    losses = int(np.sum(a < b - tol))
+    ties = int(len(a) - wins - losses)
+    rate = wins / (wins + losses) if wins + losses else 0.5
+    return {"wins": wins, "losses": losses, "ties": ties, "win_rate": rate}
+
+
+def normalized_score(x: float, random_score: float, band_score: float) -> float:
+    """0 = random policy, 1 = band-follower (held-out gold)."""
+    denom = band_score - random_score
+    return float((x - random_score) / denom) if abs(denom) > 1e-9 else float("nan")
+
+
+def resolve_device(device: str) -> str:
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def default_threads() -> None:
+    """Torch on a small CPU: one intra-op thread per core, no oversubscription across ranks."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // world))
+
+
+__all__ = [
+    "DataSplit", "split_data", "make_policy", "policy_actions", "Evaluator", "EvalResult",
+    "win_rate", "normalized_score", "resolve_device", "default_threads", "cqtml_env",
+]

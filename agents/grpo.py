@@ -1,0 +1,500 @@
+"""GRPO for music-driven device control (CleanRL style: one readable file).
+
+Each iteration draws B clips, puts G sub-envs of the native vector env on each clip, samples
+G actions per clip from one policy forward pass, scores them through the env (proxy reward
+model or gold scorer), turns rewards into group-relative advantages and takes mu PPO-clip
+steps. Every (device, frame) activation is a "token": ratios, clipping and KL are per element,
+the advantage is per action. Run ``python agents/grpo.py --help`` for every flag.
+
+Multi-process: ``torchrun --nproc_per_node=N agents/grpo.py ...`` shards the clips across
+ranks and averages gradients with an all-reduce (gloo on CPU, nccl on CUDA); rank 0 logs,
+evaluates and checkpoints.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import random
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Literal
+
+import gymnasium as gym
+import numpy as np
+import torch
+import torch.distributed as dist
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from checkpoint import latest_checkpoint, load_trainer_state, save_checkpoint  # noqa: E402
+from common import (  # noqa: E402
+    Evaluator,
+    default_threads,
+    make_policy,
+    normalized_score,
+    policy_actions,
+    resolve_device,
+    split_data,
+    win_rate,
+)
+
+
+@dataclass
+class Args:
+    exp_name: str = "grpo"
+    """name of this experiment (part of the run name)"""
+    seed: int = 1
+    """seed of the run: clip draws, sampling and initial weights"""
+    iterations: int = 600
+    """number of GRPO iterations (each: B clips x G generations, then mu updates)"""
+    clips_per_iteration: int = 4
+    """B: clips drawn per iteration (split across ranks under torchrun)"""
+    num_generations: int = 8
+    """G: actions sampled per clip; they form one group for the advantage baseline"""
+    policy: Literal["vit", "cnn"] = "vit"
+    """policy architecture: timm ViT-tiny (`vit`) or the small conv policy (`cnn`)"""
+    reward: Literal["model", "gold"] = "model"
+    """training reward: the learned reward model (proxy) or the gold scorer itself"""
+    reward_model: str | None = None
+    """path to a reward model directory (default: the weights shipped with cqtml-env)"""
+    data: str = "synthetic"
+    """training data: synthetic | synthetic:N | folder:PATH | fma:PATH | musicnet:PATH"""
+    train_clips: int = 512
+    """number of synthetic training clips (ignored for real data sets)"""
+    eval_clips: int = 32
+    """held-out clips for evaluation (never trained on)"""
+    cache_dir: str | None = None
+    """feature cache directory for real data sets (CQTs computed once)"""
+    max_duration: float = 5.0
+    """clip length in seconds (5 s -> 216 CQT frames)"""
+    num_devices: int = 4
+    """number of output devices (lights) the policy drives"""
+    distribution_size: int = 32
+    """K: activation levels per device and frame (level i means i/(K-1))"""
+    run_dir: str | None = None
+    """where TensorBoard events and checkpoints go (default: runs/<run-name>)"""
+    checkpoint_every: int = 50
+    """write a resumable checkpoint every N iterations (0: only at the end)"""
+    eval_every: int = 50
+    """evaluate on held-out clips every N iterations (0: only at the end)"""
+    image_every: int = 50
+    """log an image of one held-out clip's CQT with the policy's activations every N iterations"""
+    resume: bool = False
+    """continue from <run-dir>/checkpoints/latest (same flags as the interrupted run)"""
+    learning_rate: float = 3e-4
+    """AdamW learning rate (peak, after warm-up)"""
+    lr_schedule: Literal["constant", "linear", "cosine"] = "cosine"
+    """learning-rate decay after warm-up"""
+    warmup_iterations: int = 10
+    """linear learning-rate warm-up"""
+    weight_decay: float = 0.0
+    """AdamW weight decay"""
+    update_epochs: int = 1
+    """mu: policy updates per batch of generations (1 = on-policy, ratio is exactly 1)"""
+    clip_eps_low: float = 0.2
+    """PPO clip range below 1"""
+    clip_eps_high: float = 0.28
+    """PPO clip range above 1 (DAPO clip-higher; set equal to clip_eps_low for plain PPO)"""
+    beta: float = 0.0
+    """KL penalty to the frozen reference policy (k3 estimator); 0 = no reference model (TRL default)"""
+    ref_sync_every: int = 0
+    """sync the reference policy every N iterations (0: never)"""
+    ref_sync_alpha: float = 1.0
+    """reference sync mix: ref <- alpha * policy + (1 - alpha) * ref"""
+    ent_coef: float = 0.0
+    """entropy bonus coefficient (needs a policy with a full categorical `log_probs`)"""
+    scale_rewards: Literal["group", "batch", "none"] = "group"
+    """advantage scaling: std of the group (GRPO), of the batch, or none (Dr. GRPO)"""
+    loss_type: Literal["sample", "element", "constant"] = "sample"
+    """aggregation: mean per sample then over samples (GRPO), mean over all elements (DAPO), sum / constant (Dr. GRPO)"""
+    max_grad_norm: float = 1.0
+    """gradient clipping"""
+    temperature: float = 1.0
+    """sampling temperature for generations (and their log-probs)"""
+    adv_eps: float = 1e-4
+    """epsilon in (r - mean) / (std + eps)"""
+    device: str = "auto"
+    """torch device: auto | cpu | cuda"""
+    final_report: bool = True
+    """at the end, write an evaluation report (agents/evaluate.py) into <run-dir>/eval"""
+    progress: bool = True
+    """show a progress bar"""
+    stop_at: int | None = None
+    """stop after this iteration as if interrupted (no final checkpoint; tests resume from here)"""
+
+
+# ---------------------------------------------------------------------------------------
+def setup_distributed(device: str) -> tuple[int, int, str]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return 0, 1, resolve_device(device)
+    dev = resolve_device(device)
+    backend = "nccl" if dev == "cuda" else "gloo"
+    dist.init_process_group(backend=backend)
+    rank = dist.get_rank()
+    if dev == "cuda":
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        torch.cuda.set_device(local)
+        dev = f"cuda:{local}"
+    return rank, world, dev
+
+
+def allreduce_mean_(tensors: list[torch.Tensor], world: int) -> None:
+    """Average tensors in place across ranks in one flat all-reduce."""
+    if world == 1 or not tensors:
+        return
+    flat = torch.cat([t.reshape(-1) for t in tensors])
+    dist.all_reduce(flat)
+    flat /= world
+    offset = 0
+    for t in tensors:
+        n = t.numel()
+        t.copy_(flat[offset : offset + n].view_as(t))
+        offset += n
+
+
+def group_advantages(rewards: torch.Tensor, scale: str, eps: float) -> torch.Tensor:
+    """rewards [B, G] -> advantages [B, G]: group baseline, then the chosen std scaling."""
+    centred = rewards - rewards.mean(dim=1, keepdim=True)
+    if scale == "group":
+        return centred / (rewards.std(dim=1, keepdim=True) + eps)
+    if scale == "batch":
+        return centred / (rewards.std() + eps)
+    return centred
+
+
+def aggregate(per_elem: torch.Tensor, mask: torch.Tensor, loss_type: str) -> torch.Tensor:
+    """per_elem, mask [B, G, D, T] -> scalar. The three coincide for equal-length clips."""
+    if loss_type == "sample":
+        per_sample = (per_elem * mask).flatten(2).sum(-1) / mask.flatten(2).sum(-1).clamp(min=1)
+        return per_sample.mean()
+    if loss_type == "element":
+        return (per_elem * mask).sum() / mask.sum().clamp(min=1)
+    # Dr. GRPO: a constant normaliser (the full action size), independent of the batch's lengths
+    return (per_elem * mask).sum() / (per_elem.shape[0] * per_elem.shape[1] * per_elem[0, 0].numel())
+
+
+def lr_lambda_factory(args: Args):
+    def f(it: int) -> float:
+        if it < args.warmup_iterations:
+            return (it + 1) / max(1, args.warmup_iterations)
+        if args.lr_schedule == "constant":
+            return 1.0
+        progress = (it - args.warmup_iterations) / max(1, args.iterations - args.warmup_iterations)
+        progress = min(max(progress, 0.0), 1.0)
+        if args.lr_schedule == "linear":
+            return 1.0 - progress
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    return f
+
+
+def iteration_seed(seed: int, iteration: int, rank: int) -> int:
+    """A per-(iteration, rank) seed, so resumed and multi-process runs draw exactly the same."""
+    return int(np.random.SeedSequence([seed, iteration, rank]).generate_state(1)[0])
+
+
+def stack_actions(actions: list[list[torch.Tensor]]) -> torch.Tensor:
+    return torch.stack([torch.stack(group) for group in actions])
+
+
+@torch.no_grad()
+def sync_reference(ref: torch.nn.Module, policy: torch.nn.Module, alpha: float) -> None:
+    for pr, pp in zip(ref.parameters(), policy.parameters()):
+        pr.mul_(1 - alpha).add_(pp.detach(), alpha=alpha)
+
+
+def run_eval(evaluator: Evaluator, policy, writer, step: int) -> dict[str, float]:
+    policy.eval()
+    greedy = evaluator.evaluate(policy, temperature=0.0)
+    torch.manual_seed(12345)
+    sampled = evaluator.evaluate(policy, temperature=1.0)
+    policy.train()
+    band = evaluator.baseline("band-follow")
+    rnd = evaluator.baseline("random")
+    metrics = {
+        "eval/gold_greedy": float(greedy.gold.mean()),
+        "eval/gold_sampled": float(sampled.gold.mean()),
+        "eval/proxy_greedy": float(greedy.proxy.mean()),
+        "eval/proxy_sampled": float(sampled.proxy.mean()),
+        "eval/gold_band_follow": float(band.gold.mean()),
+        "eval/gold_random": float(rnd.gold.mean()),
+        "eval/proxy_band_follow": float(band.proxy.mean()),
+        "eval/normalized_score": normalized_score(float(greedy.gold.mean()), float(rnd.gold.mean()), float(band.gold.mean())),
+        "eval/win_rate_vs_band_follow": win_rate(greedy.gold, band.gold)["win_rate"],
+    }
+    if writer is not None:
+        for k, v in metrics.items():
+            writer.add_scalar(k, v, step)
+    return metrics
+
+
+def log_image(evaluator: Evaluator, policy, writer, step: int, max_duration: float) -> None:
+    from cqtml_env.render import render_activations
+
+    cqt = evaluator.cqts[:1]
+    act = policy_actions(policy, cqt, temperature=0.0)[0]
+    img = render_activations(cqt[0], act)
+    writer.add_image("images/policy_activations", img, step, dataformats="HWC")
+
+
+# ---------------------------------------------------------------------------------------
+def train(args: Args) -> dict[str, float]:
+    rank, world, device = setup_distributed(args.device)
+    default_threads()
+    run_name = f"CQTML-v0__{args.exp_name}__{args.seed}__{int(time.time())}"
+    run_dir = Path(args.run_dir or f"runs/{run_name}")
+    ckpt_root = run_dir / "checkpoints"
+    if args.clips_per_iteration % world:
+        raise ValueError(f"--clips-per-iteration ({args.clips_per_iteration}) must divide by the number of processes ({world})")
+    local_b = args.clips_per_iteration // world
+    G = args.num_generations
+    if G < 2:
+        raise ValueError("--num-generations must be >= 2: the group mean is the baseline")
+
+    # seeding
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    torch.backends.cudnn.deterministic = True
+
+    # data, env, policy
+    split = split_data(args.data, args.max_duration, args.eval_clips, args.train_clips, args.seed, args.cache_dir)
+    reward_spec = args.reward_model if (args.reward == "model" and args.reward_model) else args.reward
+    if args.reward == "gold" and args.reward_model:
+        reward_spec = "gold"
+    envs = gym.make_vec(
+        "CQTML-v0",
+        num_envs=local_b * G,
+        dataset=split.train,
+        reward=reward_spec,
+        num_devices=args.num_devices,
+        max_duration=args.max_duration,
+    )
+    cqt_shape = tuple(envs.single_observation_space.shape)
+    policy = make_policy(args.policy, cqt_shape, args.num_devices, args.distribution_size, device=device)
+    policy.train()
+    reference = copy.deepcopy(policy).eval() if args.beta > 0 else None
+    if reference is not None:
+        for p in reference.parameters():
+            p.requires_grad_(False)
+    params = [p for p in policy.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=args.learning_rate, weight_decay=args.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda_factory(args))
+
+    start_it, best_gold, global_step = 0, -math.inf, 0
+    if args.resume:
+        ckpt = latest_checkpoint(ckpt_root)
+        if ckpt is None:
+            raise FileNotFoundError(f"--resume: no checkpoint under {ckpt_root}")
+        loaded = type(policy).from_pretrained(ckpt)
+        policy.load_state_dict(loaded.state_dict())
+        trainer = load_trainer_state(ckpt, optimizer, scheduler)
+        start_it = trainer["iteration"]
+        best_gold = trainer["extra"].get("best_gold", -math.inf)
+        global_step = trainer["extra"].get("global_step", 0)
+        if reference is not None and (ckpt / "reference.safetensors").exists():
+            from safetensors.torch import load_file
+
+            reference.load_state_dict(load_file(str(ckpt / "reference.safetensors")))
+    if world > 1:  # ranks share the seed; broadcasting makes equal weights a guarantee
+        for p in policy.state_dict().values():
+            dist.broadcast(p, 0)
+
+    writer = evaluator = None
+    if rank == 0:
+        from torch.utils.tensorboard import SummaryWriter
+
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "args.json").write_text(json.dumps(asdict(args), indent=2))
+        writer = SummaryWriter(str(run_dir), purge_step=start_it if args.resume else None)
+        writer.add_text(
+            "hyperparameters",
+            "|param|value|\n|-|-|\n" + "\n".join(f"|{k}|{v}|" for k, v in asdict(args).items()),
+        )
+        from cqtml_env import RewardModel
+
+        proxy_model = RewardModel.from_pretrained(args.reward_model) if args.reward_model else None
+        evaluator = Evaluator(split.eval, split.eval_indices, proxy_model, num_devices=args.num_devices)
+
+    from tqdm.auto import tqdm
+
+    bar = tqdm(range(start_it, args.iterations), initial=start_it, total=args.iterations,
+               disable=rank != 0 or not args.progress, desc="GRPO", dynamic_ncols=True)
+    last_metrics: dict[str, float] = {}
+    t_start = time.time()
+    steps_at_start = global_step
+    for it in bar:
+        t_iter = time.time()
+        # 1) clips: the same global draw on every rank, then each rank takes its shard
+        draw = np.random.default_rng([args.seed, it])
+        replace = len(split.train_indices) < args.clips_per_iteration
+        clips = draw.choice(split.train_indices, size=args.clips_per_iteration, replace=replace)
+        clips = clips[rank * local_b : (rank + 1) * local_b]
+        torch.manual_seed(iteration_seed(args.seed, it, rank))
+
+        obs, _ = envs.reset(options={"clips": np.repeat(clips, G).tolist()})
+        states = torch.as_tensor(obs[::G], device=device)
+
+        # 2) G generations per clip from one forward pass, scored by the env in one batch.
+        # Fused (mu = 1 and a policy exposing its full distribution): that forward keeps its
+        # graph and is the update's forward too, so an iteration costs one forward+backward.
+        fused = args.update_epochs == 1 and hasattr(policy, "log_probs")
+        first_logp = full_logp = None
+        if fused:
+            full_logp = torch.stack(policy.log_probs(states, temperature=args.temperature))  # [b, D, T, K]
+            with torch.no_grad():
+                index = torch.distributions.Categorical(logits=full_logp.detach()).sample((G,)).transpose(0, 1)
+            actions = policy.indices_to_actions(index)  # [b, G, D, T]
+            generations = [list(a.unbind(0)) for a in actions]
+            first_logp = full_logp.unsqueeze(1).expand(-1, G, -1, -1, -1).gather(-1, index.unsqueeze(-1)).squeeze(-1)
+        else:
+            with torch.no_grad():
+                generations = policy.generate_actions(states, num_actions_per_state=G, temperature=args.temperature)
+            actions = stack_actions(generations)  # [b, G, D, T]
+        _, rewards, _, _, infos = envs.step(actions.reshape(-1, *actions.shape[2:]).cpu().numpy())
+        rewards_t = torch.as_tensor(np.asarray(rewards, dtype=np.float32), device=device).view(local_b, G)
+        scored = infos["final_info"]  # SAME_STEP autoreset: the scored episodes' infos
+        gold = np.asarray(scored["gold_score"], dtype=np.float64)
+        proxy = np.asarray(scored["proxy_score"], dtype=np.float64)
+
+        # 3) group-relative advantages
+        advantages = group_advantages(rewards_t, args.scale_rewards, args.adv_eps)
+        adv = advantages[:, :, None, None]
+        mask = torch.ones_like(actions)
+
+        # 4) mu PPO-clip updates on per-element ratios
+        old_logp = None
+        stats: dict[str, list[float]] = {k: [] for k in ("policy_loss", "approx_kl", "kl_ref", "entropy", "clip_ratio", "clip_low", "clip_high", "grad_norm")}
+        for epoch in range(args.update_epochs):
+            if epoch == 0 and first_logp is not None:
+                logp = first_logp
+            else:
+                logp = policy.get_log_probabilities(states, generations, temperature=args.temperature, reduction="none")
+            if old_logp is None:
+                old_logp = logp.detach()
+            log_ratio = logp - old_logp
+            ratio = log_ratio.exp()
+            lo, hi = 1 - args.clip_eps_low, 1 + args.clip_eps_high
+            per_elem = -torch.min(ratio * adv, ratio.clamp(lo, hi) * adv)
+            kl_ref = torch.zeros((), device=device)
+            if reference is not None:
+                with torch.no_grad():
+                    ref_logp = reference.get_log_probabilities(states, generations, temperature=args.temperature, reduction="none")
+                d = ref_logp - logp
+                k3 = d.exp() - d - 1
+                per_elem = per_elem + args.beta * k3
+                kl_ref = (k3 * mask).sum() / mask.sum()
+            loss = aggregate(per_elem, mask, args.loss_type)
+            if epoch == 0 and full_logp is not None:  # exact entropy of the sampling distribution
+                ent = -(full_logp.exp() * full_logp).sum(-1).mean()
+            elif args.ent_coef > 0 and hasattr(policy, "entropy"):
+                ent = policy.entropy(states, temperature=args.temperature).mean()
+            else:
+                ent = -(logp.detach() * mask).sum() / mask.sum()  # sample estimate of H
+            if args.ent_coef > 0:
+                loss = loss - args.ent_coef * ent
+            entropy = ent.detach()
+            optimizer.zero_grad(set_to_none=False)
+            loss.backward()
+            allreduce_mean_([p.grad for p in params if p.grad is not None], world)
+            grad_norm = torch.nn.utils.clip_grad_norm_(params, args.max_grad_norm)
+            optimizer.step()
+            with torch.no_grad():
+                stats["policy_loss"].append(loss.item())
+                stats["approx_kl"].append(((ratio - 1) - log_ratio).mean().item())
+                stats["kl_ref"].append(float(kl_ref))
+                stats["entropy"].append(float(entropy))
+                low = ((ratio < lo) & (adv < 0)).float().mean().item()
+                high = ((ratio > hi) & (adv > 0)).float().mean().item()
+                stats["clip_low"].append(low)
+                stats["clip_high"].append(high)
+                stats["clip_ratio"].append(low + high)
+                stats["grad_norm"].append(float(grad_norm))
+        scheduler.step()
+        if reference is not None and args.ref_sync_every and (it + 1) % args.ref_sync_every == 0:
+            sync_reference(reference, policy, args.ref_sync_alpha)
+
+        # 5) metrics (averaged over ranks), logging, eval, checkpoints
+        global_step += args.clips_per_iteration * G
+        std_g = rewards_t.std(dim=1)
+        local = torch.tensor([
+            float(proxy.mean()), float(gold.mean()), float(rewards_t.mean()), float(std_g.mean()),
+            float((std_g < 1e-6).float().mean()),
+            *[float(np.mean(v)) for v in stats.values()],
+        ], dtype=torch.float64)
+        allreduce_mean_([local], world)
+        names = ["charts/reward_proxy", "charts/reward_gold", "charts/reward", "charts/reward_std",
+                 "charts/frac_reward_zero_std", *[f"losses/{k}" for k in stats]]
+        last_metrics = dict(zip(names, local.tolist()))
+        if rank == 0:
+            sps = (global_step - steps_at_start) / max(time.time() - t_start, 1e-9)
+            last_metrics["charts/SPS"] = sps
+            last_metrics["charts/learning_rate"] = optimizer.param_groups[0]["lr"]
+            last_metrics["charts/iteration_time"] = time.time() - t_iter
+            for k, v in last_metrics.items():
+                writer.add_scalar(k, v, global_step)
+            bar.set_postfix(gold=f"{last_metrics['charts/reward_gold']:.3f}",
+                            proxy=f"{last_metrics['charts/reward_proxy']:.3f}", sps=f"{sps:.0f}")
+            done = it + 1
+            if args.image_every and done % args.image_every == 0:
+                log_image(evaluator, policy, writer, global_step, args.max_duration)
+            is_last = done == args.iterations
+            links: list[str] = []
+            if (args.eval_every and done % args.eval_every == 0) or is_last:
+                ev = run_eval(evaluator, policy, writer, global_step)
+                last_metrics.update(ev)
+                bar.write(
+                    f"[iter {done}] held-out gold greedy {ev['eval/gold_greedy']:.4f} "
+                    f"sampled {ev['eval/gold_sampled']:.4f} | band-follow {ev['eval/gold_band_follow']:.4f} "
+                    f"random {ev['eval/gold_random']:.4f} | normalised {ev['eval/normalized_score']:.3f}"
+                )
+                if ev["eval/gold_greedy"] > best_gold:
+                    best_gold = ev["eval/gold_greedy"]
+                    links.append("best")
+            if (args.checkpoint_every and done % args.checkpoint_every == 0) or is_last or links:
+                extra = {"best_gold": best_gold, "global_step": global_step, "metrics": last_metrics}
+                path = save_checkpoint(ckpt_root, done, policy, optimizer, scheduler, extra,
+                                       links=("latest", *links, *(("final",) if is_last else ())))
+                if reference is not None:
+                    from safetensors.torch import save_file
+
+                    save_file({k: v.contiguous() for k, v in reference.state_dict().items()},
+                              str(path / "reference.safetensors"))
+        if args.stop_at is not None and it + 1 >= args.stop_at:
+            break
+    bar.close()
+    interrupted = args.stop_at is not None and args.stop_at < args.iterations
+    if world > 1:  # every rank must end with the same weights, or the all-reduce is broken
+        checksum = torch.stack([p.detach().double().sum() for p in policy.parameters()]).sum().reshape(1)
+        gathered = [torch.zeros_like(checksum) for _ in range(world)]
+        dist.all_gather(gathered, checksum)
+        if not all(torch.equal(g, gathered[0]) for g in gathered):
+            raise RuntimeError(f"ranks diverged: parameter checksums {[g.item() for g in gathered]}")
+
+    if rank == 0:
+        if not interrupted:
+            writer.add_hparams(
+                {k: (v if isinstance(v, (int, float, str, bool)) else str(v)) for k, v in asdict(args).items()},
+                {f"hparam/{k.split('/')[-1]}": v for k, v in last_metrics.items() if k.startswith("eval/")},
+                run_name=".",
+            )
+        writer.close()
+        if not interrupted and args.final_report and (ckpt_root / "best").exists():
+            from evaluate import write_report
+
+            write_report(policy_spec=str(ckpt_root / "best"), evaluator=evaluator, out=run_dir / "eval")
+    envs.close()
+    if world > 1:
+        dist.destroy_process_group()
+    return last_metrics
+
+
+if __name__ == "__main__":
+    import tyro
+
+    train(tyro.cli(Args))
