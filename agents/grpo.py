@@ -274,7 +274,10 @@ def train(args: Args) -> dict[str, float]:
         reward=reward_spec,
         num_devices=args.num_devices,
         max_duration=args.max_duration,
+        cache_size=max(512, len(split.train_indices)),
     )
+    # every training clip's CQT is computed once, up front (and read from --cache-dir next time)
+    envs.unwrapped.prefetch(split.train_indices, progress=args.progress and rank == 0)
     cqt_shape = tuple(envs.single_observation_space.shape)
     policy = make_policy(args.policy, cqt_shape, args.num_devices, args.distribution_size, device=device)
     policy.train()

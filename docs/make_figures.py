@@ -43,7 +43,15 @@ def fig_synthetic_cqts(out_dir: Path = IMG_DIR, num: int = 6, seed: int = 0) -> 
     return out
 
 
-FIGURES = {"synthetic_cqts": fig_synthetic_cqts}
+def fig_gold_components(out_dir: Path = IMG_DIR) -> Path:
+    """The gold scorer's criteria on one clip (see docs/figures_gold.py)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from figures_gold import fig_gold_components as make
+
+    return make(out_dir)
+
+
+FIGURES = {"synthetic_cqts": fig_synthetic_cqts, "gold_components": fig_gold_components}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -264,3 +264,21 @@ def test_reward_model_batch_matches_its_own_per_pair_scores() -> None:
         _, rewards, _, _, _ = env.step(actions)
         expected = [float(rm.score(ds[c], actions[i][None])[0]) for i, c in enumerate(clips)]
         np.testing.assert_allclose(rewards, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_prefetch_fills_the_cache_and_rejects_overflow() -> None:
+    env = make_native(cache_size=4)
+    core = env.core
+    calls: list[int] = []
+    original = core.dataset.__getitem__.__func__ if hasattr(core.dataset.__getitem__, "__func__") else None
+    env.prefetch([0, 1, 2])
+    assert set(core._cache) == {0, 1, 2}
+    if original is not None:  # afterwards, those observations are served without the data set
+        core.dataset.__class__.__getitem__ = lambda self, i: calls.append(i) or original(self, i)
+        try:
+            env.reset(options={"clips": [0, 1, 2, 0, 1, 2, 0, 1]})
+        finally:
+            core.dataset.__class__.__getitem__ = original
+        assert calls == []
+    with pytest.raises(ValueError, match="cache_size"):
+        env.prefetch([0, 1, 2, 3, 4])

@@ -215,6 +215,21 @@ class CQTMLVectorEnv(VectorEnv):
         truncations = np.zeros(self.num_envs, dtype=np.bool_)
         return self._obs, rewards, terminations, truncations, info
 
+    def prefetch(self, clips: Sequence[int] | np.ndarray, chunk: int = 32, progress: bool = False) -> None:
+        """Load these clips' CQTs into the in-memory cache now (batched), not on the hot path.
+
+        Raises ``ValueError`` if they would not all fit (``cache_size``).
+        """
+        clips = [self.core.check_clip(c, "prefetch clip") for c in clips]
+        if len(set(clips)) > self.core.cache_size:
+            raise ValueError(
+                f"prefetching {len(set(clips))} clips needs cache_size >= that (it is {self.core.cache_size})"
+            )
+        from tqdm.auto import tqdm
+
+        for s in tqdm(range(0, len(clips), chunk), desc="caching CQTs", disable=not progress, unit="chunk"):
+            self.core.observations(clips[s : s + chunk])
+
     def render(self) -> tuple[np.ndarray, ...] | None:
         """Each sub-env's last scored clip and action (or its current clip before any step)."""
         if self.render_mode is None:

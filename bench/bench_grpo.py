@@ -1,0 +1,77 @@
+"""GRPO iteration throughput vs a bare policy forward+backward on the same batch (one run).
+
+A GRPO iteration = draw B clips, sample G actions each, score B*G actions through the vector
+env (reward model + gold for the info), advantages, loss, backward, optimizer step. The bare
+baseline is only the policy's forward + backward + optimizer step on the same B clips. Both
+are reported as clips/s; target ratio GRPO / bare >= 0.8. The bare runs bracket the GRPO run
+and are averaged, so machine load drifts cancel to first order.
+
+    python bench/bench_grpo.py [--policy vit|cnn] [--clips 8] [--generations 32] [--iters 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "agents"))
+import grpo  # noqa: E402
+from common import make_policy, split_data  # noqa: E402
+
+
+def bare_clips_per_s(policy_kind: str, clips: int, iters: int, max_duration: float) -> float:
+    split = split_data("synthetic:64", max_duration)
+    states = torch.as_tensor(split.train.get_many(range(clips)))
+    policy = make_policy(policy_kind, tuple(states.shape[1:]), 4, device="cpu")
+    opt = torch.optim.AdamW(policy.parameters(), lr=1e-4)
+    index = torch.randint(0, 32, (clips, 4, states.shape[-1]))
+    for i in range(iters + 2):  # 2 warm-up iterations
+        if i == 2:
+            t0 = time.perf_counter()
+        lp = policy(states)  # [B, D, T, K]
+        loss = -lp.gather(-1, index.unsqueeze(-1)).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return clips * iters / (time.perf_counter() - t0)
+
+
+def grpo_clips_per_s(policy_kind: str, clips: int, generations: int, iters: int, max_duration: float) -> float:
+    with tempfile.TemporaryDirectory() as tmp:
+        args = grpo.Args(policy=policy_kind, iterations=iters, clips_per_iteration=clips,
+                         num_generations=generations, train_clips=64, eval_clips=2, max_duration=max_duration,
+                         eval_every=0, checkpoint_every=0, image_every=0, run_dir=tmp, progress=False,
+                         final_report=False, warmup_iterations=0)
+        metrics = grpo.train(args)
+    return metrics["charts/SPS"] / generations  # SPS counts scored actions; G per clip
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--policy", default="vit", choices=["vit", "cnn"])
+    ap.add_argument("--clips", type=int, default=8)
+    ap.add_argument("--generations", type=int, default=32)
+    ap.add_argument("--iters", type=int, default=20)
+    ap.add_argument("--max-duration", type=float, default=5.0)
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch default)")
+    a = ap.parse_args()
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    torch.manual_seed(0)
+    before = bare_clips_per_s(a.policy, a.clips, a.iters, a.max_duration)
+    g = grpo_clips_per_s(a.policy, a.clips, a.generations, a.iters, a.max_duration)
+    after = bare_clips_per_s(a.policy, a.clips, a.iters, a.max_duration)
+    bare = (before + after) / 2
+    print(f"policy={a.policy} B={a.clips} G={a.generations} iters={a.iters} threads={torch.get_num_threads()}")
+    print(f"bare forward+backward+step : {bare:7.1f} clips/s  (runs: {before:.1f}, {after:.1f})")
+    print(f"GRPO iteration             : {g:7.1f} clips/s  ({g * a.generations:.0f} scored actions/s)")
+    print(f"ratio GRPO / bare          : {g / bare:.2f}  (target >= 0.8)")
+
+
+if __name__ == "__main__":
+    main()
