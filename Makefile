@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml cqtml_env/pyproject.toml cqtml_policy/pyproject.toml Ma
 	touch $(STAMP)
 
 train: venv
-	$(PY) agents/grpo.py --run-dir $(RUN_DIR)
+	$(PY) agents/grpo.py --run-dir $(RUN_DIR) --cache-dir runs/.feature-cache
 
 test: venv
 	$(PY) -m ruff check .

@@ -49,21 +49,21 @@ class Args:
     """name of this experiment (part of the run name)"""
     seed: int = 1
     """seed of the run: clip draws, sampling and initial weights"""
-    iterations: int = 600
+    iterations: int = 1500
     """number of GRPO iterations (each: B clips x G generations, then mu updates)"""
-    clips_per_iteration: int = 4
+    clips_per_iteration: int = 8
     """B: clips drawn per iteration (split across ranks under torchrun)"""
-    num_generations: int = 8
-    """G: actions sampled per clip; they form one group for the advantage baseline"""
-    policy: Literal["vit", "cnn"] = "vit"
-    """policy architecture: timm ViT-tiny (`vit`) or the small conv policy (`cnn`)"""
+    num_generations: int = 32
+    """G: actions sampled per clip; one group for the advantage baseline (cheap: one forward per clip)"""
+    policy: Literal["vit", "cnn"] = "cnn"
+    """policy architecture: the small conv policy (`cnn`, learns fast on a CPU) or timm ViT-tiny (`vit`)"""
     reward: Literal["model", "gold"] = "model"
     """training reward: the learned reward model (proxy) or the gold scorer itself"""
     reward_model: str | None = None
     """path to a reward model directory (default: the weights shipped with cqtml-env)"""
     data: str = "synthetic"
     """training data: synthetic | synthetic:N | folder:PATH | fma:PATH | musicnet:PATH"""
-    train_clips: int = 512
+    train_clips: int = 256
     """number of synthetic training clips (ignored for real data sets)"""
     eval_clips: int = 32
     """held-out clips for evaluation (never trained on)"""
