@@ -228,3 +228,240 @@ def test_torch_input_and_other_device_counts():
     cqt = hand_cqt(1)
     s6 = GoldScorer(num_devices=6).score(torch.from_numpy(cqt), torch.rand(2, 6, T))
     assert s6.shape == (2,) and np.all(np.isfinite(s6))
+
+
+# -- the vectorised scorer vs the per-clip reference ------------------------------------------
+# A frozen copy of the per-clip scorer as it was before the multi-clip batch path: a per-frame
+# hysteresis loop with separate high/low extremes, components one clip (and one device) at a
+# time. The vectorised code must reproduce it.
+def reference_count_transitions(actions: np.ndarray, swing: float) -> np.ndarray:
+    shape = actions.shape
+    a = actions.reshape(-1, shape[-1])
+    n, t_len = a.shape
+    hi = np.zeros(n, dtype=a.dtype)
+    lo = np.zeros(n, dtype=a.dtype)
+    direction = np.zeros(n, dtype=np.int8)
+    events = np.zeros_like(a, dtype=bool)
+    for t in range(t_len):
+        x = a[:, t]
+        hi = np.maximum(hi, x)
+        lo = np.minimum(lo, x)
+        up = (direction <= 0) & (x - lo >= swing)
+        down = (direction >= 0) & (hi - x >= swing)
+        both = up & down
+        up &= ~both | (x >= hi)
+        down &= ~up
+        events[:, t] = up | down
+        direction = np.where(up, 1, np.where(down, -1, direction)).astype(np.int8)
+        hi = np.where(up, x, hi)
+        lo = np.where(down, x, lo)
+    return events.reshape(shape)
+
+
+def reference_components(scorer: GoldScorer, a: np.ndarray, f) -> dict[str, np.ndarray]:
+    from cqtml_env.gold import _shift, rise
+
+    cfg = scorer.config
+    n, d_count, t_len = a.shape
+    y = f.target[None]
+    out: dict[str, np.ndarray] = {}
+    am = a - a.mean(axis=2, keepdims=True)
+    ym = y - y.mean(axis=2, keepdims=True)
+    sa = np.sqrt((am**2).mean(axis=2))
+    sy = np.sqrt((ym**2).mean(axis=2))
+    cov = (am * ym).mean(axis=2)
+    ok = (sa > 1e-3) & (sy > 1e-3)
+    out["corr"] = np.clip(np.where(ok, cov / np.maximum(sa * sy, 1e-12), 0.0), 0.0, 1.0)
+    out["level"] = 1.0 - np.abs(a - y).mean(axis=2)
+    r = rise(a)
+    k0, k1 = cfg.onset_window
+    offsets = np.arange(k0, k1 + 1)
+    gk = np.exp(-(offsets.astype(np.float32) ** 2) / (2 * cfg.onset_sigma**2))
+    events = (r >= cfg.rise_event) & (r >= _shift(r, 1, fill=-1.0)) & (r > _shift(r, -1, fill=-1.0))
+    n_events = events.sum(axis=2)
+    precision = np.where(
+        n_events > 0, (events * f.near_onset[None]).sum(axis=2) / np.maximum(n_events, 1), 1.0
+    )
+    onset = np.empty((n, d_count), dtype=np.float64)
+    for d in range(d_count):
+        frames = f.onset_frames[d]
+        if frames.size == 0:
+            onset[:, d] = precision[:, d]
+            continue
+        raw = frames[:, None] + offsets[None, :]
+        idx = np.clip(raw, 0, t_len - 1)
+        valid = (raw >= 0) & (raw < t_len)
+        ratio = np.clip(r[:, d][:, idx] / f.onset_jump[d][None, :, None], 0.0, 1.0)
+        hit = (ratio * (gk[None, None, :] * valid[None])).max(axis=2)
+        recall = hit.mean(axis=1)
+        p = precision[:, d]
+        onset[:, d] = 2 * p * recall / np.maximum(p + recall, 1e-9)
+    out["onset"] = onset
+    if f.beat_frames.size:
+        m = rise(a.mean(axis=1))
+        thr = cfg.rise_event / 2
+        ev = (m >= thr) & (m >= _shift(m, 1, fill=-1.0)) & (m > _shift(m, -1, fill=-1.0))
+        n_ev = ev.sum(axis=1)
+        bp = np.where(n_ev > 0, (ev * f.near_beat[None]).sum(axis=1) / np.maximum(n_ev, 1), 1.0)
+        idx = np.clip(f.beat_frames[:, None] + offsets[None, :], 0, t_len - 1)
+        br = (np.clip(m[:, idx] / thr, 0, 1) * gk[None, None, :]).max(axis=2).mean(axis=1)
+        out["beat"] = np.repeat((2 * bp * br / np.maximum(bp + br, 1e-9))[:, None], d_count, axis=1)
+    else:
+        out["beat"] = np.ones((n, d_count))
+    trans = reference_count_transitions(a, cfg.flash_swing).astype(np.float32)
+    win = max(1, int(round(cfg.frame_rate)))
+    csum = np.concatenate([np.zeros((n, d_count, 1), np.float32), np.cumsum(trans, 2)], 2)
+    lo = np.clip(np.arange(t_len) - win // 2, 0, t_len)
+    hi = np.clip(lo + win, 0, t_len)
+    flashes = (csum[..., hi] - csum[..., lo]) / 2.0
+    lim = cfg.max_flashes_per_s
+    out["flicker"] = 1.0 - np.clip((flashes - lim) / lim, 0.0, 1.0).mean(axis=2)
+    n_silent = f.silent.sum(axis=1)
+    lit = (a * f.silent[None]).sum(axis=2) / np.maximum(n_silent, 1)[None]
+    out["dark"] = np.where(n_silent[None] > 0, 1.0 - lit, 1.0)
+    sy_b = np.broadcast_to(sy, sa.shape)
+    ratio = np.minimum(sa, sy_b) / np.maximum(np.maximum(sa, sy_b), 1e-9)
+    flat = sy_b < cfg.range_floor
+    out["range"] = np.where(flat, 1.0 - np.clip(sa / 0.1, 0.0, 1.0), ratio)
+    return {k: np.asarray(v, dtype=np.float64) for k, v in out.items()}
+
+
+def click_cqt() -> np.ndarray:
+    """A click track on 110 Hz: the one hand-built clip here with beats."""
+    processor = pytest.importorskip("cqtml_env.cqt").CQTProcessor()
+    sr = processor.sample_rate
+    audio = np.zeros(int(5 * sr), np.float32)
+    click = np.exp(-np.arange(2000) / 300.0) * np.sin(2 * np.pi * 110 * np.arange(2000) / sr)
+    for bt in np.arange(0.25, 5.0, 0.5):
+        s = int(bt * sr)
+        audio[s : s + 2000] += click[: len(audio) - s]
+    return processor(0.5 * audio)
+
+
+def light_shows(scorer: GoldScorer, cqt: np.ndarray, seed: int) -> np.ndarray:
+    """Hand-built and random light shows: strobes, steps, constants, dark, the target, noise."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(T) / FPS
+    target = scorer.features(cqt).target
+    row = lambda x: np.broadcast_to(np.asarray(x, np.float32), (4, T))  # noqa: E731
+    shows = [
+        target,
+        np.roll(target, 2, axis=1),
+        band_follower(cqt),
+        row(np.zeros(T)),  # dark
+        row(np.ones(T)),  # full on
+        row(np.full(T, 0.5)),  # constant
+        row((t * 10) % 1.0 < 0.5),  # 10 Hz strobe
+        row(0.4 + 0.3 * ((t * 2) % 1.0 < 0.5)),  # 2 Hz strobe between 0.4 and 0.7
+        row(t > 2.5),  # one step up
+        row(np.where(t > 2.5, 0.15, 0.9)),  # step down
+        row(0.5 + 0.1 * np.sign(np.sin(2 * np.pi * t * 8))),  # ripple below the 0.2 swing
+        rng.random((4, T)),
+        np.round(rng.random((4, T)) * 3) / 3,  # few levels: exact 0.2+ swings and ties
+        rng.random((4, T)) ** 4,
+        smooth_attack_decay(rng.random((4, T)).astype(np.float32), 0.6, 0.15),
+    ]
+    return np.stack(shows).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def batch_clips() -> list[np.ndarray]:
+    return [
+        hand_cqt(0),
+        hand_cqt(1, silent_tail=False),
+        np.zeros((2, 84, T), np.float32),
+        click_cqt(),
+    ]
+
+
+def test_count_transitions_matches_the_reference_loop(clip):
+    rng = np.random.default_rng(5)
+    shows = light_shows(GoldScorer(), clip, 0)
+    cases = [
+        shows,
+        rng.random((64, 4, T)).astype(np.float32),
+        (np.round(rng.random((32, 3, T)) * 5) / 5).astype(np.float64),  # exact-swing ties
+        rng.random((7, T)) ** 6,
+        np.zeros((2, T), np.float32),
+    ]
+    for a in cases:
+        for swing in (0.2, 0.05, 0.6):
+            np.testing.assert_array_equal(
+                count_transitions(a, swing), reference_count_transitions(a, swing)
+            )
+    assert count_transitions(shows, 0.2).sum() > 100  # the cases do have transitions
+    with pytest.raises(ValueError, match=">= 0"):
+        count_transitions(np.full((1, T), -0.1), 0.2)
+
+
+def test_score_components_match_the_per_clip_reference(batch_clips):
+    scorer = GoldScorer()
+    for i, cqt in enumerate(batch_clips):
+        acts = light_shows(scorer, cqt, i)
+        ref = reference_components(scorer, acts, scorer.features(cqt))
+        new = scorer.score_components(cqt, acts)
+        assert set(new) == set(ref)
+        for k in ref:
+            assert new[k].shape == ref[k].shape
+            np.testing.assert_allclose(new[k], ref[k], rtol=0, atol=1e-7, err_msg=f"clip {i} {k}")
+    assert scorer.features(batch_clips[3]).beat_frames.size > 0  # the beat path is covered
+    assert not scorer.features(batch_clips[2]).onset_frames[0].size  # and the no-onset path
+
+
+def test_batch_over_many_clips_matches_per_clip_scoring(batch_clips):
+    scorer = GoldScorer()
+    rng = np.random.default_rng(7)
+    feats, acts, ref = [], [], []
+    for i, cqt in enumerate(batch_clips):
+        a = light_shows(scorer, cqt, 10 + i)
+        f = scorer.features(cqt)
+        feats += [f] * len(a)
+        acts.append(a)
+        ref.append(reference_components(scorer, a, f))
+    acts_all = np.concatenate(acts)
+    perm = rng.permutation(len(acts_all))  # clips interleaved in any order
+    got = scorer.score_components_batch(actions=acts_all[perm], features=[feats[j] for j in perm])
+    for k in COMPONENTS:
+        want = np.concatenate([r[k] for r in ref])[perm]
+        np.testing.assert_allclose(got[k], want, rtol=0, atol=1e-7, err_msg=k)
+    scores = scorer.score_batch(actions=acts_all[perm], features=[feats[j] for j in perm])
+    np.testing.assert_allclose(scores, scorer.combine(got), rtol=0, atol=0)
+    # CQTs instead of features: the same
+    cqts = np.stack([batch_clips[j // len(acts[0])] for j in perm[:20]])
+    by_cqt = scorer.score_components_batch(cqts, acts_all[perm[:20]])
+    for k in COMPONENTS:
+        np.testing.assert_array_equal(by_cqt[k], got[k][:20], err_msg=k)
+
+
+def test_scores_are_exactly_batch_independent(batch_clips):
+    scorer = GoldScorer()
+    cqt = batch_clips[3]
+    acts = light_shows(scorer, cqt, 3)
+    full = scorer.score_components(cqt, acts)
+    mixed = scorer.score_components_batch(
+        actions=np.concatenate([acts[:5], light_shows(scorer, batch_clips[0], 4)[:3]]),
+        features=[scorer.features(cqt)] * 5 + [scorer.features(batch_clips[0])] * 3,
+    )
+    for j in range(len(acts)):
+        one = scorer.score_components(cqt, acts[j])
+        for k in COMPONENTS:
+            assert np.array_equal(one[k], full[k][j]), (j, k)
+            if j < 5:
+                assert np.array_equal(mixed[k][j], full[k][j]), (j, k)
+
+
+def test_batch_api_rejects_bad_input(clip):
+    scorer = GoldScorer()
+    f = scorer.features(clip)
+    acts = np.zeros((3, 4, T), np.float32)
+    with pytest.raises(ValueError, match="B = 2"):
+        scorer.score_components_batch(actions=acts, features=[f, f])
+    with pytest.raises(ValueError, match="either"):
+        scorer.score_components_batch(clip[None], acts[:1], features=[f])
+    with pytest.raises(ValueError, match="cqts"):
+        scorer.score_components_batch(actions=acts)
+    with pytest.raises(ValueError, match="at least one"):
+        scorer.score_components_batch(actions=acts[:0], features=[])
+    short = scorer.features(np.zeros((2, 84, T - 1), np.float32))
+    with pytest.raises(ValueError, match="same"):
+        scorer.score_components_batch(actions=acts[:2], features=[f, short])

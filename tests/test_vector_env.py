@@ -1,5 +1,5 @@
 """Native vector env: make_vec wiring, equivalence with SyncVectorEnv over the single env,
-batched scoring (one proxy pass, gold once per distinct clip), GRPO grouping options, infos.
+batched scoring (one proxy pass, one gold pass, per-clip caches), GRPO grouping options, infos.
 """
 
 from __future__ import annotations
@@ -20,15 +20,36 @@ N = 8
 
 
 class CountingGold(GoldScorer):
-    """The real gold scorer, recording (calls, batch size) of score_components."""
+    """The real gold scorer, recording (rows, distinct clips) of each batch call and how often
+    per-clip features are computed."""
 
     def __init__(self) -> None:
         super().__init__(num_devices=4)
-        self.batches: list[int] = []
+        self.batches: list[tuple[int, int]] = []
+        self.feature_calls = 0
 
-    def score_components(self, cqt: Any, actions: Any, features: Any = None) -> dict:
-        self.batches.append(int(np.shape(actions)[0]))
-        return super().score_components(cqt, actions, features)
+    def features(self, cqt: Any) -> Any:
+        self.feature_calls += 1
+        return super().features(cqt)
+
+    def score_components_batch(self, cqts: Any = None, actions: Any = None, features: Any = None) -> dict:
+        self.batches.append((int(np.shape(actions)[0]), len({id(f) for f in features})))
+        return super().score_components_batch(cqts, actions, features)
+
+
+class PerClipGold:
+    """A gold scorer without the batch API (only score/score_components): scored per clip."""
+
+    def __init__(self) -> None:
+        self.inner = GoldScorer(num_devices=4)
+        self.calls = 0
+
+    def score(self, cqt: Any, actions: Any) -> Any:
+        return self.inner.score(cqt, actions)
+
+    def score_components(self, cqt: Any, actions: Any) -> dict:
+        self.calls += 1
+        return self.inner.score_components(cqt, actions)
 
 
 def make_native(num_envs: int = N, **over: Any) -> CQTMLVectorEnv:
@@ -101,20 +122,53 @@ def test_equivalent_to_sync_vector_env_on_same_seeds(action_bins: int | None) ->
     assert len(seen) > 2  # sub-envs really draw different clips
 
 
-def test_one_proxy_pass_per_step_and_gold_once_per_distinct_clip() -> None:
+def test_one_proxy_pass_and_one_gold_pass_per_step() -> None:
     rm, gold = ToyRewardModel(), CountingGold()
     env = make_native(reward=rm, gold=gold)
     env.reset(seed=0, options={"clips": [0, 0, 0, 0, 1, 1, 1, 1]})
     rm.calls.clear()
     env.step(batch_actions(env, 0))
     assert len(rm.calls) == 1 and rm.calls[0][1] == (N, 4, T_SHORT)
-    assert sorted(gold.batches) == [4, 4]
+    assert gold.batches == [(N, 2)]  # all rows in one call, each clip's features once
     # one clip for everybody: the CQT is passed once and broadcast over the actions
     env.reset(options={"clip": 2})
     rm.calls.clear()
     gold.batches.clear()
     env.step(batch_actions(env, 1))
-    assert rm.calls == [((2, 84, T_SHORT), (N, 4, T_SHORT))] and gold.batches == [N]
+    assert rm.calls == [((2, 84, T_SHORT), (N, 4, T_SHORT))] and gold.batches == [(N, 1)]
+    # eight different clips: still one gold call
+    gold.batches.clear()
+    env.reset(options={"clips": list(range(N))})
+    env.step(batch_actions(env, 2))
+    assert gold.batches == [(N, N)]
+
+
+def test_gold_features_are_cached_per_clip() -> None:
+    gold = CountingGold()
+    env = make_native(gold=gold, cache_size=3)
+    for clips in ([0, 0, 1, 1, 2, 2, 0, 1], [2, 1, 0, 0, 0, 1, 2, 2]):
+        env.reset(options={"clips": clips})
+        env.step(batch_actions(env, 0))
+    assert gold.feature_calls == 3  # clips 0, 1, 2 once each over both steps
+    env.reset(options={"clip": 3})  # a fourth clip evicts the least recently used (LRU)
+    env.step(batch_actions(env, 1))
+    assert gold.feature_calls == 4 and len(env.core._gold_features) == 3
+    env.close()
+    assert not env.core._gold_features
+
+
+def test_gold_without_batch_api_scores_per_clip_with_the_same_results() -> None:
+    per_clip = PerClipGold()
+    a, b = make_native(gold=per_clip), make_native()
+    clips = [3, 3, 5, 5, 5, 5, 0, 1]
+    a.reset(options={"clips": clips})
+    b.reset(options={"clips": clips})
+    act = batch_actions(a, 0)
+    ia, ib = a.step(act)[4]["final_info"], b.step(act)[4]["final_info"]
+    assert per_clip.calls == 4  # once per distinct clip
+    for key in ib:
+        if key.startswith("gold"):
+            np.testing.assert_array_equal(ia[key], ib[key], err_msg=key)
 
 
 def test_reset_options_clips_clip_and_groups() -> None:
@@ -282,3 +336,35 @@ def test_prefetch_fills_the_cache_and_rejects_overflow() -> None:
         assert calls == []
     with pytest.raises(ValueError, match="cache_size"):
         env.prefetch([0, 1, 2, 3, 4])
+
+
+def test_reward_model_encodings_are_cached_per_clip_until_its_weights_change() -> None:
+    rm_mod = pytest.importorskip("cqtml_env.reward_model")
+    import torch
+
+    torch.manual_seed(0)
+    rm = rm_mod.RewardModel().eval()
+    encoded: list[int] = []
+    original = rm.encode_clip
+
+    def counting(cqt: Any) -> Any:
+        encoded.append(int(cqt.shape[0]))
+        return original(cqt)
+
+    rm.encode_clip = counting
+    env = make_native(reward=rm)
+    ds = env.dataset
+    clips = [5, 2, 7, 2, 0, 3, 3, 6]
+    act = batch_actions(env, 0)
+    for _ in range(2):
+        env.reset(options={"clips": clips})
+        before = env.step(act)[1]
+    assert encoded == [1] * 6  # six distinct clips, each encoded alone and only once
+    with torch.no_grad():
+        rm.gate.add_(0.05)  # new weights: the cached encodings are stale
+    env.reset(options={"clips": clips})
+    after = env.step(act)[1]
+    assert encoded == [1] * 12
+    expected = [float(rm.score(ds[c], act[i][None])[0]) for i, c in enumerate(clips)]
+    np.testing.assert_allclose(after, expected, rtol=1e-5, atol=1e-6)
+    assert np.abs(after - before).max() > 1e-3

@@ -1,9 +1,10 @@
 """``CQTML-v0``: one music clip per episode, one action (all device activations) per clip.
 
 The logic both the single env and :class:`cqtml_env.vector_env.CQTMLVectorEnv` need (data
-set and CQT config resolution, the in-memory CQT cache, spaces, action validation and
-decoding, proxy + gold scoring) lives in :class:`CQTMLCore`, so the two cannot drift apart:
-the vector env is "N single envs" by construction, only batched.
+set and CQT config resolution, the in-memory per-clip LRUs of CQTs, gold features and
+reward-model clip encodings, spaces, action validation and decoding, proxy + gold scoring)
+lives in :class:`CQTMLCore`, so the two cannot drift apart: the vector env is "N single envs"
+by construction, only batched.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from gymnasium import spaces
 from cqtml_env.cqt import CQTProcessor
 
 DEFAULT_NUM_DEVICES = 4
-DEFAULT_CACHE_SIZE = 512  # clips; ~145 KB each at the default CQT shape
+DEFAULT_CACHE_SIZE = 512  # clips; ~210 KB each at the default CQT shape (CQT, gold, encoding)
 
 
 @runtime_checkable
@@ -210,7 +211,14 @@ class CQTMLCore:
         if not isinstance(gold, Scorer) or not hasattr(gold, "score_components"):
             raise TypeError("gold must have .score(cqt, actions) and .score_components(cqt, actions)")
         self.gold = gold
+        # GoldScorer's batch API: every row of a step in one pass, per-clip features cached here
+        self._gold_batch = all(
+            callable(getattr(gold, m, None)) for m in ("score_components_batch", "features", "combine")
+        )
         self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
+        self._gold_features: OrderedDict[int, Any] = OrderedDict()  # clip -> gold ClipFeatures
+        self._encodings: OrderedDict[int, Any] = OrderedDict()  # clip -> reward-model encoding
+        self._encodings_key: Any = None  # the reward model's parameters the encodings are for
         self._ids: dict[int, Any] = {}
 
     # -- clips ---------------------------------------------------------------------------
@@ -262,6 +270,41 @@ class CQTMLCore:
 
     def clear_cache(self) -> None:
         self._cache.clear()
+        self._gold_features.clear()
+        self._encodings.clear()
+
+    def _lru(self, cache: OrderedDict, clip: int, make: Any) -> Any:
+        hit = cache.get(clip)
+        if hit is not None:
+            cache.move_to_end(clip)
+            return hit
+        value = cache[clip] = make()
+        while len(cache) > self.cache_size:
+            cache.popitem(last=False)
+        return value
+
+    def gold_features(self, clip: int) -> Any:
+        """The gold scorer's per-clip features, cached by clip index (same LRU size as CQTs)."""
+        return self._lru(self._gold_features, clip, lambda: self.gold.features(self.observation(clip)))
+
+    def clip_encodings(self, clips: Sequence[int] | np.ndarray) -> list[Any]:
+        """The reward model's per-clip encodings (``encode_clip`` of each clip alone, as
+        ``RewardModel.score`` does for one clip), cached by clip index while the model's
+        parameters are unchanged (their in-place version counters are part of the key)."""
+        import torch
+
+        rm = self.reward_model
+        params = list(rm.parameters())
+        key = tuple((p.data_ptr(), p._version, str(p.device)) for p in params)
+        if key != self._encodings_key:
+            self._encodings.clear()
+            self._encodings_key = key
+        dev = params[0].device
+
+        def encode(c: int) -> Any:
+            return rm.encode_clip(torch.from_numpy(self.observation(c).copy())[None].to(dev))
+
+        return [self._lru(self._encodings, int(c), lambda c=int(c): encode(c)) for c in clips]
 
     # -- actions -------------------------------------------------------------------------
     def describe_action_space(self, batch: int | None = None) -> str:
@@ -321,31 +364,60 @@ class CQTMLCore:
         rm = self.reward_model
         assert rm is not None
         with torch.inference_mode():
-            if len(uniq) == 1:
+            if self._rm_split:
+                # RewardModel: each distinct clip's encoding (cached per clip), then one pass
+                # over all actions; one clip is broadcast over the actions by score_encoded
+                dev = next(rm.parameters()).device
+                encs = self.clip_encodings(uniq)
+                enc = encs[0]
+                if len(encs) > 1:
+                    enc = type(enc)(*(torch.cat([getattr(e, f) for e in encs]) for f in enc.FIELDS))
+                    if not np.array_equal(uniq, clips):
+                        enc = enc.index(torch.from_numpy(inverse).to(dev))
+                out = rm.calibrate(rm.score_encoded(enc, torch.from_numpy(actions).to(dev)))
+            elif len(uniq) == 1:
                 # one clip: its CQT is passed once and broadcast over the actions (a writable
                 # copy: torch must not alias the read-only cache entry)
                 out = rm.score(self.observation(int(uniq[0])).copy(), actions)
-            elif self._rm_split:
-                # RewardModel: encode each distinct clip once, then one pass over all actions
-                dev = next(rm.parameters()).device
-                enc = rm.encode_clip(torch.from_numpy(self.observations(uniq)).to(dev))
-                if len(uniq) != len(clips) or not np.array_equal(uniq, clips):
-                    enc = enc.index(torch.from_numpy(inverse).to(dev))
-                out = rm.calibrate(rm.score_encoded(enc, torch.from_numpy(actions).to(dev)))
             else:
                 out = rm.score(self.observations(clips), actions)
         return _to_numpy(out).astype(np.float64).reshape(-1)
 
     def score(self, clips: np.ndarray, actions: np.ndarray) -> Scores:
         """Score activations ``[N, D, T]`` on ``clips [N]``: one proxy forward pass for the whole
-        batch, and gold once per distinct clip (over all actions on that clip)."""
+        batch, and one gold pass over all N rows (per-clip gold features and reward-model
+        encodings come from per-clip caches). A gold scorer without the batch API
+        (``score_components_batch``, ``features``, ``combine``) runs once per distinct clip."""
         clips = np.asarray(clips, dtype=np.int64).reshape(-1)
         n = len(clips)
         if actions.shape[0] != n:
             raise ValueError(f"{actions.shape[0]} actions for {n} clips")
+        uniq, inverse = np.unique(clips, return_inverse=True)
+        inverse = inverse.reshape(-1)
+        if self._gold_batch:
+            feats = [self.gold_features(int(u)) for u in uniq]
+            comps = self.gold.score_components_batch(None, actions, features=[feats[i] for i in inverse])
+            components = {
+                name: _to_numpy(v).astype(np.float64).reshape(n, -1).mean(axis=1) for name, v in comps.items()
+            }
+            gold = _to_numpy(self.gold.combine(comps)).astype(np.float64).reshape(-1)
+        else:
+            gold, components = self._gold_per_clip(clips, uniq, actions)
+        if self.reward_kind == "gold":
+            proxy = gold.copy()
+        else:
+            proxy = self._proxy(clips, uniq, inverse, actions)
+        if proxy.shape != (n,):
+            raise ValueError(f"reward model returned shape {proxy.shape} for {n} actions")
+        return Scores(proxy=proxy, gold=gold, components=components)
+
+    def _gold_per_clip(
+        self, clips: np.ndarray, uniq: np.ndarray, actions: np.ndarray
+    ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Gold scorers with only ``score``/``score_components``: once per distinct clip."""
+        n = len(clips)
         gold = np.empty(n, dtype=np.float64)
         components: dict[str, np.ndarray] = {}
-        uniq, inverse = np.unique(clips, return_inverse=True)
         for u in uniq:
             rows = np.flatnonzero(clips == u)
             cqt = self.observation(int(u))
@@ -359,13 +431,7 @@ class CQTMLCore:
             # GoldScorer.combine turns the components into the score without recomputing them
             total = self.gold.combine(comps) if hasattr(self.gold, "combine") else self.gold.score(cqt, acts)
             gold[rows] = _to_numpy(total).reshape(-1)
-        if self.reward_kind == "gold":
-            proxy = gold.copy()
-        else:
-            proxy = self._proxy(clips, uniq, inverse.reshape(-1), actions)
-        if proxy.shape != (n,):
-            raise ValueError(f"reward model returned shape {proxy.shape} for {n} actions")
-        return Scores(proxy=proxy, gold=gold, components=components)
+        return gold, components
 
     def step_info(self, clip: int, scores: Scores, k: int) -> dict[str, Any]:
         """Single-env ``info`` of row ``k`` (the vector env builds the same keys batched)."""

@@ -31,14 +31,17 @@ and ``ref`` a per-clip auto-gain (95th percentile of ``L`` over all bands, at le
 so silence stays dark and the loudest passages reach ~1.
 
 Score = ``sum_c w_c * component_c`` averaged over devices (weights sum to 1), in [0, 1].
-Per-clip features are computed once (and cached by content) and ``N`` actions are scored
-vectorised; a clip's scores do not depend on ``N``.
+Per-clip features are computed once (and cached by content). ``score``/``score_components``
+score ``N`` actions of one clip vectorised; ``score_batch``/``score_components_batch`` score
+``B`` (clip, action) pairs over many clips in the same single pass (one loop over the T frames
+for every row). A row's scores are exactly the same whatever else is in the batch.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -142,31 +145,81 @@ def rise(actions: np.ndarray) -> np.ndarray:
 def count_transitions(actions: np.ndarray, swing: float) -> np.ndarray:
     """Transition events ``[..., T]``: a swing of >= ``swing`` from the last extreme.
 
-    Hysteresis turning-point detector, run over time with all sequences at once. Starts from
-    dark (the light is off before the clip), so an initial switch-on counts as a transition.
+    Hysteresis turning-point detector over activations >= 0. The light is dark before the
+    clip, so it starts "falling" from 0 and an initial switch-on counts as a transition. One
+    loop over the T frames whose body handles every sequence at once (pass all clips'
+    actions ``[N, D, T]`` together: the cost is almost independent of N). State per
+    sequence: the direction ``s`` (+1 rising, -1 falling) and ``s *`` the extreme since the
+    last turning point, so both directions are one running max.
     """
-    shape = actions.shape
-    a = actions.reshape(-1, shape[-1])
-    n, t_len = a.shape
-    hi = np.zeros(n, dtype=a.dtype)  # running max since last low turning point
-    lo = np.zeros(n, dtype=a.dtype)  # running min since last high turning point
-    direction = np.zeros(n, dtype=np.int8)  # +1 rising, -1 falling, 0 undecided
-    events = np.zeros_like(a, dtype=bool)
+    if not swing > 0:
+        raise ValueError(f"swing must be > 0, got {swing!r}")
+    a = np.asarray(actions)
+    if not np.issubdtype(a.dtype, np.floating):
+        a = a.astype(np.float64)
+    shape = a.shape
+    xt = np.ascontiguousarray(a.reshape(-1, shape[-1]).T)  # [T, n]: each frame contiguous
+    if xt.size and not (xt >= 0).all():
+        raise ValueError("count_transitions needs activations >= 0 (no NaN)")
+    t_len, n = xt.shape
+    events = np.zeros((t_len, n), dtype=bool)
+    sign = np.full(n, -1, dtype=xt.dtype)  # falling from dark
+    ext = np.zeros(n, dtype=xt.dtype)  # sign * extreme since the last turning point
+    z = np.empty_like(ext)
+    gap = np.empty_like(ext)
     for t in range(t_len):
-        x = a[:, t]
-        hi = np.maximum(hi, x)
-        lo = np.minimum(lo, x)
-        up = (direction <= 0) & (x - lo >= swing)
-        down = (direction >= 0) & (hi - x >= swing)
-        both = up & down  # undecided start with a huge jump: follow the latest move
-        up &= ~both | (x >= hi)
-        down &= ~up
-        events[:, t] = up | down
-        direction = np.where(up, 1, np.where(down, -1, direction)).astype(np.int8)
-        # after a turning point the opposite extreme restarts from the current value
-        hi = np.where(up, x, hi)
-        lo = np.where(down, x, lo)
-    return events.reshape(shape)
+        np.multiply(sign, xt[t], out=z)
+        np.maximum(ext, z, out=ext)
+        np.subtract(ext, z, out=gap)  # swing back from the extreme
+        ev = events[t]
+        np.greater_equal(gap, swing, out=ev)
+        np.negative(sign, out=sign, where=ev)  # a turning point: reverse ...
+        np.negative(z, out=ext, where=ev)  # ... and restart the extreme from here
+    return np.ascontiguousarray(events.T).reshape(shape)
+
+
+def _onset_table(
+    frames: list[list[np.ndarray]], weights: list[list[np.ndarray]], offsets: np.ndarray, t_len: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Pad per-(clip, group) event lists to one table.
+
+    Returns the clipped frame index of every (event, offset) ``[U, G, O*K]``, whether it lies
+    inside the clip ``[U, G, O, K]``, the per-event weights ``[U, G, O]`` (1 where padded) and
+    the event count ``[U, G]`` (events past it are padding).
+    """
+    u_n, g_n = len(frames), len(frames[0])
+    counts = np.array([[len(f) for f in row] for row in frames], dtype=np.int64).reshape(u_n, g_n)
+    o_n = max(1, int(counts.max(initial=0)))
+    fr = np.zeros((u_n, g_n, o_n), dtype=np.int64)
+    wt = np.ones((u_n, g_n, o_n), dtype=np.float32)
+    for u in range(u_n):
+        for g in range(g_n):
+            c = counts[u, g]
+            if c:
+                fr[u, g, :c] = frames[u][g]
+                wt[u, g, :c] = weights[u][g]
+    raw = fr[..., None] + offsets  # [U, G, O, K]
+    valid = (raw >= 0) & (raw < t_len)
+    idx = np.clip(raw, 0, t_len - 1).reshape(u_n, g_n, -1)
+    return idx, valid, wt, counts
+
+
+def _rows(x: np.ndarray, inv: np.ndarray | None) -> np.ndarray:
+    """Per-clip array ``[U, ...]`` -> per-row ``[N, ...]`` (``[1, ...]`` broadcasts for one clip)."""
+    return x if inv is None else x[inv]
+
+
+def _mean_of_first(x: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Mean of the first ``counts[...]`` entries of each row ``x[..., :]`` (0 where none).
+
+    Summed in order, one entry at a time, in x's precision: a defined order that does not
+    depend on the batch size or on the padding (numpy's pairwise summation would).
+    """
+    counts = np.broadcast_to(counts, x.shape[:-1])
+    total = np.zeros(x.shape[:-1], dtype=x.dtype)
+    for o in range(x.shape[-1]):
+        np.add(total, x[..., o], out=total, where=o < counts)
+    return total / np.maximum(counts, 1).astype(x.dtype)
 
 
 class GoldScorer:
@@ -345,7 +398,7 @@ class GoldScorer:
         """Named components, each ``[N, D]`` in [0, 1] (``[D]`` for a single action)."""
         f = features if features is not None else self.features(cqt)
         a, single = self._check_actions(actions, f.target.shape[1])
-        out = self._components(a, f)
+        out = self._components(a, [f], None)
         if single:
             out = {k: v[0] for k, v in out.items()}
         return out
@@ -354,9 +407,53 @@ class GoldScorer:
         """Scores ``[N]`` in [0, 1] (a float for a single ``[D, T]`` action)."""
         f = features if features is not None else self.features(cqt)
         a, single = self._check_actions(actions, f.target.shape[1])
-        comps = self._components(a, f)
-        total = self.combine(comps)
+        total = self.combine(self._components(a, [f], None))
         return float(total[0]) if single else total
+
+    def score_components_batch(
+        self, cqts=None, actions=None, features: Sequence[ClipFeatures] | None = None
+    ) -> dict[str, np.ndarray]:
+        """Components ``[B, D]`` of B (clip, action) pairs, row ``b`` = ``actions[b]`` on clip b.
+
+        ``cqts`` is ``[B, 2, F, T]`` (or a sequence of B ``[2, F, T]``), or pass ``features``
+        instead: B :class:`ClipFeatures`, one per row (pass the same object for rows on the
+        same clip). Equal to :meth:`score_components` row by row, but every clip is scored in
+        one vectorised pass (one transition loop for all B actions).
+        """
+        if features is None:
+            if cqts is None:
+                raise ValueError("pass cqts [B, 2, F, T] or features (one ClipFeatures per row)")
+            features = [self.features(c) for c in cqts]
+        elif cqts is not None:
+            raise ValueError("pass either cqts or features, not both")
+        features = list(features)
+        if not features:
+            raise ValueError("need at least one row (features/cqts are empty)")
+        slot: dict[int, int] = {}
+        uniq: list[ClipFeatures] = []
+        inv = np.empty(len(features), dtype=np.int64)
+        for i, f in enumerate(features):
+            k = slot.get(id(f))
+            if k is None:
+                k = slot[id(f)] = len(uniq)
+                uniq.append(f)
+            inv[i] = k
+        t_len = uniq[0].target.shape[1]
+        if any(f.target.shape != uniq[0].target.shape for f in uniq):
+            raise ValueError("all clips of a batch must have the same [D, T] (num_devices, frames)")
+        a, single = self._check_actions(actions, t_len)
+        if single or a.shape[0] != len(features):
+            raise ValueError(
+                f"actions must be [B, D, T] with B = {len(features)} (one action per clip row), "
+                f"got shape {tuple(np.shape(actions))}"
+            )
+        return self._components(a, uniq, None if len(uniq) == 1 else inv)
+
+    def score_batch(
+        self, cqts=None, actions=None, features: Sequence[ClipFeatures] | None = None
+    ) -> np.ndarray:
+        """Scores ``[B]`` of B (clip, action) pairs (see :meth:`score_components_batch`)."""
+        return self.combine(self.score_components_batch(cqts, actions, features))
 
     def combine(self, comps: dict[str, np.ndarray]) -> np.ndarray:
         """Weighted sum of components, then the mean over devices."""
@@ -364,17 +461,23 @@ class GoldScorer:
         total = sum(w[k] * comps[k] for k in COMPONENTS)
         return np.asarray(total, dtype=np.float64).mean(axis=-1)
 
-    def _components(self, a: np.ndarray, f: ClipFeatures) -> dict[str, np.ndarray]:
+    def _components(
+        self, a: np.ndarray, feats: list[ClipFeatures], inv: np.ndarray | None
+    ) -> dict[str, np.ndarray]:
+        """Components ``[N, D]`` of actions ``a [N, D, T]``; row n is on clip ``feats[inv[n]]``
+        (``inv`` None: all rows on ``feats[0]``). Per-clip quantities are stacked ``[U, ...]``
+        and gathered per row, so every step below is one numpy pass over all N rows."""
         cfg = self.config
         n, d_count, t_len = a.shape
-        y = f.target[None]  # [1, D, T]
         out: dict[str, np.ndarray] = {}
 
         # band following: correlation and frame-wise level match
+        yu = np.stack([f.target for f in feats])  # [U, D, T]
+        ymu = yu - yu.mean(axis=2, keepdims=True)
+        y, ym = _rows(yu, inv), _rows(ymu, inv)
+        sy = _rows(np.sqrt((ymu**2).mean(axis=2)), inv)  # [N or 1, D]
         am = a - a.mean(axis=2, keepdims=True)
-        ym = y - y.mean(axis=2, keepdims=True)
         sa = np.sqrt((am**2).mean(axis=2))
-        sy = np.sqrt((ym**2).mean(axis=2))
         cov = (am * ym).mean(axis=2)
         ok = (sa > 1e-3) & (sy > 1e-3)
         corr = np.where(ok, cov / np.maximum(sa * sy, 1e-12), 0.0)
@@ -385,46 +488,56 @@ class GoldScorer:
         r = rise(a)  # [N, D, T]
         k0, k1 = cfg.onset_window
         offsets = np.arange(k0, k1 + 1)
+        k_n = len(offsets)
         gk = np.exp(-(offsets.astype(np.float32) ** 2) / (2 * cfg.onset_sigma**2))
         r_prev = _shift(r, 1, fill=-1.0)
         r_next = _shift(r, -1, fill=-1.0)
         events = (r >= cfg.rise_event) & (r >= r_prev) & (r > r_next)
         n_events = events.sum(axis=2)
+        near = _rows(np.stack([f.near_onset for f in feats]), inv)
         precision = np.where(
-            n_events > 0,
-            (events * f.near_onset[None]).sum(axis=2) / np.maximum(n_events, 1),
-            1.0,
+            n_events > 0, (events * near).sum(axis=2) / np.maximum(n_events, 1), 1.0
         )
-        onset = np.empty((n, d_count), dtype=np.float64)
-        for d in range(d_count):
-            frames = f.onset_frames[d]
-            if frames.size == 0:
-                onset[:, d] = precision[:, d]
-                continue
-            idx = np.clip(frames[:, None] + offsets[None, :], 0, t_len - 1)  # [O, K]
-            valid = ((frames[:, None] + offsets[None, :]) >= 0) & (
-                (frames[:, None] + offsets[None, :]) < t_len
-            )
-            ratio = np.clip(r[:, d][:, idx] / f.onset_jump[d][None, :, None], 0.0, 1.0)
-            hit = (ratio * (gk[None, None, :] * valid[None])).max(axis=2)  # [N, O]
-            recall = hit.mean(axis=1)
-            p = precision[:, d]
-            onset[:, d] = 2 * p * recall / np.maximum(p + recall, 1e-9)
-        out["onset"] = onset
+        idx, valid, jump, counts = _onset_table(
+            [f.onset_frames for f in feats], [f.onset_jump for f in feats], offsets, t_len
+        )
+        o_n = jump.shape[2]
+        at = np.take_along_axis(
+            r, np.broadcast_to(_rows(idx, inv), (n, d_count, o_n * k_n)), axis=2
+        )
+        ratio = np.clip(at.reshape(n, d_count, o_n, k_n) / _rows(jump, inv)[..., None], 0.0, 1.0)
+        hit = (ratio * (gk * _rows(valid, inv))).max(axis=3)  # [N, D, O]
+        cnt = _rows(counts, inv)
+        recall = _mean_of_first(hit, cnt)
+        f_onset = 2 * precision * recall / np.maximum(precision + recall, 1e-9)
+        out["onset"] = np.where(cnt > 0, f_onset, precision)
 
         # beat response: the whole rig (mean over devices) brightens on the clip's beats
-        if f.beat_frames.size:
+        has_beats = np.array([f.beat_frames.size > 0 for f in feats])
+        if has_beats.any():
             m = rise(a.mean(axis=1))  # [N, T]
             thr = cfg.rise_event / 2
             m_prev = _shift(m, 1, fill=-1.0)
             m_next = _shift(m, -1, fill=-1.0)
             ev = (m >= thr) & (m >= m_prev) & (m > m_next)
             n_ev = ev.sum(axis=1)
-            bp = np.where(n_ev > 0, (ev * f.near_beat[None]).sum(axis=1) / np.maximum(n_ev, 1), 1.0)
-            idx = np.clip(f.beat_frames[:, None] + offsets[None, :], 0, t_len - 1)
-            hit = (np.clip(m[:, idx] / thr, 0, 1) * gk[None, None, :]).max(axis=2)
-            br = hit.mean(axis=1)
-            beat = np.repeat((2 * bp * br / np.maximum(bp + br, 1e-9))[:, None], d_count, axis=1)
+            near_beat = _rows(np.stack([f.near_beat for f in feats]), inv)
+            bp = np.where(n_ev > 0, (ev * near_beat).sum(axis=1) / np.maximum(n_ev, 1), 1.0)
+            b_idx, _, b_wt, b_counts = _onset_table(  # beats: one group per clip
+                [[f.beat_frames] for f in feats],
+                [[np.ones(f.beat_frames.size, np.float32)] for f in feats],
+                offsets,
+                t_len,
+            )
+            b_n = b_wt.shape[2]
+            at = np.take_along_axis(
+                m, np.broadcast_to(_rows(b_idx[:, 0], inv), (n, b_n * k_n)), axis=1
+            )
+            hit = (np.clip(at.reshape(n, b_n, k_n) / thr, 0, 1) * gk).max(axis=2)  # [N, B]
+            br = _mean_of_first(hit, _rows(b_counts[:, 0], inv))
+            beat = 2 * bp * br / np.maximum(bp + br, 1e-9)
+            beat = np.where(_rows(has_beats, inv), beat, 1.0)
+            beat = np.repeat(np.broadcast_to(beat, (n,))[:, None], d_count, axis=1)
         else:
             beat = np.ones((n, d_count))
         out["beat"] = beat
@@ -442,9 +555,10 @@ class GoldScorer:
         out["flicker"] = 1.0 - excess.mean(axis=2)
 
         # darkness in silence
-        n_silent = f.silent.sum(axis=1)  # [D]
-        lit = (a * f.silent[None]).sum(axis=2) / np.maximum(n_silent, 1)[None]
-        out["dark"] = np.where(n_silent[None] > 0, 1.0 - lit, 1.0)
+        silent_u = np.stack([f.silent for f in feats])  # [U, D, T]
+        n_silent = _rows(silent_u.sum(axis=2), inv)  # [N or 1, D]
+        lit = (a * _rows(silent_u, inv)).sum(axis=2) / np.maximum(n_silent, 1)
+        out["dark"] = np.where(n_silent > 0, 1.0 - lit, 1.0)
 
         # use of the dynamic range the band has
         floor = cfg.range_floor
@@ -452,7 +566,10 @@ class GoldScorer:
         ratio = np.minimum(sa, sy_b) / np.maximum(np.maximum(sa, sy_b), 1e-9)
         flat = sy_b < floor  # a flat band wants a flat light
         out["range"] = np.where(flat, 1.0 - np.clip(sa / 0.1, 0.0, 1.0), ratio)
-        return {k: np.asarray(v, dtype=np.float64) for k, v in out.items()}
+        return {
+            k: np.ascontiguousarray(np.broadcast_to(v, (n, d_count)), dtype=np.float64)
+            for k, v in out.items()
+        }
 
 
 __all__ = [

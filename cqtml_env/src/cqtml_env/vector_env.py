@@ -4,7 +4,8 @@ Returned by ``gym.make_vec("CQTML-v0", num_envs=N)`` (the registered ``vector_en
 It behaves like ``SyncVectorEnv`` over N :class:`~cqtml_env.env.CQTMLEnv` with
 ``AutoresetMode.SAME_STEP`` (same seeds -> same clips, rewards and infos), but
 
-- scores all N actions in one proxy forward pass, and the gold scorer once per distinct clip;
+- scores all N actions in one proxy forward pass and one gold-scorer pass (per-clip gold
+  features and reward-model clip encodings are cached by clip index);
 - serves observations from one in-memory LRU of CQTs (plus the data set's disk cache);
 - can put groups of sub-envs on the same clip, as GRPO needs (reset options below).
 
