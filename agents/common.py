@@ -141,17 +141,17 @@ class Evaluator:
         self.reward_model.eval()
         self.num_devices = num_devices
         self._baselines: dict[str, EvalResult] = {}
+        self._features: list | None = None
 
     def score_actions(self, actions: np.ndarray) -> EvalResult:
-        gold = np.zeros(len(actions), dtype=np.float64)
-        comps: dict[str, list[float]] = {}
-        for i, (cqt, act) in enumerate(zip(self.cqts, actions)):
-            c = self.gold.score_components(cqt, act[None])
-            for k, v in c.items():
-                comps.setdefault(k, []).append(float(np.asarray(v).reshape(-1)[0]))
-            gold[i] = float(np.asarray(self.gold.score(cqt, act[None])).reshape(-1)[0])
+        """Gold (one batched pass over all clips, per-clip features reused) and proxy scores."""
+        if self._features is None:
+            self._features = [self.gold.features(c) for c in self.cqts]
+        comps = self.gold.score_components_batch(actions=actions, features=self._features)
+        gold = np.asarray(self.gold.combine(comps), dtype=np.float64)
         proxy = np.asarray(self.reward_model.score(self.cqts, actions), dtype=np.float64).reshape(-1)
-        return EvalResult(gold, proxy, {k: np.asarray(v) for k, v in comps.items()})
+        # components are [N, D]; report the mean over devices, as the env's info does
+        return EvalResult(gold, proxy, {k: np.asarray(v).mean(axis=-1) for k, v in comps.items()})
 
     def evaluate(self, policy: Any, temperature: float = 0.0) -> EvalResult:
         return self.score_actions(policy_actions(policy, self.cqts, temperature=temperature))

@@ -68,7 +68,9 @@ class Args:
     eval_clips: int = 32
     """held-out clips for evaluation (never trained on)"""
     cache_dir: str | None = None
-    """feature cache directory for real data sets (CQTs computed once)"""
+    """feature cache directory (CQTs computed once, reused by later runs)"""
+    level_augment_db: float = 24.0
+    """train on clips attenuated by a seeded 0..N dB each (real recordings vary in level); 0 = off"""
     max_duration: float = 5.0
     """clip length in seconds (5 s -> 216 CQT frames)"""
     num_devices: int = 4
@@ -267,10 +269,15 @@ def train(args: Args) -> dict[str, float]:
     reward_spec = args.reward_model if (args.reward == "model" and args.reward_model) else args.reward
     if args.reward == "gold" and args.reward_model:
         reward_spec = "gold"
+    train_data = split.train
+    if args.level_augment_db > 0:
+        from cqtml_env import LevelAugmented
+
+        train_data = LevelAugmented(split.train, args.level_augment_db, seed=args.seed)
     envs = gym.make_vec(
         "CQTML-v0",
         num_envs=local_b * G,
-        dataset=split.train,
+        dataset=train_data,
         reward=reward_spec,
         num_devices=args.num_devices,
         max_duration=args.max_duration,

@@ -178,3 +178,23 @@ def test_evaluate_writes_report_and_plots(tmp_path):
     band = evaluate.main(evaluate.Args(policy="band-follow", clips=3, max_duration=1.0, out=str(tmp_path / "b")))
     assert band["normalized_score"] == pytest.approx(1.0)
     assert band["win_rate_vs_band_follow"] == 0.5 and band["wins_ties_losses_vs_band_follow"][1] == 3
+
+
+def test_evaluator_matches_the_gold_scorer_clip_by_clip():
+    from common import Evaluator, split_data
+
+    from cqtml_env import GoldScorer
+
+    split = split_data("synthetic:4", max_duration=1.0, eval_clips=3)
+    ev = Evaluator(split.eval, split.eval_indices)
+    rng = np.random.default_rng(0)
+    actions = rng.random((3, 4, ev.cqts.shape[-1])).astype(np.float32)
+    actions[1] = 0.5  # a constant show: its range component must be ~0 on every device
+    res = ev.score_actions(actions)
+    gold = GoldScorer()
+    for i in range(3):
+        assert res.gold[i] == pytest.approx(gold.score(ev.cqts[i], actions[i]), abs=1e-9)
+        comps = gold.score_components(ev.cqts[i], actions[i])
+        for k, v in comps.items():
+            assert res.components[k][i] == pytest.approx(float(np.mean(v)), abs=1e-9), k
+    assert res.proxy.shape == (3,) and np.all(np.isfinite(res.proxy))

@@ -117,8 +117,12 @@ def test_random_policy_is_uniform_and_seedable() -> None:
 
 
 def test_cnn_keeps_full_time_resolution_with_local_context() -> None:
+    """Without the clip-level paths (per-clip input normalisation, clip context) the CNN is
+    purely local in time; with them every frame also sees clip statistics."""
     torch.manual_seed(0)
-    cnn = VanillaCNNModel.create_model((2, 84, 216), device="cpu")
+    cnn = VanillaCNNModel.create_model(
+        (2, 84, 216), device="cpu", relative_input=False, clip_context=False
+    )
     x = torch.rand(1, 2, 84, 216)
     with torch.no_grad():
         base = cnn(x)
@@ -171,3 +175,39 @@ def test_policy_package_never_imports_the_env() -> None:
         "assert not bad, bad\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_cnn_clip_context_lets_every_frame_see_the_whole_clip():
+    """With clip_context, a change at the end of the clip reaches the first frame's
+    distribution (auto-gain needs it); without it, context is local (±17 frames)."""
+    import torch
+
+    from cqtml_policy import VanillaCNNModel
+
+    torch.manual_seed(0)
+    x = torch.rand(1, 2, 24, 120)
+    y = x.clone()
+    y[..., 100:] = 1.0  # far beyond the local receptive field of frame 0
+    for ctx in (True, False):
+        m = VanillaCNNModel.create_model((2, 24, 120), num_devices=2, distribution_size=8, device="cpu",
+                                         clip_context=ctx, relative_input=False)
+        if ctx:  # zero-initialised branch: give it weights so it carries information
+            torch.nn.init.normal_(m.backbone.context.proj.weight, std=0.1)
+        with torch.no_grad():
+            d = (m(x)[:, :, 0] - m(y)[:, :, 0]).abs().max().item()
+        assert (d > 1e-5) if ctx else (d == 0.0), (ctx, d)
+    saved = VanillaCNNModel.create_model((2, 24, 120), device="cpu", clip_context=False).get_config()
+    assert saved["clip_context"] is False
+
+
+def test_cnn_relative_input_is_invariant_to_recording_level():
+    """The per-clip normalised channels are the same for the same music played quieter."""
+    from cqtml_policy.cnn import clip_relative
+
+    torch.manual_seed(0)
+    x = torch.rand(2, 2, 24, 100) * 0.5 + 0.4
+    assert torch.allclose(clip_relative(x), clip_relative(x - 0.3), atol=1e-5)  # quieter
+    assert torch.allclose(clip_relative(x), clip_relative(x * 0.5 + 0.1), atol=1e-5)  # compressed
+    assert (clip_relative(x) - clip_relative(x**3)).abs().max() > 0.1  # a different picture
+    r = clip_relative(x)
+    assert r.shape == x.shape and r.min() >= -1 and r.max() <= 2

@@ -160,7 +160,7 @@ def test_gradients_flow_through_log_probabilities(
         norm = torch.sqrt(sum((g**2).sum() for g in grads.values()))
         with torch.no_grad():
             for p in cnn.parameters():
-                p -= (5e-3 / norm) * p.grad
+                p -= (1e-3 / norm) * p.grad  # small: a first-order check
         assert cnn.get_log_probabilities(states, actions).mean() > logp.mean()
     finally:
         cnn.load_state_dict(saved)

@@ -22,6 +22,7 @@ _EXPORTS: dict[str, str] = {
     "FreeMusic": "cqtml_env.datasets.fma",
     "MusicNet": "cqtml_env.datasets.musicnet",
     "make_dataset": "cqtml_env.datasets.spec",
+    "LevelAugmented": "cqtml_env.datasets.augment",
     "GoldScorer": "cqtml_env.gold",
     "device_bands": "cqtml_env.gold",
     "RewardModel": "cqtml_env.reward_model",

@@ -45,6 +45,16 @@ class FrequencyStack(nn.Module):
         return x.flatten(1, 2)  # [B, channels * bands, T]
 
 
+def clip_relative(cqt: torch.Tensor, low: float = 0.05, high: float = 0.95) -> torch.Tensor:
+    """Each bin rescaled by its own clip statistics: ``(x - q_low) / (q_high - q_low)`` over time.
+
+    What every band-follower and the gold target do (per-clip auto-gain): the same music
+    recorded hotter, quieter or denser gives the same relative picture.
+    """
+    q = torch.quantile(cqt, torch.tensor([low, high], device=cqt.device, dtype=cqt.dtype), dim=-1, keepdim=True)
+    return ((cqt - q[0]) / (q[1] - q[0]).clamp(min=0.05)).clamp(-1.0, 2.0)
+
+
 class FrameNorm(nn.LayerNorm):
     """LayerNorm over channels of each frame of ``[B, C, T]``: no statistics across time,
     so a frame's output never depends on distant frames or on the clip length."""
@@ -67,6 +77,27 @@ class TemporalBlock(nn.Module):
         return x + self.mix(F.gelu(self.conv(self.norm(x))))
 
 
+class ClipContext(nn.Module):
+    """Clip-level statistics of the frame features (mean and max over time) -> a per-channel
+    scale and shift applied to every frame (FiLM).
+
+    Lighting is relative to the clip: the gold target and every band-follower use per-clip
+    auto-gain, which a frame with only local context cannot know. Zero-initialised, so the
+    branch starts as the identity.
+    """
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.proj = nn.Linear(2 * channels, 2 * channels)
+        nn.init.zeros_(self.proj.weight)
+        nn.init.zeros_(self.proj.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        stats = torch.cat([x.mean(dim=-1), x.amax(dim=-1)], dim=1)
+        scale, shift = self.proj(stats).chunk(2, dim=1)
+        return x * (1 + scale.unsqueeze(-1)) + shift.unsqueeze(-1)
+
+
 class CNNBackbone(nn.Module):
     """Per-frame features ``[B, hidden, 1, T]``: frequency stack, then temporal context."""
 
@@ -78,10 +109,14 @@ class CNNBackbone(nn.Module):
         bands: int = 8,
         kernel_size: int = 5,
         dilations: tuple[int, ...] = (1, 2, 4),
+        clip_context: bool = True,
+        relative_input: bool = True,
     ) -> None:
         super().__init__()
-        self.frequency = FrequencyStack(in_channels, channels, bands)
+        self.relative_input = bool(relative_input)
+        self.frequency = FrequencyStack(in_channels * (2 if relative_input else 1), channels, bands)
         self.project = nn.Conv1d(self.frequency.out_features, hidden, 1)
+        self.context = ClipContext(hidden) if clip_context else nn.Identity()
         self.temporal = nn.Sequential(*(TemporalBlock(hidden, kernel_size, d) for d in dilations))
         self.hidden = int(hidden)
 
@@ -90,7 +125,10 @@ class CNNBackbone(nn.Module):
         return self.hidden, 1, frames
 
     def forward(self, cqt: torch.Tensor) -> torch.Tensor:
-        x = self.temporal(self.project(self.frequency(cqt.float())))
+        cqt = cqt.float()
+        if self.relative_input:
+            cqt = torch.cat([cqt, clip_relative(cqt)], dim=1)
+        x = self.temporal(self.context(self.project(self.frequency(cqt))))
         return x.unsqueeze(2)
 
 
@@ -112,6 +150,8 @@ class VanillaCNNModel(CategoricalPolicy):
         bands: int = 8,
         kernel_size: int = 5,
         dilations: tuple[int, ...] = (1, 2, 4),
+        clip_context: bool = True,
+        relative_input: bool = True,
     ) -> None:
         super().__init__(num_devices, distribution_size)
         shape = tuple(int(s) for s in cqt_shape)
@@ -125,9 +165,12 @@ class VanillaCNNModel(CategoricalPolicy):
             bands=int(bands),
             kernel_size=int(kernel_size),
             dilations=[int(d) for d in dilations],
+            clip_context=bool(clip_context),
+            relative_input=bool(relative_input),
         )
         self.backbone = CNNBackbone(
-            self.in_channels, channels, hidden, bands, kernel_size, tuple(dilations)
+            self.in_channels, channels, hidden, bands, kernel_size, tuple(dilations), clip_context,
+            relative_input,
         )
         self.head = LogProbabilityHead(hidden, num_devices, distribution_size, frames_per_column=1)
 
@@ -142,7 +185,9 @@ class VanillaCNNModel(CategoricalPolicy):
     ) -> VanillaCNNModel:
         """Build the policy on ``device`` (``"auto"``: CUDA when present).
 
-        ``arch``: ``channels``, ``hidden``, ``bands``, ``kernel_size``, ``dilations``.
+        ``arch``: ``channels``, ``hidden``, ``bands``, ``kernel_size``, ``dilations``,
+        ``clip_context`` (clip-level statistics modulate every frame; default True),
+        ``relative_input`` (add the CQT normalised per clip and bin as input channels; default True).
         """
         return cls(cqt_shape, num_devices, distribution_size, **arch).to(resolve_device(device))
 
