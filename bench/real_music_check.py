@@ -1,0 +1,164 @@
+"""Reward-model transfer to real recorded music: agreement with the gold scorer's ordering.
+
+    python bench/real_music_check.py --prepare /tmp/realmusic      # build the real-music folder
+    python bench/real_music_check.py --data folder:/tmp/realmusic --clips 64
+
+``--prepare DIR`` downloads a few Debian (main) game-soundtrack packages with
+``apt-get download`` (no install), extracts them with ``dpkg-deb -x`` and writes excerpts of
+their tracks as FLAC into ``DIR/<genre>/`` plus ``DIR/SOURCES.md`` (package, version,
+licence, files, minutes). The audio stays outside the repository.
+
+The check itself does what ``cqtml-reward eval`` does (``reward_train.evaluate_fresh``:
+fresh ``CandidateFactory`` candidates per clip, gold vs reward-model scores), but on ``N``
+clips of any data spec, picked with the same seeded permutation as ``agents/evaluate.py``,
+and also per top-level folder (genre).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+# (package, genre folder, glob under the extracted tree, offset s, excerpt s, max files, licence)
+SOURCES = [
+    ("fretsonfire-songs-muldjord", "metal", "usr/share/games/fretsonfire/data/songs/*/*/song.ogg",
+     20.0, 120.0, None, "CC-BY-SA-3.0"),
+    ("fretsonfire-songs-sectoid", "rock", "usr/share/games/fretsonfire/data/songs/*/*/song.ogg",
+     20.0, 120.0, None, "Expat (MIT-style)"),
+    ("singularity-music", "electronic_ambient", "usr/share/games/singularity/music/**/*.ogg",
+     30.0, 70.0, None, "CC-BY-SA-3.0"),
+    ("hyperrogue-music", "orchestral_world", "usr/share/hyperrogue/music/*.ogg",
+     0.0, 50.0, None, "CC-BY-SA-3.0"),
+    ("drascula-music", "adventure_score", "usr/share/scummvm/drascula/audio/*.ogg",
+     0.0, 50.0, 12, "Drascula-License (BASS-style, free redistribution; Debian main)"),
+    ("asc-music", "soundtrack_asc", "usr/share/games/asc/music/*.mp3",
+     30.0, 100.0, None, "GPL-2+"),
+]
+
+
+def _read(path: Path, offset: float, seconds: float) -> tuple[np.ndarray, int]:
+    import soundfile as sf
+
+    with sf.SoundFile(str(path)) as f:
+        sr = f.samplerate
+        f.seek(min(int(offset * sr), max(f.frames - int(seconds * sr), 0)))
+        return f.read(frames=int(seconds * sr), dtype="float32", always_2d=True), sr
+
+
+def prepare(out: Path, work: Path) -> None:
+    """Download, extract and excerpt the packages in ``SOURCES`` into ``out``."""
+    import soundfile as sf
+
+    out.mkdir(parents=True, exist_ok=True)
+    debs, tree = work / "debs", work / "x"
+    debs.mkdir(parents=True, exist_ok=True)
+    lines = ["# Real recorded music for CQTML transfer checks", "",
+             "Built by `python bench/real_music_check.py --prepare " + str(out) + "`: Debian "
+             "(bookworm, main) packages fetched with `apt-get download`, extracted with "
+             "`dpkg-deb -x`, excerpts written as FLAC (native sample rate, stereo). "
+             "Frets-on-Fire songs: the `song.ogg` backing stem and the `guitar.ogg` lead stem "
+             "are summed (peak-limited to 0.99) to give the full band mix.", ""]
+    total = 0.0
+    for pkg, genre, pattern, offset, seconds, max_files, lic in SOURCES:
+        if not list(debs.glob(f"{pkg}_*.deb")):
+            subprocess.run(["apt-get", "download", "-q", pkg], cwd=debs, check=True)
+        deb = next(debs.glob(f"{pkg}_*.deb"))
+        version = subprocess.run(["dpkg-deb", "-f", str(deb), "Version"], capture_output=True,
+                                 text=True, check=True).stdout.strip()
+        if not (tree / pkg).is_dir():
+            subprocess.run(["dpkg-deb", "-x", str(deb), str(tree / pkg)], check=True)
+        files = sorted((tree / pkg).glob(pattern))
+        if max_files is not None:  # the longest tracks
+            files = sorted(sorted(files, key=lambda p: -sf.info(str(p)).duration)[:max_files])
+        (out / genre).mkdir(exist_ok=True)
+        minutes, names = 0.0, []
+        for src in files:
+            audio, sr = _read(src, offset, seconds)
+            guitar = src.with_name("guitar.ogg")
+            if src.name == "song.ogg" and guitar.is_file():
+                g, _ = _read(guitar, offset, seconds)
+                n = min(len(audio), len(g))
+                audio = audio[:n] + g[:n]
+                audio *= min(1.0, 0.99 / max(float(np.abs(audio).max()), 1e-9))
+                stem = src.parent.name
+            else:
+                stem = src.stem
+            name = f"{pkg.split('-')[0]}_{stem}".replace(" ", "_").lower() + ".flac"
+            sf.write(str(out / genre / name), audio, sr, subtype="PCM_16")
+            minutes += len(audio) / sr / 60
+            names.append(f"`{src.relative_to(tree / pkg)}` -> `{genre}/{name}`")
+        total += minutes
+        lines += [f"## {pkg} {version} ({genre})", f"- licence: {lic} "
+                  f"(see /usr/share/doc/{pkg}/copyright in the package)",
+                  f"- excerpt: {seconds:g} s from {offset:g} s per track; {len(files)} files, "
+                  f"{minutes:.1f} min", ""] + [f"  - {n}" for n in names] + [""]
+        print(f"{pkg} {version}: {len(files)} files, {minutes:.1f} min -> {genre}/", flush=True)
+    lines.insert(4, f"Total: {total:.1f} min.\n")
+    (out / "SOURCES.md").write_text("\n".join(lines))
+    print(f"total {total:.1f} min in {out}")
+
+
+def check(data: str, clips: int, seed: int, candidates: int, model_path: str) -> dict:
+    from cqtml_env.datasets.spec import make_dataset
+    from cqtml_env.reward_model import RewardModel
+    from cqtml_env.reward_train import evaluate_fresh
+
+    model = (RewardModel.load_default() if model_path == "default"
+             else RewardModel.from_pretrained(model_path))
+    ds = make_dataset(data)
+    rng = np.random.default_rng(seed)  # same clip choice as agents/evaluate.py --seed
+    idx = np.sort(rng.permutation(len(ds))[:clips])
+    t0 = time.perf_counter()
+    cqts = ds.get_many(idx)
+    groups: dict[str, list[int]] = {}
+    for j, i in enumerate(idx):
+        info = ds.clip_info(int(i))
+        groups.setdefault(str(info.get("folder", "")).split("/")[0] or ".", []).append(j)
+    out = {"data": data, "clips_available": len(ds), "clips": int(len(idx)),
+           "all": evaluate_fresh(model, cqts, candidates=candidates, seed=seed)}
+    if len(groups) > 1:
+        out["by_folder"] = {g: evaluate_fresh(model, cqts[js], candidates=candidates, seed=seed)
+                            for g, js in sorted(groups.items())}
+    out["seconds"] = round(time.perf_counter() - t0, 1)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", default="folder:/tmp/realmusic", help="data set spec")
+    ap.add_argument("--clips", type=int, default=64)
+    ap.add_argument("--candidates", type=int, default=64, help="candidate actions per clip")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--model", default="default", help="'default' or a reward-model weights path")
+    ap.add_argument("--json", default=None, help="also write the result here")
+    ap.add_argument("--prepare", metavar="DIR", default=None,
+                    help="build the real-music folder in DIR (needs apt-get, dpkg-deb) and exit")
+    ap.add_argument("--work", default="/tmp/realmusic_pkgs", help="--prepare: .debs, extracted trees")
+    args = ap.parse_args(argv)
+    if args.prepare:
+        if not shutil.which("dpkg-deb") or not shutil.which("apt-get"):
+            sys.exit("--prepare needs a Debian system (apt-get, dpkg-deb)")
+        prepare(Path(args.prepare), Path(args.work))
+        return 0
+    res = check(args.data, args.clips, args.seed, args.candidates, args.model)
+    text = json.dumps(res, indent=1)
+    print(text)
+    if args.json:
+        Path(args.json).write_text(text)
+    a = res["all"]
+    print(f"\nreward model vs gold on {a['clips']} clips of {args.data}: pairwise agreement "
+          f"{a['acc_gold_sampled_pairs']:.3f} (all pairs {a['acc_gold_all_pairs']:.3f}), "
+          f"Spearman per clip {a['spearman_per_clip']:.3f}, pooled {a['spearman_pooled']:.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
