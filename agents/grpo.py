@@ -267,8 +267,6 @@ def train(args: Args) -> dict[str, float]:
     # data, env, policy
     split = split_data(args.data, args.max_duration, args.eval_clips, args.train_clips, args.seed, args.cache_dir)
     reward_spec = args.reward_model if (args.reward == "model" and args.reward_model) else args.reward
-    if args.reward == "gold" and args.reward_model:
-        reward_spec = "gold"
     train_data = split.train
     if args.level_augment_db > 0:
         from cqtml_env import LevelAugmented
@@ -321,7 +319,8 @@ def train(args: Args) -> dict[str, float]:
 
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "args.json").write_text(json.dumps(asdict(args), indent=2))
-        writer = SummaryWriter(str(run_dir), purge_step=start_it if args.resume else None)
+        # scalars are logged against env steps: drop anything a crashed run wrote after the checkpoint
+        writer = SummaryWriter(str(run_dir), purge_step=global_step if args.resume else None)
         writer.add_text(
             "hyperparameters",
             "|param|value|\n|-|-|\n" + "\n".join(f"|{k}|{v}|" for k, v in asdict(args).items()),
