@@ -21,16 +21,19 @@ $(STAMP): pyproject.toml cqtml_env/pyproject.toml cqtml_policy/pyproject.toml Ma
 	touch $(STAMP)
 
 train: venv
+	$(PY) -m cqtml_env.warmup
 	$(PY) agents/grpo.py --run-dir $(RUN_DIR) --cache-dir runs/.feature-cache
 
 test: venv
 	$(PY) -m ruff check .
+	$(PY) -m cqtml_env.warmup  # compile numba kernels once before parallel workers
 	$(PY) -m pytest -n 2 --durations=15
 
 lint: venv
 	$(PY) -m ruff check . && $(PY) -m ruff format --check .
 
 bench: venv
+	$(PY) -m cqtml_env.warmup
 	for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
 wheels: venv

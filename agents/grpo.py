@@ -248,6 +248,12 @@ def log_image(evaluator: Evaluator, policy, writer, step: int, max_duration: flo
 def train(args: Args) -> dict[str, float]:
     rank, world, device = setup_distributed(args.device)
     default_threads()
+    if world > 1:  # compile librosa's numba kernels in one process first (see cqtml_env.warmup)
+        if rank == 0:
+            from cqtml_env.warmup import warm_numba_caches
+
+            warm_numba_caches()
+        dist.barrier()
     run_name = f"CQTML-v0__{args.exp_name}__{args.seed}__{int(time.time())}"
     run_dir = Path(args.run_dir or f"runs/{run_name}")
     ckpt_root = run_dir / "checkpoints"

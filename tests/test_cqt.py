@@ -136,3 +136,9 @@ def test_load_audio_offset_duration_and_errors(tmp_path, write_audio):
     (tmp_path / "empty.wav").write_bytes(b"")
     with pytest.raises(AudioLoadError, match="empty"):
         load_audio(tmp_path / "empty.wav")
+
+
+def test_numba_warmup_runs_the_librosa_paths():
+    from cqtml_env.warmup import warm_numba_caches
+
+    assert warm_numba_caches() > 0.0

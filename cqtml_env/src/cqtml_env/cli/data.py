@@ -117,6 +117,9 @@ def cmd_cache(args: argparse.Namespace) -> int:
             failures += fails
             bar.update(done)
     else:
+        from cqtml_env.warmup import warm_numba_caches
+
+        warm_numba_caches()  # compile librosa's kernels here, before workers race to do it
         with ProcessPoolExecutor(args.workers, initializer=_init_worker, initargs=(ds,)) as pool:
             futures = [pool.submit(_work, c) for c in chunks]
             for fut in as_completed(futures):
