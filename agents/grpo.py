@@ -29,6 +29,8 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from cqtml_policy.categorical import sample_indices
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from checkpoint import latest_checkpoint, load_trainer_state, save_checkpoint  # noqa: E402
 from common import (  # noqa: E402
@@ -362,8 +364,8 @@ def train(args: Args) -> dict[str, float]:
         first_logp = full_logp = None
         if fused:
             full_logp = torch.stack(policy.log_probs(states, temperature=args.temperature))  # [b, D, T, K]
-            with torch.no_grad():
-                index = torch.distributions.Categorical(logits=full_logp.detach()).sample((G,)).transpose(0, 1)
+            with torch.no_grad():  # inverse-CDF sampling: ~2x cheaper than Categorical.sample
+                index = sample_indices(full_logp.detach(), G).transpose(0, 1)
             actions = policy.indices_to_actions(index)  # [b, G, D, T]
             generations = [list(a.unbind(0)) for a in actions]
             first_logp = full_logp.unsqueeze(1).expand(-1, G, -1, -1, -1).gather(-1, index.unsqueeze(-1)).squeeze(-1)

@@ -4,7 +4,8 @@ A GRPO iteration = draw B clips, sample G actions each, score B*G actions throug
 env (reward model + gold for the info), advantages, loss, backward, optimizer step. The bare
 baseline is only the policy's forward + backward + optimizer step on the same B clips. Both
 are reported as clips/s; target ratio GRPO / bare >= 0.8. The bare runs bracket the GRPO run
-and are averaged, so machine load drifts cancel to first order. GRPO draws from a pool of
+and are averaged, so machine load drifts cancel to first order. Both skip 2 warm-up iterations;
+GRPO's time per iteration is the median of its logged ``charts/iteration_time``. GRPO draws from a pool of
 ``--pool`` clips (default: B), so per-clip caches (CQT, gold features, reward-model encoding)
 are warm after the first iteration: the steady state of a long run, which revisits its
 training clips (1,500 iterations x 8 draws over 256 clips in `make train`).
@@ -20,6 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "agents"))
@@ -51,8 +53,12 @@ def grpo_clips_per_s(policy_kind: str, clips: int, generations: int, iters: int,
                          num_generations=generations, train_clips=pool, eval_clips=2, max_duration=max_duration,
                          eval_every=0, checkpoint_every=0, image_every=0, run_dir=tmp, progress=False,
                          final_report=False, warmup_iterations=0)
-        metrics = grpo.train(args)
-    return metrics["charts/SPS"] / generations  # SPS counts scored actions; G per clip
+        grpo.train(args)
+        from compare import read_scalars
+
+        times = [v for _, v in read_scalars(tmp, ("charts/iteration_time",))["charts/iteration_time"]]
+    # like the bare runs, skip 2 warm-up iterations; the median ignores the odd slow iteration
+    return clips / float(np.median(times[2:]))
 
 
 def main() -> None:
