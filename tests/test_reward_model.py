@@ -260,3 +260,17 @@ def _small_synthetic():
     from cqtml_env.datasets.synthetic import SyntheticMusic
 
     return SyntheticMusic(6, seed=99)
+
+
+def test_loading_weights_leaves_the_callers_rng_alone(tmp_path):
+    """Loading must not consume the global torch RNG (it made the first seeded run in a
+    process differ from later ones)."""
+    import torch
+
+    from cqtml_env import RewardModel
+
+    torch.manual_seed(0)
+    expected = torch.rand(3)
+    torch.manual_seed(0)
+    RewardModel.load_default()
+    assert torch.equal(torch.rand(3), expected)

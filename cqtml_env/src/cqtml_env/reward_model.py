@@ -398,7 +398,8 @@ class RewardModel(nn.Module):
         if not wpath.is_file() or not cpath.is_file():
             raise FileNotFoundError(f"reward model needs {wpath} and {cpath}")
         cfg = RewardModelConfig.from_dict(json.loads(cpath.read_text()))
-        model = cls(cfg)
+        with torch.random.fork_rng(devices=[]):  # the throwaway random init must not move the caller's RNG
+            model = cls(cfg)
         model.load_state_dict(load_file(str(wpath)))
         model.eval()
         return model
