@@ -12,7 +12,6 @@ from typing import Any
 import numpy as np
 import torch
 
-import cqtml_env
 from cqtml_env import CQTProcessor, GoldScorer, RewardModel, SyntheticMusic, make_dataset
 
 # Synthetic music: training clips come from one generator seed, held-out clips from another,
@@ -180,12 +179,6 @@ def normalized_score(x: float, random_score: float, band_score: float) -> float:
     return float((x - random_score) / denom) if abs(denom) > 1e-9 else float("nan")
 
 
-def resolve_device(device: str) -> str:
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
-
-
 def default_threads() -> None:
     """Torch on a small CPU: one intra-op thread per core, no oversubscription across ranks."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -194,5 +187,5 @@ def default_threads() -> None:
 
 __all__ = [
     "DataSplit", "split_data", "make_policy", "policy_actions", "Evaluator", "EvalResult",
-    "win_rate", "normalized_score", "resolve_device", "default_threads", "cqtml_env",
+    "win_rate", "normalized_score", "default_threads",
 ]

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from cqtml_policy.categorical import sample_indices
+from cqtml_policy.categorical import resolve_device, sample_indices
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from checkpoint import latest_checkpoint, load_trainer_state, save_checkpoint  # noqa: E402
@@ -39,7 +39,6 @@ from common import (  # noqa: E402
     make_policy,
     normalized_score,
     policy_actions,
-    resolve_device,
     split_data,
     win_rate,
 )
@@ -135,8 +134,8 @@ class Args:
 def setup_distributed(device: str) -> tuple[int, int, str]:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world == 1:
-        return 0, 1, resolve_device(device)
-    dev = resolve_device(device)
+        return 0, 1, str(resolve_device(device))
+    dev = str(resolve_device(device))
     backend = "nccl" if dev == "cuda" else "gloo"
     dist.init_process_group(backend=backend)
     rank = dist.get_rank()
@@ -292,6 +291,8 @@ def train(args: Args) -> dict[str, float]:
     # every training clip's CQT is computed once, up front (and read from --cache-dir next time)
     envs.unwrapped.prefetch(split.train_indices, progress=args.progress and rank == 0)
     cqt_shape = tuple(envs.single_observation_space.shape)
+    # the policy's initial weights depend on the seed alone, not on what set-up drew before
+    torch.manual_seed(args.seed)
     policy = make_policy(args.policy, cqt_shape, args.num_devices, args.distribution_size, device=device)
     policy.train()
     reference = copy.deepcopy(policy).eval() if args.beta > 0 else None
