@@ -274,3 +274,25 @@ def test_loading_weights_leaves_the_callers_rng_alone(tmp_path):
     torch.manual_seed(0)
     RewardModel.load_default()
     assert torch.equal(torch.rand(3), expected)
+
+
+def test_grouped_encodings_broadcast_over_their_actions():
+    """score_encoded with C clips and B = C*G actions scores action b on clip b // G, exactly
+    as the per-action copy of the encodings would (GRPO groups, without the copies)."""
+    torch.manual_seed(0)
+    model = RewardModel().eval()
+    cqt = torch.rand(3, 2, 84, 40)
+    actions = torch.rand(12, 4, 40)
+    with torch.no_grad():
+        enc = model.encode_clip(cqt)
+        grouped = model.score_encoded(enc, actions)
+        copied = model.score_encoded(enc.index(torch.arange(12) // 4), actions)
+        one_clip = model.score_encoded(model.encode_clip(cqt[1:2]), actions[4:8])
+        raw, frames = model.score_encoded(enc, actions, per_frame=True)
+    torch.testing.assert_close(grouped, copied, rtol=1e-6, atol=1e-4)
+    torch.testing.assert_close(grouped[4:8], one_clip, rtol=1e-6, atol=1e-4)
+    assert frames.shape == (12, 4, 40)
+    torch.testing.assert_close(frames.mean(dim=(1, 2)), raw, rtol=1e-5, atol=1e-4)
+    assert not torch.allclose(grouped[:4], model.score_encoded(enc.index(torch.tensor([1] * 4)), actions[:4]))
+    with pytest.raises(ValueError, match="groups over the 3 encoded clips"):
+        model.score_encoded(enc, actions[:10])

@@ -155,6 +155,17 @@ def _check_int(name: str, value: Any, minimum: int) -> int:
 
 
 # -- the shared core -----------------------------------------------------------------------
+def _group_clips(clips: np.ndarray) -> np.ndarray:
+    """The clip of each group when ``clips`` is C equal runs of consecutive equal entries
+    (e.g. ``[c0, c0, c1, c1]`` -> ``[c0, c1]``); otherwise ``clips`` itself (runs of one)."""
+    n = len(clips)
+    change = np.flatnonzero(clips[1:] != clips[:-1]) + 1
+    g = int(change[0]) if len(change) else n
+    if n % g == 0 and (g == 1 or (clips.reshape(-1, g) == clips[::g, None]).all()):
+        return clips[::g]
+    return clips
+
+
 class CQTMLCore:
     """Data, spaces, cache and scoring shared by :class:`CQTMLEnv` and the vector env."""
 
@@ -357,7 +368,7 @@ class CQTMLCore:
         return self._levels[a.reshape(-1, d, t)]
 
     # -- scoring -------------------------------------------------------------------------
-    def _proxy(self, clips: np.ndarray, uniq: np.ndarray, inverse: np.ndarray, actions: np.ndarray) -> np.ndarray:
+    def _proxy(self, clips: np.ndarray, uniq: np.ndarray, actions: np.ndarray) -> np.ndarray:
         """Reward-model scores ``[N]`` in one pass over all actions."""
         import torch
 
@@ -365,15 +376,15 @@ class CQTMLCore:
         assert rm is not None
         with torch.inference_mode():
             if self._rm_split:
-                # RewardModel: each distinct clip's encoding (cached per clip), then one pass
-                # over all actions; one clip is broadcast over the actions by score_encoded
+                # RewardModel: each clip's encoding (cached per clip), then one pass over all
+                # actions; runs of consecutive rows on one clip (GRPO's groups) share one
+                # encoding, broadcast by score_encoded instead of copied per row
                 dev = next(rm.parameters()).device
-                encs = self.clip_encodings(uniq)
+                group_clips = _group_clips(clips)
+                encs = self.clip_encodings(group_clips)
                 enc = encs[0]
                 if len(encs) > 1:
                     enc = type(enc)(*(torch.cat([getattr(e, f) for e in encs]) for f in enc.FIELDS))
-                    if not np.array_equal(uniq, clips):
-                        enc = enc.index(torch.from_numpy(inverse).to(dev))
                 out = rm.calibrate(rm.score_encoded(enc, torch.from_numpy(actions).to(dev)))
             elif len(uniq) == 1:
                 # one clip: its CQT is passed once and broadcast over the actions (a writable
@@ -403,10 +414,7 @@ class CQTMLCore:
             gold = _to_numpy(self.gold.combine(comps)).astype(np.float64).reshape(-1)
         else:
             gold, components = self._gold_per_clip(clips, uniq, actions)
-        if self.reward_kind == "gold":
-            proxy = gold.copy()
-        else:
-            proxy = self._proxy(clips, uniq, inverse, actions)
+        proxy = gold.copy() if self.reward_kind == "gold" else self._proxy(clips, uniq, actions)
         if proxy.shape != (n,):
             raise ValueError(f"reward model returned shape {proxy.shape} for {n} actions")
         return Scores(proxy=proxy, gold=gold, components=components)

@@ -94,11 +94,6 @@ class ClipEncoding:
     def index(self, idx: torch.Tensor) -> ClipEncoding:
         return ClipEncoding(*(getattr(self, f)[idx] for f in self.FIELDS))
 
-    def expand(self, n: int) -> ClipEncoding:
-        return ClipEncoding(
-            *(getattr(self, f).expand(n, *getattr(self, f).shape[1:]) for f in self.FIELDS)
-        )
-
 
 def _shift(x: torch.Tensor, k: int) -> torch.Tensor:
     """Delay along the last axis by k > 0 frames (zeros before the clip), advance for k < 0."""
@@ -200,17 +195,25 @@ class RewardModel(nn.Module):
     def score_encoded(
         self, enc: ClipEncoding, action: torch.Tensor, per_frame: bool = False
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        """Raw scores ``[B]`` for actions ``[B, D, T]`` of clips ``enc`` (same B, or 1 clip)."""
+        """Raw scores ``[B]`` for actions ``[B, D, T]`` of the C clips ``enc``.
+
+        C divides B and rows come in C consecutive groups of G = B / C actions, group c on
+        clip c: C = B pairs one clip with each action, C = 1 scores every action on one clip,
+        anything between is a GRPO batch. Each clip's tensors are broadcast over its group,
+        never copied per action (the result equals scoring ``enc.index(arange(B) // G)``).
+        """
         b, d, t = action.shape
-        clip_feats = enc.feats  # projected once per clip below, broadcast over actions
-        if enc.feats.shape[0] == 1 and b != 1:
-            enc = enc.expand(b)
+        c = enc.feats.shape[0]
+        if c < 1 or b % c:
+            raise ValueError(
+                f"{b} actions do not split into groups over the {c} encoded clips "
+                "(pass 1 clip, one clip per action, or B/C consecutive actions per clip)"
+            )
+        g = b // c
+        action = action.reshape(c, g, d, t)
+        # [C, 1, D, T]: broadcast over the G actions of each clip
         y, onset, near, jump, silent = (
-            enc.target,
-            enc.onset,
-            enc.near,
-            enc.jump,
-            enc.silent,
+            getattr(enc, f).unsqueeze(1) for f in ("target", "onset", "near", "jump", "silent")
         )
         a = action.float()
         prev1, prev2 = _shift(a, 1), _shift(a, 2)
@@ -243,15 +246,19 @@ class RewardModel(nn.Module):
                 a * silent,
                 a - a.mean(-1, keepdim=True),
             ],
-            dim=-1,
-        )
+        ).reshape(NUM_ACTION_FEATURES, -1)  # [F_a, C*G*D*T]
         # frame_mlp's first layer on [clip features, action features], split so the clip
-        # part is computed once per clip instead of once per action
+        # part is computed once per clip instead of once per action. Feature-major layout:
+        # one wide [H, F_a] @ [F_a, frames] product is ~3x faster on CPU than a Linear over
+        # frames with 11 input features, and stacking along dim 0 is a plain copy.
         lin = self.frame_mlp[0]
         nc = NUM_CLIP_FEATURES
-        clip_part = F.linear(clip_feats, lin.weight[:, :nc], lin.bias)  # [C or 1, D, T, H]
-        hdn = F.relu(F.linear(act, lin.weight[:, nc:]) + clip_part)  # [B, D, T, H]
-        frame = self.frame_out(hdn).squeeze(-1)  # [B, D, T]
+        clip_part = F.linear(enc.feats, lin.weight[:, :nc], lin.bias)  # [C, D, T, H]
+        clip_part = clip_part.permute(3, 0, 1, 2).unsqueeze(2)  # [H, C, 1, D, T]
+        hdn = (lin.weight[:, nc:] @ act).view(-1, c, g, d, t)  # [H, C, G, D, T]
+        hdn = F.relu(hdn.add_(clip_part), inplace=True)  # in place: no more 7 MB temporaries
+        out = self.frame_out
+        frame = (out.weight @ hdn.reshape(hdn.shape[0], -1)).view(c, g, d, t) + out.bias  # [C, G, D, T]
         am = a - a.mean(-1, keepdim=True)
         ym = y - y.mean(-1, keepdim=True)
         sa = am.pow(2).mean(-1).add(1e-6).sqrt()
@@ -266,7 +273,7 @@ class RewardModel(nn.Module):
         n_sil = silent.sum(-1)
         dark = torch.where(n_sil > 0, 1 - (a * silent).sum(-1) / n_sil.clamp(min=1), 1.0)
         stats = torch.stack(
-            [
+            torch.broadcast_tensors(  # clip-only stats ([C, 1, D]) broadcast over the group
                 corr,
                 sa,
                 sy,
@@ -279,14 +286,15 @@ class RewardModel(nn.Module):
                 dark,
                 1 - excess.mean(-1),
                 (n_on > 0).float(),
-            ],
+            ),
             dim=-1,
         )
-        glob = self.global_mlp(torch.cat([hdn.mean(2), stats], dim=-1)).squeeze(-1)  # [B, D]
+        frame_mean = hdn.mean(-1).movedim(0, -1)  # [C, G, D, H]
+        glob = self.global_mlp(torch.cat([frame_mean, stats], dim=-1)).squeeze(-1)  # [C, G, D]
         contrib = frame + glob[..., None]
-        raw = contrib.mean(dim=(1, 2))
+        raw = contrib.mean(dim=(-2, -1)).reshape(b)
         if per_frame:
-            return raw, contrib
+            return raw, contrib.reshape(b, d, t)
         return raw
 
     def forward(
