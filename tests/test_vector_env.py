@@ -312,7 +312,9 @@ def test_reward_model_batch_matches_its_own_per_pair_scores() -> None:
     rm = rm_mod.RewardModel().eval()  # random weights: same code path as the shipped ones
     env = make_native(reward=rm)
     ds = env.dataset
-    for clips in ([0, 0, 0, 0, 1, 1, 1, 1], [5, 2, 7, 2, 0, 3, 3, 6], [4] * N):
+    # groups of 4, groups of 2 with a clip in two groups, unequal runs, no runs, one clip
+    for clips in ([0, 0, 0, 0, 1, 1, 1, 1], [0, 0, 1, 1, 0, 0, 2, 2], [1, 1, 1, 2, 2, 2, 3, 3],
+                  [5, 2, 7, 2, 0, 3, 3, 6], [4] * N):
         env.reset(options={"clips": clips})
         actions = batch_actions(env, sum(clips))
         _, rewards, _, _, _ = env.step(actions)
@@ -368,3 +370,106 @@ def test_reward_model_encodings_are_cached_per_clip_until_its_weights_change() -
     expected = [float(rm.score(ds[c], act[i][None])[0]) for i, c in enumerate(clips)]
     np.testing.assert_allclose(after, expected, rtol=1e-5, atol=1e-6)
     assert np.abs(after - before).max() > 1e-3
+
+
+def _masked_equal(a: dict[str, Any], b: dict[str, Any], mask: np.ndarray) -> None:
+    """Infos of a partial reset: equal on the reset sub-envs, which are the ones marked."""
+    assert set(a) == set(b)
+    for key in a:
+        if key.startswith("_"):
+            np.testing.assert_array_equal(a[key], mask, err_msg=key)
+            np.testing.assert_array_equal(b[key], mask, err_msg=key)
+        else:
+            assert list(a[key][mask]) == list(b[key][mask]), key
+
+
+def test_disabled_autoreset_matches_sync_vector_env() -> None:
+    """autoreset_mode=DISABLED: step returns the scored episode (no next clips, no final_*),
+    a second step before a reset raises, and reset_mask resets only the selected sub-envs,
+    all as SyncVectorEnv does over the single env."""
+    native = make_native(autoreset_mode="disabled")
+    assert native.metadata["autoreset_mode"] is AutoresetMode.DISABLED
+    assert type(native).metadata["autoreset_mode"] is AutoresetMode.SAME_STEP  # class default untouched
+    sync = gym.make_vec("CQTML-v0", num_envs=N, vectorization_mode="sync",
+                        vector_kwargs={"autoreset_mode": AutoresetMode.DISABLED}, **small_kwargs())
+    on, _ = native.reset(seed=5)
+    os_, _ = sync.reset(seed=5)
+    np.testing.assert_array_equal(on, os_)
+    actions = batch_actions(native, 0)
+    rn, rs = native.step(actions), sync.step(actions)
+    assert rn[0] is on  # the scored episode's observation: the one reset returned
+    np.testing.assert_array_equal(rn[0], rs[0])
+    np.testing.assert_allclose(rn[1], rs[1], atol=1e-6)
+    assert rn[2].all() and not rn[3].any()
+    assert "final_info" not in rn[4] and "gold_score" in rn[4]
+    _assert_infos_equal(rn[4], rs[4])
+    with pytest.raises(RuntimeError, match=r"DISABLED.*reset"):
+        native.step(actions)
+
+    mask = np.array([True, False, False, True, True, False, True, False])
+    on2, in2 = native.reset(options={"reset_mask": mask})
+    os2, is2 = sync.reset(options={"reset_mask": mask})
+    np.testing.assert_array_equal(on2, os2)
+    np.testing.assert_array_equal(on2[~mask], on[~mask])  # the others keep their clip
+    assert on is not on2 and np.array_equal(rn[0], os_)  # the earlier arrays are not edited
+    _masked_equal(in2, is2, mask)
+    with pytest.raises(RuntimeError, match=r"sub-envs \[1, 2, 5, 7\]"):
+        native.step(actions)
+    native.reset(options={"reset_mask": ~mask})
+    sync.reset(options={"reset_mask": ~mask})
+    actions = batch_actions(native, 1)
+    rn, rs = native.step(actions), sync.step(actions)
+    np.testing.assert_allclose(rn[1], rs[1], atol=1e-6)
+    _assert_infos_equal(rn[4], rs[4])
+
+
+def test_reset_mask_in_same_step_mode_and_with_groups() -> None:
+    env = make_native(groups=2)
+    _, info = env.reset(seed=0)
+    before = info["clip_index"].copy()
+    mask = np.array([False, False, True, True, False, False, False, False])
+    obs, info = env.reset(options={"reset_mask": mask, "clips": [7] * N})
+    assert list(info["clip_index"]) == [*before[:2], 7, 7, *before[4:]]
+    np.testing.assert_array_equal(obs[2], env.dataset[7])
+    _, info = env.reset(options={"reset_mask": mask})  # a drawn clip for the whole group
+    assert info["clip_index"][2] == info["clip_index"][3]
+    with pytest.raises(ValueError, match="whole groups"):
+        env.reset(options={"reset_mask": np.array([True] + [False] * (N - 1))})
+    env.step(batch_actions(env, 0))  # SAME_STEP: stepping never needs a reset
+
+
+@pytest.mark.parametrize(
+    ("mask", "match"),
+    [
+        ([True] * N, "numpy bool array"),
+        (np.ones(N, dtype=np.int64), "numpy bool array"),
+        (np.ones(N - 1, dtype=np.bool_), r"shape \(8,\)"),
+        (np.zeros(N, dtype=np.bool_), "at least one"),
+    ],
+)
+def test_bad_reset_masks_raise(mask: Any, match: str) -> None:
+    env = make_native()
+    with pytest.raises(RuntimeError, match="first reset"):
+        env.reset(options={"reset_mask": np.ones(N, dtype=np.bool_)})
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match=match):
+        env.reset(options={"reset_mask": mask})
+
+
+@pytest.mark.parametrize(
+    ("mode", "expected"),
+    [
+        (AutoresetMode.DISABLED, AutoresetMode.DISABLED),
+        ("Disabled", AutoresetMode.DISABLED),
+        ("DISABLED", AutoresetMode.DISABLED),
+        ("same_step", AutoresetMode.SAME_STEP),
+    ],
+)
+def test_autoreset_mode_accepts_enum_value_and_name(mode: Any, expected: AutoresetMode) -> None:
+    assert make_native(autoreset_mode=mode).metadata["autoreset_mode"] is expected
+
+
+@pytest.mark.parametrize(("mode", "match"), [(AutoresetMode.NEXT_STEP, "every other step"), ("later", "one of")])
+def test_unsupported_autoreset_modes_raise(mode: Any, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        make_native(autoreset_mode=mode)

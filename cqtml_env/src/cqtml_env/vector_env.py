@@ -9,9 +9,14 @@ It behaves like ``SyncVectorEnv`` over N :class:`~cqtml_env.env.CQTMLEnv` with
 - serves observations from one in-memory LRU of CQTs (plus the data set's disk cache);
 - can put groups of sub-envs on the same clip, as GRPO needs (reset options below).
 
-Every episode is one step, so SAME_STEP autoreset is the only mode that wastes nothing: each
-``step`` returns the scored episode under ``info["final_info"]`` / ``info["final_obs"]`` and
-already the observations of the next clips.
+Every episode is one step. ``autoreset_mode`` (constructor; default SAME_STEP):
+    ``SAME_STEP``: each ``step`` returns the scored episode under ``info["final_info"]`` /
+        ``info["final_obs"]`` and already the observations of the next clips.
+    ``DISABLED``: ``step`` returns the scored episode itself (its observations, rewards and
+        infos with the scores) and draws nothing; call ``reset()`` (all sub-envs, or
+        ``options={"reset_mask": mask}``) before the next ``step``. For loops that reset
+        explicitly every iteration, as GRPO does: no next-clip observations are built only
+        to be thrown away. (NEXT_STEP would waste every other step on one-step episodes.)
 
 Reset options (all optional):
     ``clip``: one clip index for every sub-env.
@@ -20,6 +25,9 @@ Reset options (all optional):
         consecutive sub-envs on each. Also used by the autoresets that follow this reset;
         without it they use the constructor's ``groups`` (default None: each sub-env draws
         its own clip from its own RNG, seeded ``seed + i`` as SyncVectorEnv seeds sub-envs).
+    ``reset_mask``: bool array ``[N]`` (gymnasium's convention): reset only these sub-envs;
+        the others keep their clip and observation. ``clips`` entries of unmasked sub-envs
+        are ignored; with groups, the mask must cover whole groups.
 """
 
 from __future__ import annotations
@@ -35,7 +43,26 @@ from gymnasium.vector.utils import batch_space
 from cqtml_env.cqt import CQTProcessor
 from cqtml_env.env import DEFAULT_CACHE_SIZE, DEFAULT_NUM_DEVICES, CQTMLCore, Scores
 
-_RESET_OPTIONS = ("clip", "clips", "groups")
+_RESET_OPTIONS = ("clip", "clips", "groups", "reset_mask")
+_AUTORESET_MODES = (AutoresetMode.SAME_STEP, AutoresetMode.DISABLED)
+
+
+def _autoreset_mode(mode: Any) -> AutoresetMode:
+    """An ``AutoresetMode``, its value (``"SameStep"``) or name (``"same_step"``, any case)."""
+    if not isinstance(mode, AutoresetMode):
+        text = str(mode)
+        by_name = {m.name.lower(): m for m in AutoresetMode}
+        mode = next((m for m in AutoresetMode if m.value == text), None) or by_name.get(text.lower())
+        if mode is None:
+            raise ValueError(
+                f"autoreset_mode must be one of {[m.name for m in _AUTORESET_MODES]}, got {text!r}"
+            )
+    if mode not in _AUTORESET_MODES:
+        raise ValueError(
+            f"autoreset_mode {mode.name} is not supported: episodes last one step, so NEXT_STEP "
+            f"would waste every other step; use {' or '.join(m.name for m in _AUTORESET_MODES)}"
+        )
+    return mode
 
 
 class CQTMLVectorEnv(VectorEnv):
@@ -66,7 +93,10 @@ class CQTMLVectorEnv(VectorEnv):
         gold: Any = None,
         cache_size: int | None = None,
         dataset_kwargs: Mapping[str, Any] | None = None,
+        autoreset_mode: AutoresetMode | str = AutoresetMode.SAME_STEP,
     ) -> None:
+        self.autoreset_mode = _autoreset_mode(autoreset_mode)
+        self.metadata = {**type(self).metadata, "autoreset_mode": self.autoreset_mode}
         if isinstance(num_envs, bool) or not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
             raise ValueError(f"num_envs must be an integer >= 1, got {num_envs!r}")
         if max_episode_steps is not None and max_episode_steps < 1:
@@ -97,6 +127,7 @@ class CQTMLVectorEnv(VectorEnv):
         self._clips: np.ndarray | None = None  # clip of each sub-env's current episode
         self._obs: np.ndarray | None = None
         self._autoreset_groups: int | None = self.groups
+        self._ended = np.zeros(self.num_envs, dtype=np.bool_)  # DISABLED: awaiting a reset
         self._last: tuple[np.ndarray, np.ndarray, Scores] | None = None  # last scored batch
 
     # -- helpers -------------------------------------------------------------------------
@@ -118,26 +149,44 @@ class CQTMLVectorEnv(VectorEnv):
             raise ValueError(f"groups={groups} (the group size) must divide num_envs={self.num_envs}")
         return int(groups)
 
-    def _seed_sub_rngs(self, seed: int | Sequence[int | None] | None) -> None:
+    def _seed_sub_rngs(self, seed: int | Sequence[int | None] | None, mask: np.ndarray) -> None:
+        """(Re)seed the sub-envs' RNGs where ``mask`` is set, as SyncVectorEnv seeds its envs."""
+        if self._sub_rngs is None:
+            self._sub_rngs = [seeding.np_random()[0] for _ in range(self.num_envs)]
         if seed is None:
-            if self._sub_rngs is None:
-                self._sub_rngs = [seeding.np_random()[0] for _ in range(self.num_envs)]
             return
         seeds = [seed + i for i in range(self.num_envs)] if isinstance(seed, (int, np.integer)) else list(seed)
         if len(seeds) != self.num_envs:
             raise ValueError(f"a list of seeds must have num_envs={self.num_envs} entries, got {len(seeds)}")
-        self._sub_rngs = [seeding.np_random(None if s is None else int(s))[0] for s in seeds]
+        for i in np.flatnonzero(mask):
+            self._sub_rngs[i] = seeding.np_random(None if seeds[i] is None else int(seeds[i]))[0]
 
-    def _draw(self, groups: int | None) -> np.ndarray:
+    def _check_reset_mask(self, mask: Any) -> np.ndarray:
+        if not isinstance(mask, np.ndarray) or mask.shape != (self.num_envs,) or mask.dtype != np.bool_:
+            raise ValueError(
+                f"options['reset_mask'] must be a numpy bool array of shape ({self.num_envs},), got "
+                f"{type(mask).__name__}{'' if not isinstance(mask, np.ndarray) else f' {mask.dtype} {mask.shape}'}"
+            )
+        if not mask.any():
+            raise ValueError("options['reset_mask'] must select at least one sub-env")
+        return mask
+
+    def _draw(self, groups: int | None, mask: np.ndarray | None = None) -> np.ndarray:
+        """Clips for the sub-envs in ``mask`` (default all): ``[mask.sum()]``."""
         n = self.core.num_clips
         if groups is None:
             assert self._sub_rngs is not None
-            return np.array([int(r.integers(n)) for r in self._sub_rngs], dtype=np.int64)
-        drawn = self.np_random.integers(n, size=self.num_envs // groups)
+            rngs = self._sub_rngs if mask is None else [self._sub_rngs[i] for i in np.flatnonzero(mask)]
+            return np.array([int(r.integers(n)) for r in rngs], dtype=np.int64)
+        num_groups = self.num_envs // groups if mask is None else int(mask.sum()) // groups
+        drawn = self.np_random.integers(n, size=num_groups)
         return np.repeat(drawn.astype(np.int64), groups)
 
-    def _infos(self, clips: np.ndarray, scores: Scores | None = None) -> dict[str, Any]:
-        """Batched infos in gymnasium's vector convention (array per key + ``_key`` mask)."""
+    def _infos(
+        self, clips: np.ndarray, scores: Scores | None = None, present: np.ndarray | None = None
+    ) -> dict[str, Any]:
+        """Batched infos in gymnasium's vector convention (array per key + ``_key`` mask,
+        ``present``: the sub-envs the info is about, default all)."""
         n = self.num_envs
         ids = np.empty(n, dtype=object)
         for i, c in enumerate(clips):
@@ -151,7 +200,7 @@ class CQTMLVectorEnv(VectorEnv):
         info: dict[str, Any] = {}
         for key, v in values.items():
             info[key] = v
-            info[f"_{key}"] = np.ones(n, dtype=np.bool_)
+            info[f"_{key}"] = np.ones(n, dtype=np.bool_) if present is None else present.copy()
         return info
 
     # -- gymnasium API -------------------------------------------------------------------
@@ -163,46 +212,76 @@ class CQTMLVectorEnv(VectorEnv):
     ) -> tuple[np.ndarray, dict[str, Any]]:
         main_seed = seed if seed is None or isinstance(seed, (int, np.integer)) else list(seed)[0]
         super().reset(seed=None if main_seed is None else int(main_seed))
-        self._seed_sub_rngs(seed)
         options = dict(options or {})
         unknown = set(options) - set(_RESET_OPTIONS)
         if unknown:
             raise ValueError(f"unknown reset option(s) {sorted(unknown)}; accepted: {list(_RESET_OPTIONS)}")
+        partial = options.get("reset_mask") is not None
+        if partial and self._clips is None:
+            raise RuntimeError("the first reset() must reset every sub-env (no options['reset_mask'])")
+        mask = self._check_reset_mask(options["reset_mask"]) if partial else np.ones(self.num_envs, np.bool_)
+        self._seed_sub_rngs(seed, mask)
         groups = self._check_groups(options["groups"]) if "groups" in options else self.groups
         if options.get("clip") is not None and options.get("clips") is not None:
             raise ValueError("pass either options['clip'] or options['clips'], not both")
         if options.get("clip") is not None:
             clip = self.core.check_clip(options["clip"], "options['clip']")
-            clips = np.full(self.num_envs, clip, dtype=np.int64)
+            new = np.full(int(mask.sum()), clip, dtype=np.int64)
         elif options.get("clips") is not None:
             given = list(options["clips"])
             if len(given) != self.num_envs:
                 raise ValueError(f"options['clips'] must have num_envs={self.num_envs} entries, got {len(given)}")
-            clips = np.array(
-                [self.core.check_clip(c, f"options['clips'][{i}]") for i, c in enumerate(given)], dtype=np.int64
+            new = np.array(
+                [self.core.check_clip(given[i], f"options['clips'][{i}]") for i in np.flatnonzero(mask)],
+                dtype=np.int64,
             )
         else:
-            clips = self._draw(groups)
+            if partial and groups is not None and not (mask.reshape(-1, groups) == mask[::groups, None]).all():
+                raise ValueError(
+                    f"with groups={groups}, options['reset_mask'] must cover whole groups of {groups} "
+                    "consecutive sub-envs"
+                )
+            new = self._draw(groups, mask if partial else None)
         self._autoreset_groups = groups
-        self._clips = clips
-        self._obs = self.core.observations(clips)
         self._last = None
-        return self._obs, self._infos(clips)
+        if partial:
+            assert self._clips is not None and self._obs is not None
+            clips, obs = self._clips.copy(), self._obs.copy()
+            clips[mask] = new
+            obs[mask] = self.core.observations(new)
+            self._ended &= ~mask
+        else:
+            clips, obs = new, self.core.observations(new)
+            self._ended[:] = False
+        self._clips, self._obs = clips, obs
+        return obs, self._infos(clips, present=mask if partial else None)
 
     def step(
         self, actions: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
         if self._clips is None or self._obs is None:
             raise RuntimeError("call reset() before step()")
+        if self._ended.any():
+            raise RuntimeError(
+                f"sub-envs {np.flatnonzero(self._ended).tolist()} ended their episode at the last step and "
+                "autoreset_mode is DISABLED: call reset() (or reset(options={'reset_mask': ...})) first"
+            )
         acts = self.core.decode(actions, batch=self.num_envs)
         clips = self._clips
         scores = self.core.score(clips, acts)
+        self._last = (clips, acts, scores)
+        rewards = scores.proxy.astype(np.float64)
+        terminations = np.ones(self.num_envs, dtype=np.bool_)
+        truncations = np.zeros(self.num_envs, dtype=np.bool_)
+        if self.autoreset_mode is AutoresetMode.DISABLED:
+            # the scored episode itself; its observation is the one reset() returned
+            self._ended[:] = True
+            return self._obs, rewards, terminations, truncations, self._infos(clips, scores)
+
         final_info = self._infos(clips, scores)
         final_obs = np.empty(self.num_envs, dtype=object)
         for i in range(self.num_envs):
             final_obs[i] = self._obs[i]
-        self._last = (clips, acts, scores)
-
         # SAME_STEP autoreset: every episode has just ended
         self._clips = self._draw(self._autoreset_groups)
         self._obs = self.core.observations(self._clips)
@@ -211,9 +290,6 @@ class CQTMLVectorEnv(VectorEnv):
         info["_final_obs"] = np.ones(self.num_envs, dtype=np.bool_)
         info["final_info"] = final_info
         info["_final_info"] = np.ones(self.num_envs, dtype=np.bool_)
-        rewards = scores.proxy.astype(np.float64)
-        terminations = np.ones(self.num_envs, dtype=np.bool_)
-        truncations = np.zeros(self.num_envs, dtype=np.bool_)
         return self._obs, rewards, terminations, truncations, info
 
     def prefetch(self, clips: Sequence[int] | np.ndarray, chunk: int = 32, progress: bool = False) -> None:
