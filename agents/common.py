@@ -185,7 +185,28 @@ def default_threads() -> None:
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // world))
 
 
+def keep_freed_memory(pad_mb: int) -> bool:
+    """Let glibc's malloc keep up to ``pad_mb`` MiB of freed heap instead of returning it to
+    the OS (``mallopt(M_TOP_PAD)``). A training iteration frees and re-allocates the same
+    tens of MB of activations, observations and scores; by default the heap top is trimmed
+    after each and the next iteration faults the pages in again. Measured here
+    (bench_grpo.py, B=8, G=32): the env's reset + step 33 -> 24 ms; GRPO iterations +4 % (ViT)
+    and +18 % (CNN) clips/s.
+    Costs up to ``pad_mb`` of resident memory. Returns False where it does not apply (not
+    glibc, ``pad_mb`` 0)."""
+    import ctypes
+    import platform
+
+    if pad_mb <= 0 or platform.libc_ver()[0] != "glibc":
+        return False
+    m_top_pad = -2  # <malloc.h>
+    try:
+        return bool(ctypes.CDLL(None).mallopt(m_top_pad, int(pad_mb) << 20))
+    except (OSError, AttributeError):
+        return False
+
+
 __all__ = [
     "DataSplit", "split_data", "make_policy", "policy_actions", "Evaluator", "EvalResult",
-    "win_rate", "normalized_score", "default_threads",
+    "win_rate", "normalized_score", "default_threads", "keep_freed_memory",
 ]

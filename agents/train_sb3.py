@@ -22,7 +22,14 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import Evaluator, default_threads, normalized_score, split_data, win_rate  # noqa: E402
+from common import (  # noqa: E402
+    Evaluator,
+    default_threads,
+    keep_freed_memory,
+    normalized_score,
+    split_data,
+    win_rate,
+)
 
 
 @dataclass
@@ -71,6 +78,8 @@ class Args:
     """TensorBoard + checkpoints directory (default runs/<run-name>)"""
     device: str = "auto"
     """torch device"""
+    malloc_top_pad_mb: int = 1024
+    """keep up to this much freed heap in the process (glibc M_TOP_PAD, see common.keep_freed_memory); 0: glibc's default"""
 
 
 def actions_from_flat(flat: np.ndarray, num_devices: int, k: int) -> np.ndarray:
@@ -126,6 +135,7 @@ def train(args: Args) -> dict:
     from cqtml_policy.sb3 import CQTViTPolicy
 
     default_threads()
+    keep_freed_memory(args.malloc_top_pad_mb)
     torch.manual_seed(args.seed)
     np.random.seed(args.seed)
     run_name = f"CQTML-v0__{args.exp_name}-{args.algo}__{args.seed}__{int(time.time())}"

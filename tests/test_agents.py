@@ -69,6 +69,11 @@ def test_grpo_tiny_run_learns_logs_and_checkpoints(tmp_path):
     assert not missing, f"missing TensorBoard tags: {sorted(missing)}"
     assert "images/policy_activations" in images(run)
     assert len(tags["losses/policy_loss"]) == 4
+    # the per-phase timing breakdown adds up to no more than the iteration it splits
+    phases = [f"perf/{p}_time" for p in ("env_reset", "policy_sample", "env_step", "loss", "backward", "optimizer")]
+    for i, (_, total) in enumerate(tags["charts/iteration_time"]):
+        parts = [tags[p][i][1] for p in phases]
+        assert all(v > 0 for v in parts) and sum(parts) <= total + 1e-3
     assert all(np.isfinite(v) for _, v in tags["losses/grad_norm"])
     # the updates between iteration 2 and 4 moved the parameters
     mid = VanillaCNNModel.from_pretrained(run / "checkpoints" / "iter-000002")
@@ -112,6 +117,31 @@ def test_grpo_resume_continues_exactly(tmp_path):
 def test_grpo_resume_without_checkpoint_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="no checkpoint"):
         grpo.train(tiny(tmp_path / "none", resume=True))
+
+
+def test_sampled_log_probs_pick_each_generations_bins():
+    torch.manual_seed(0)
+    full = torch.log_softmax(torch.randn(2, 3, 5, 4), -1).requires_grad_(True)  # [b, D, T, K]
+    index = torch.randint(0, 4, (2, 6, 3, 5))  # [b, G, D, T]
+    got = grpo.sampled_log_probs(full, index)
+    want = torch.stack([torch.stack([full[b].gather(-1, index[b, g].unsqueeze(-1)).squeeze(-1) for g in range(6)])
+                        for b in range(2)])
+    assert torch.equal(got, want)
+    got.sum().backward()  # the gradient counts how often each bin was drawn
+    counts = torch.zeros_like(full).scatter_add_(-1, index.permute(0, 2, 3, 1), torch.ones(2, 3, 5, 6))
+    assert torch.equal(full.grad, counts)
+
+
+def test_optimizer_is_fused_on_cpu_and_allocator_tuning_is_optional():
+    from common import keep_freed_memory
+
+    params = [torch.nn.Parameter(torch.zeros(3))]
+    assert grpo.make_optimizer(params, grpo.Args(), "cpu").defaults["fused"] is True
+    assert keep_freed_memory(0) is False  # 0 keeps glibc's default
+    import platform
+
+    if platform.system() == "Linux" and platform.libc_ver()[0] == "glibc":
+        assert keep_freed_memory(64) is True
 
 
 def test_group_advantages_and_aggregation():
