@@ -83,6 +83,7 @@ def make_policy(
     import cqtml_policy as P
 
     if kind == "vit":
+        kwargs.setdefault("relative_input", True)  # like the CNN's default (see README, "The ViT")
         return P.CQTViTModel.create_model(
             cqt_shape, num_devices=num_devices, distribution_size=distribution_size, device=device, **kwargs
         )

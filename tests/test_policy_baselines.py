@@ -202,7 +202,7 @@ def test_cnn_clip_context_lets_every_frame_see_the_whole_clip():
 
 def test_cnn_relative_input_is_invariant_to_recording_level():
     """The per-clip normalised channels are the same for the same music played quieter."""
-    from cqtml_policy.cnn import clip_relative
+    from cqtml_policy.inputs import clip_relative
 
     torch.manual_seed(0)
     x = torch.rand(2, 2, 24, 100) * 0.5 + 0.4

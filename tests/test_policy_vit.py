@@ -189,3 +189,36 @@ def test_save_load_round_trip(small_vit: CQTViTModel, tmp_path) -> None:
         assert loaded.get_config() == small_vit.get_config()
         with torch.no_grad():
             assert torch.equal(loaded.eval()(x), small_vit(x))
+
+
+def test_relative_input_doubles_the_channels_round_trips_and_sees_level_free_structure(tmp_path) -> None:
+    torch.manual_seed(0)
+    model = CQTViTModel.create_model(SMALL, device="cpu", relative_input=True).eval()
+    assert model.backbone.vit.patch_embed.proj.weight.shape[1] == 4
+    x = torch.rand(2, *SMALL) * 0.5 + 0.3
+    with torch.no_grad():
+        out = model(x)
+        assert out.shape == (2, 4, SMALL[-1], 32)
+        # zero the raw channels' conv weights: what is left sees only the relative picture,
+        # which a uniformly quieter copy of the clip shares exactly
+        model.backbone.vit.patch_embed.proj.weight[:, :2] = 0
+        assert torch.allclose(model(x), model(x - 0.2), atol=1e-5)
+        assert not torch.allclose(model(x), model(x**3), atol=1e-3)
+    model.save_pretrained(tmp_path / "rel")
+    loaded = CQTViTModel.from_pretrained(tmp_path / "rel", device="cpu").eval()
+    assert loaded.relative_input and loaded.get_config()["relative_input"] is True
+    with torch.no_grad():
+        assert torch.equal(loaded(x), model(x))
+
+
+def test_checkpoints_saved_before_relative_input_load_without_it(small_vit: CQTViTModel, tmp_path) -> None:
+    import json
+
+    small_vit.save_pretrained(tmp_path)
+    cfg_path = tmp_path / "config.json"
+    cfg = json.loads(cfg_path.read_text())
+    cfg["config"].pop("relative_input")  # an older config has no such key
+    cfg_path.write_text(json.dumps(cfg))
+    loaded = CQTViTModel.from_pretrained(tmp_path, device="cpu")
+    assert loaded.relative_input is False
+    assert loaded.backbone.vit.patch_embed.proj.weight.shape[1] == 2

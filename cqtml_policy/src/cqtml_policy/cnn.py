@@ -14,6 +14,7 @@ from torch.nn import functional as F
 
 from cqtml_policy.categorical import CategoricalPolicy, resolve_device
 from cqtml_policy.heads import LogProbabilityHead
+from cqtml_policy.inputs import with_relative
 
 
 class FrequencyStack(nn.Module):
@@ -43,16 +44,6 @@ class FrequencyStack(nn.Module):
         x = self.convs(torch.cat([cqt, coord.expand(b, 1, f, t)], dim=1))
         x = F.adaptive_avg_pool2d(x, (self.bands, t))
         return x.flatten(1, 2)  # [B, channels * bands, T]
-
-
-def clip_relative(cqt: torch.Tensor, low: float = 0.05, high: float = 0.95) -> torch.Tensor:
-    """Each bin rescaled by its own clip statistics: ``(x - q_low) / (q_high - q_low)`` over time.
-
-    What every band-follower and the gold target do (per-clip auto-gain): the same music
-    recorded hotter, quieter or denser gives the same relative picture.
-    """
-    q = torch.quantile(cqt, torch.tensor([low, high], device=cqt.device, dtype=cqt.dtype), dim=-1, keepdim=True)
-    return ((cqt - q[0]) / (q[1] - q[0]).clamp(min=0.05)).clamp(-1.0, 2.0)
 
 
 class FrameNorm(nn.LayerNorm):
@@ -127,7 +118,7 @@ class CNNBackbone(nn.Module):
     def forward(self, cqt: torch.Tensor) -> torch.Tensor:
         cqt = cqt.float()
         if self.relative_input:
-            cqt = torch.cat([cqt, clip_relative(cqt)], dim=1)
+            cqt = with_relative(cqt)
         x = self.temporal(self.context(self.project(self.frequency(cqt))))
         return x.unsqueeze(2)
 

@@ -12,6 +12,7 @@ from torch import nn
 
 from cqtml_policy.categorical import CategoricalPolicy, resolve_device
 from cqtml_policy.heads import LogProbabilityHead
+from cqtml_policy.inputs import with_relative
 from cqtml_policy.int8 import dequantized_state_dict, swap_linear_for_int8
 
 DEFAULT_BACKBONE = "vit_tiny_patch16_224"
@@ -27,7 +28,8 @@ def _check_cqt_shape(cqt_shape: Any) -> tuple[int, int, int]:
 class ViTBackbone(nn.Module):
     """timm ViT on the CQT as an image (frequency × time); returns its patch-token grid.
 
-    Built by ``timm.create_model`` with ``in_chans=2``, ``img_size`` = the CQT rounded up to
+    Built by ``timm.create_model`` with ``in_chans`` = the CQT's channels (twice that with
+    ``relative_input``: the CQT and its per-clip relative version), ``img_size`` = the CQT rounded up to
     the patch size, ``dynamic_img_size`` (position embeddings resampled for other clip
     lengths / bin counts) and ``dynamic_img_pad`` (right/bottom zero-padding to whole
     patches, so frame ``t`` stays in column ``t // patch``).
@@ -39,15 +41,17 @@ class ViTBackbone(nn.Module):
         patch_size: int = 16,
         backbone_name: str = DEFAULT_BACKBONE,
         pretrained: str | Path | None = None,
+        relative_input: bool = False,
     ) -> None:
         super().__init__()
         import timm
 
+        self.relative_input = bool(relative_input)
         _, n_bins, frames = cqt_shape
         self.patch_size = int(patch_size)
         img_size = (self.padded(n_bins), self.padded(frames))
         kwargs: dict[str, Any] = dict(
-            in_chans=cqt_shape[0],
+            in_chans=cqt_shape[0] * (2 if self.relative_input else 1),
             img_size=img_size,
             patch_size=self.patch_size,
             num_classes=0,
@@ -83,6 +87,8 @@ class ViTBackbone(nn.Module):
 
     def forward(self, cqt: torch.Tensor) -> torch.Tensor:
         _, h, w = self.grid_shape(cqt.shape[-2], cqt.shape[-1])
+        if self.relative_input:
+            cqt = with_relative(cqt.float())
         tokens = self.vit.forward_features(cqt.to(self.compute_dtype))
         tokens = tokens[:, self.vit.num_prefix_tokens :]  # drop the class token
         grid = tokens.reshape(tokens.shape[0], h, w, self.embed_dim).permute(0, 3, 1, 2)
@@ -106,6 +112,7 @@ class CQTViTModel(CategoricalPolicy):
         patch_size: int = 16,
         backbone_name: str = DEFAULT_BACKBONE,
         pretrained: str | Path | None = None,
+        relative_input: bool = False,
     ) -> None:
         super().__init__(num_devices, distribution_size)
         self.cqt_shape = _check_cqt_shape(cqt_shape)
@@ -114,7 +121,10 @@ class CQTViTModel(CategoricalPolicy):
         if self.patch_size < 1:
             raise ValueError(f"patch_size must be >= 1, got {patch_size}")
         self.backbone_name = backbone_name
-        self.backbone = ViTBackbone(self.cqt_shape, self.patch_size, backbone_name, pretrained)
+        self.relative_input = bool(relative_input)
+        self.backbone = ViTBackbone(
+            self.cqt_shape, self.patch_size, backbone_name, pretrained, self.relative_input
+        )
         self.head = LogProbabilityHead(
             self.backbone.embed_dim, num_devices, distribution_size, self.patch_size
         )
@@ -135,6 +145,7 @@ class CQTViTModel(CategoricalPolicy):
         gradient_checkpointing: bool = False,
         pretrained: str | Path | None = None,
         backbone_name: str = DEFAULT_BACKBONE,
+        relative_input: bool = False,
     ) -> CQTViTModel:
         """Build the policy, ready to run on ``device`` (``"auto"``: CUDA when present).
 
@@ -147,9 +158,13 @@ class CQTViTModel(CategoricalPolicy):
           head stays float32.
         - ``gradient_checkpointing``: timm's ``set_grad_checkpointing`` (recompute blocks in
           backward; less activation memory at batch size 64+).
+        - ``relative_input``: also feed the CQT rescaled per clip and bin (5th..95th
+          percentile over time), as the CNN does: lighting follows a clip's own dynamics, and
+          this makes a quiet recording look like a loud one. Doubles the input channels.
         """
         model = cls(
-            cqt_shape, num_devices, distribution_size, patch_size, backbone_name, pretrained
+            cqt_shape, num_devices, distribution_size, patch_size, backbone_name, pretrained,
+            relative_input,
         )
         return model._prepare(device, use_half_precision, use_8bit, gradient_checkpointing)
 
@@ -194,6 +209,7 @@ class CQTViTModel(CategoricalPolicy):
             "distribution_size": self.distribution_size,
             "patch_size": self.patch_size,
             "backbone_name": self.backbone_name,
+            "relative_input": self.relative_input,
             "use_half_precision": self.use_half_precision,
             "use_8bit": self.use_8bit,
             "gradient_checkpointing": self.gradient_checkpointing,
