@@ -381,6 +381,7 @@ def test_count_transitions_matches_the_reference_loop(clip):
         shows,
         rng.random((64, 4, T)).astype(np.float32),
         (np.round(rng.random((32, 3, T)) * 5) / 5).astype(np.float64),  # exact-swing ties
+        (np.round(rng.random((100, 3, T)) * 5) / 5).astype(np.float32),  # ties, >= 256 sequences
         rng.random((7, T)) ** 6,
         np.zeros((2, T), np.float32),
     ]

@@ -153,6 +153,9 @@ def count_transitions(actions: np.ndarray, swing: float) -> np.ndarray:
     return np.ascontiguousarray(_transition_events_by_frame(a, swing).T).reshape(a.shape)
 
 
+_MANY_SEQUENCES = 256  # measured crossover of the per-frame loops below (sequences = actions x devices)
+
+
 def _transition_events_by_frame(actions: np.ndarray, swing: float) -> np.ndarray:
     """:func:`count_transitions` frame-major: events ``[T, prod(shape[:-1])]``.
 
@@ -172,9 +175,21 @@ def _transition_events_by_frame(actions: np.ndarray, swing: float) -> np.ndarray
     events = np.zeros((t_len, n), dtype=bool)
     sign = np.full(n, -1, dtype=xt.dtype)  # falling from dark
     ext = np.zeros(n, dtype=xt.dtype)  # sign * extreme since the last turning point
-    z, gap, neg_z, flip = (np.empty_like(ext) for _ in range(4))
-    # ``where=``-masked ufuncs are slow; a turning point is applied branch-free instead:
-    # sign *= 1 - 2*event (exact for +-1), and ext takes -z's bits where the all-ones mask is set
+    z, gap = np.empty_like(ext), np.empty_like(ext)
+    if n < _MANY_SEQUENCES:  # few sequences: fewest numpy calls per frame
+        for t in range(t_len):
+            np.multiply(sign, xt[t], out=z)
+            np.maximum(ext, z, out=ext)
+            np.subtract(ext, z, out=gap)  # swing back from the extreme
+            ev = events[t]
+            np.greater_equal(gap, swing, out=ev)
+            np.negative(sign, out=sign, where=ev)  # a turning point: reverse ...
+            np.negative(z, out=ext, where=ev)  # ... and restart the extreme from here
+        return events
+    # many sequences: ``where=``-masked ufuncs are slow per element, so a turning point is
+    # applied branch-free: sign *= 1 - 2*event (exact for +-1), and ext takes -z's bits where
+    # the all-ones mask is set (same results bit for bit)
+    neg_z, flip = np.empty_like(ext), np.empty_like(ext)
     bits = np.dtype(f"i{xt.dtype.itemsize}")
     mask = np.empty(n, dtype=bits)
     ext_bits, neg_bits = ext.view(bits), neg_z.view(bits)
@@ -182,14 +197,12 @@ def _transition_events_by_frame(actions: np.ndarray, swing: float) -> np.ndarray
     for t in range(t_len):
         np.multiply(sign, xt[t], out=z)
         np.maximum(ext, z, out=ext)
-        np.subtract(ext, z, out=gap)  # swing back from the extreme
+        np.subtract(ext, z, out=gap)
         ev = events[t]
         np.greater_equal(gap, swing, out=ev)
-        # a turning point: reverse ...
         np.multiply(ev, two, out=flip)
         np.subtract(1, flip, out=flip)
         np.multiply(sign, flip, out=sign)
-        # ... and restart the extreme from here: ext = where(ev, -z, ext), bit for bit
         np.negative(z, out=neg_z)
         np.negative(ev.view(np.int8), out=mask, casting="unsafe")  # 0 or -1 (all bits set)
         np.bitwise_xor(ext_bits, neg_bits, out=neg_bits)
@@ -568,8 +581,11 @@ class GoldScorer:
         trans = _transition_events_by_frame(a, cfg.flash_swing)
         win = max(1, int(round(cfg.frame_rate)))
         csum = np.zeros((t_len + 1, n * d_count), np.int32)  # transitions before each frame
-        for t in range(t_len):  # row by row: numpy's cumsum along axis 0 is ~8x slower
-            np.add(csum[t], trans[t], out=csum[t + 1])
+        if n * d_count < _MANY_SEQUENCES:
+            np.cumsum(trans, axis=0, out=csum[1:])
+        else:  # row by row: numpy's cumsum along axis 0 is ~8x slower over 1024 sequences
+            for t in range(t_len):
+                np.add(csum[t], trans[t], out=csum[t + 1])
         half = win // 2
         lo = np.clip(np.arange(t_len) - half, 0, t_len)
         hi = np.clip(lo + win, 0, t_len)
