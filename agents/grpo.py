@@ -214,6 +214,10 @@ def make_optimizer(params: list[torch.nn.Parameter], args: Args, device: str) ->
     return torch.optim.AdamW(params, lr=args.learning_rate, weight_decay=args.weight_decay, fused=fused or None)
 
 
+PERF_PHASES = ("env_reset", "policy_sample", "env_step", "loss", "backward", "optimizer")
+"""The phases of an iteration, logged as ``perf/<phase>_time`` (seconds)."""
+
+
 def _lap(phase: dict[str, float], name: str, since: float) -> float:
     """Add the time since ``since`` to ``phase[name]``; returns now (the next phase's start)."""
     now = time.perf_counter()

@@ -48,7 +48,7 @@ def bare_clips_per_s(policy_kind: str, clips: int, iters: int, max_duration: flo
     return clips * iters / (time.perf_counter() - t0)
 
 
-PHASES = ("env_reset", "policy_sample", "env_step", "loss", "backward", "optimizer")
+PHASES = grpo.PERF_PHASES
 
 
 def grpo_clips_per_s(policy_kind: str, clips: int, generations: int, iters: int, max_duration: float,

@@ -70,7 +70,7 @@ def test_grpo_tiny_run_learns_logs_and_checkpoints(tmp_path):
     assert "images/policy_activations" in images(run)
     assert len(tags["losses/policy_loss"]) == 4
     # the per-phase timing breakdown adds up to no more than the iteration it splits
-    phases = [f"perf/{p}_time" for p in ("env_reset", "policy_sample", "env_step", "loss", "backward", "optimizer")]
+    phases = [f"perf/{p}_time" for p in grpo.PERF_PHASES]
     for i, (_, total) in enumerate(tags["charts/iteration_time"]):
         parts = [tags[p][i][1] for p in phases]
         assert all(v > 0 for v in parts) and sum(parts) <= total + 1e-3
