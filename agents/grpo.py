@@ -266,7 +266,7 @@ def run_eval(evaluator: Evaluator, policy, writer, step: int) -> dict[str, float
 
 
 def log_image(evaluator: Evaluator, policy, writer, step: int, max_duration: float) -> None:
-    from cqtml_env.render import render_activations
+    from cqtml_env.env.render import render_activations
 
     cqt = evaluator.cqts[:1]
     act = policy_actions(policy, cqt, temperature=0.0)[0]

@@ -35,8 +35,8 @@ def main() -> None:
 
     import torch
 
-    from cqtml_env.gold import GoldScorer
-    from cqtml_env.reward_model import RewardModel
+    from cqtml_env.gold.scorer import GoldScorer
+    from cqtml_env.reward.model import RewardModel
 
     torch.set_num_threads(args.threads)
     rng = np.random.default_rng(0)

@@ -25,13 +25,13 @@ import torch
 from gymnasium.vector import AutoresetMode
 
 import cqtml_env  # noqa: F401  (registers CQTML-v0)
-from cqtml_env.cache import FeatureCache
 from cqtml_env.datasets.synthetic import SyntheticMusic
-from cqtml_env.gold import GoldScorer
+from cqtml_env.features.cache import FeatureCache
+from cqtml_env.gold.scorer import GoldScorer
 
 
 def reward_spec(tmp: Path) -> tuple[Any, str]:
-    from cqtml_env.reward_model import RewardModel
+    from cqtml_env.reward.model import RewardModel
 
     try:
         RewardModel.load_default()

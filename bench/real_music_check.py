@@ -107,8 +107,8 @@ def prepare(out: Path, work: Path) -> None:
 
 def check(data: str, clips: int, seed: int, candidates: int, model_path: str) -> dict:
     from cqtml_env.datasets.spec import make_dataset
-    from cqtml_env.reward_model import RewardModel
-    from cqtml_env.reward_train import evaluate_fresh
+    from cqtml_env.reward.evaluation import evaluate_fresh
+    from cqtml_env.reward.model import RewardModel
 
     model = (RewardModel.load_default() if model_path == "default"
              else RewardModel.from_pretrained(model_path))

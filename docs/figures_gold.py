@@ -20,8 +20,8 @@ IMG_DIR = Path(__file__).resolve().parent / "img"
 
 def fig_gold_components(out_dir: Path = IMG_DIR, seed: int = 3, index: int = 1) -> Path:
     from cqtml_env import SyntheticMusic
-    from cqtml_env.candidates import _smooth_noise, band_follower
-    from cqtml_env.gold import COMPONENTS, GoldScorer, device_bands
+    from cqtml_env.gold.scorer import COMPONENTS, GoldScorer, device_bands
+    from cqtml_env.preferences.candidates import _smooth_noise, band_follower
 
     ds = SyntheticMusic(num_clips=index + 1, seed=seed)
     cqt, info = ds[index], ds.clip_info(index)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from cqtml_env import AudioFolder, CQTProcessor, FeatureCache, SyntheticMusic
-from cqtml_env.cache import default_cache_dir, file_identity
+from cqtml_env.features.cache import default_cache_dir, file_identity
 
 
 def forbid_cqt(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -7,7 +7,7 @@ import pytest
 from conftest import tone
 
 from cqtml_env import CQTProcessor, load_audio
-from cqtml_env.audio import AudioLoadError, to_stereo
+from cqtml_env.features.audio import AudioLoadError, to_stereo
 
 SR = 22050
 A4_BIN = 45  # 12 * log2(440 / C1): MIDI 69 - 24

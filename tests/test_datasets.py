@@ -10,9 +10,9 @@ import pytest
 import soundfile as sf
 
 from cqtml_env import AudioFolder, FreeMusic, MusicNet, SyntheticMusic, make_dataset
-from cqtml_env.audio import AudioLoadError
 from cqtml_env.datasets.base import DataWarning
 from cqtml_env.datasets.synthetic import PRESETS, STEMS, generate_clip
+from cqtml_env.features.audio import AudioLoadError
 
 DUR = 1.0  # short clips keep the suite fast
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cqtml_env.candidates import band_follower, smooth_attack_decay
-from cqtml_env.gold import COMPONENTS, GoldScorer, count_transitions, device_bands
+from cqtml_env.gold.scorer import COMPONENTS, GoldScorer, count_transitions, device_bands
+from cqtml_env.preferences.candidates import band_follower, smooth_attack_decay
 
 T = 216
 FPS = 22050 / 512
@@ -154,7 +154,7 @@ def test_spurious_flashes_cost_onset_precision(scorer, clip):
 
 
 def test_beat_flashes_beat_a_constant(scorer):
-    processor = pytest.importorskip("cqtml_env.cqt").CQTProcessor()
+    processor = pytest.importorskip("cqtml_env.features.cqt").CQTProcessor()
     sr = processor.sample_rate
     audio = np.zeros(int(5 * sr), np.float32)
     click = np.exp(-np.arange(2000) / 300.0) * np.sin(2 * np.pi * 110 * np.arange(2000) / sr)
@@ -259,7 +259,7 @@ def reference_count_transitions(actions: np.ndarray, swing: float) -> np.ndarray
 
 
 def reference_components(scorer: GoldScorer, a: np.ndarray, f) -> dict[str, np.ndarray]:
-    from cqtml_env.gold import _shift, rise
+    from cqtml_env.gold.scorer import _shift, rise
 
     cfg = scorer.config
     n, d_count, t_len = a.shape
@@ -328,7 +328,7 @@ def reference_components(scorer: GoldScorer, a: np.ndarray, f) -> dict[str, np.n
 
 def click_cqt() -> np.ndarray:
     """A click track on 110 Hz: the one hand-built clip here with beats."""
-    processor = pytest.importorskip("cqtml_env.cqt").CQTProcessor()
+    processor = pytest.importorskip("cqtml_env.features.cqt").CQTProcessor()
     sr = processor.sample_rate
     audio = np.zeros(int(5 * sr), np.float32)
     click = np.exp(-np.arange(2000) / 300.0) * np.sin(2 * np.pi * 110 * np.arange(2000) / sr)

@@ -8,15 +8,19 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file, save_file
 
-from cqtml_env.candidates import CandidateFactory, band_follower, candidates_from_actions
-from cqtml_env.gold import GoldScorer
-from cqtml_env.prefs import (
+from cqtml_env.gold.scorer import GoldScorer
+from cqtml_env.preferences import (
     LABELLERS,
     PreferenceDataset,
     PrefsFormatError,
     generate_preferences,
     label_pairs,
     sample_pairs,
+)
+from cqtml_env.preferences.candidates import (
+    CandidateFactory,
+    band_follower,
+    candidates_from_actions,
 )
 
 T = 216

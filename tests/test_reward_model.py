@@ -9,16 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from cqtml_env.candidates import band_follower
-from cqtml_env.prefs import generate_preferences
-from cqtml_env.reward_model import RewardModel, RewardModelConfig
-from cqtml_env.reward_train import (
-    TrainConfig,
-    evaluate_fresh,
-    record_like_audio,
-    record_like_cqts,
-    train_reward_model,
-)
+from cqtml_env.datasets.record_like import record_like_audio, record_like_cqts
+from cqtml_env.preferences import generate_preferences
+from cqtml_env.preferences.candidates import band_follower
+from cqtml_env.reward.evaluation import evaluate_fresh
+from cqtml_env.reward.model import RewardModel, RewardModelConfig
+from cqtml_env.reward.training import TrainConfig, train_reward_model
 
 T = 216
 
@@ -144,7 +140,7 @@ def test_default_weights_meet_targets_on_fresh_clips(default_model, synth_cqts):
 
 
 def test_default_ranks_the_obvious(default_model, synth_cqts):
-    from cqtml_env.gold import GoldScorer
+    from cqtml_env.gold.scorer import GoldScorer
 
     cqt = synth_cqts[0]
     ideal = GoldScorer().features(cqt).target
@@ -180,8 +176,8 @@ def _stdlib_recordings() -> list[Path]:
 def test_default_transfers_to_real_recordings(default_model):
     """Real recorded audio shipped with CPython's test package: speech, and a plucked string
     sampled into a rhythm (a sampler track made of a real recording)."""
-    from cqtml_env.audio import load_audio
-    from cqtml_env.cqt import CQTProcessor
+    from cqtml_env.features.audio import load_audio
+    from cqtml_env.features.cqt import CQTProcessor
 
     proc = CQTProcessor()
     sr = proc.sample_rate

@@ -16,8 +16,8 @@ pytest.importorskip("stable_baselines3")
 from stable_baselines3 import PPO  # noqa: E402
 from stable_baselines3.common.vec_env import VecEnv, VecMonitor  # noqa: E402
 
-from cqtml_env.sb3 import CQTMLSB3VecEnv  # noqa: E402
-from cqtml_env.vector_env import CQTMLVectorEnv  # noqa: E402
+from cqtml_env.adapters.sb3 import CQTMLSB3VecEnv  # noqa: E402
+from cqtml_env.env.vector import CQTMLVectorEnv  # noqa: E402
 
 N = 4
 

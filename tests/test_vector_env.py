@@ -13,8 +13,8 @@ import pytest
 from gymnasium.vector import AutoresetMode
 from test_env import T_SHORT, TinyClips, ToyRewardModel, small_kwargs
 
-from cqtml_env.gold import GoldScorer
-from cqtml_env.vector_env import CQTMLVectorEnv
+from cqtml_env.env.vector import CQTMLVectorEnv
+from cqtml_env.gold.scorer import GoldScorer
 
 N = 8
 
@@ -305,7 +305,7 @@ def test_vector_close_is_idempotent() -> None:
 def test_reward_model_batch_matches_its_own_per_pair_scores() -> None:
     """The vector env's one-pass scoring (each distinct clip encoded once) must equal what
     RewardModel.score gives pair by pair."""
-    rm_mod = pytest.importorskip("cqtml_env.reward_model")
+    rm_mod = pytest.importorskip("cqtml_env.reward.model")
     import torch
 
     torch.manual_seed(0)
@@ -341,7 +341,7 @@ def test_prefetch_fills_the_cache_and_rejects_overflow() -> None:
 
 
 def test_reward_model_encodings_are_cached_per_clip_until_its_weights_change() -> None:
-    rm_mod = pytest.importorskip("cqtml_env.reward_model")
+    rm_mod = pytest.importorskip("cqtml_env.reward.model")
     import torch
 
     torch.manual_seed(0)

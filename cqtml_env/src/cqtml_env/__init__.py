@@ -9,13 +9,14 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from cqtml_env import _moved
 from cqtml_env._version import __version__
 
 # public name -> module that defines it
 _EXPORTS: dict[str, str] = {
-    "CQTProcessor": "cqtml_env.cqt",
-    "load_audio": "cqtml_env.audio",
-    "FeatureCache": "cqtml_env.cache",
+    "CQTProcessor": "cqtml_env.features.cqt",
+    "load_audio": "cqtml_env.features.audio",
+    "FeatureCache": "cqtml_env.features.cache",
     "ClipDataset": "cqtml_env.datasets.base",
     "SyntheticMusic": "cqtml_env.datasets.synthetic",
     "AudioFolder": "cqtml_env.datasets.folder",
@@ -23,13 +24,14 @@ _EXPORTS: dict[str, str] = {
     "MusicNet": "cqtml_env.datasets.musicnet",
     "make_dataset": "cqtml_env.datasets.spec",
     "LevelAugmented": "cqtml_env.datasets.augment",
-    "GoldScorer": "cqtml_env.gold",
-    "device_bands": "cqtml_env.gold",
-    "RewardModel": "cqtml_env.reward_model",
-    "PreferenceDataset": "cqtml_env.prefs",
-    "generate_preferences": "cqtml_env.prefs",
-    "CQTMLEnv": "cqtml_env.env",
-    "CQTMLVectorEnv": "cqtml_env.vector_env",
+    "Contract": "cqtml_env.contract",
+    "GoldScorer": "cqtml_env.gold.scorer",
+    "device_bands": "cqtml_env.contract",
+    "RewardModel": "cqtml_env.reward.model",
+    "PreferenceDataset": "cqtml_env.preferences.store",
+    "generate_preferences": "cqtml_env.preferences.generate",
+    "CQTMLEnv": "cqtml_env.env.single",
+    "CQTMLVectorEnv": "cqtml_env.env.vector",
 }
 
 __all__ = ["__version__", *_EXPORTS]
@@ -49,7 +51,7 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
-    from cqtml_env.cqt import CQTProcessor  # noqa: F401
+    from cqtml_env.features.cqt import CQTProcessor  # noqa: F401
 
 
 def _register() -> None:
@@ -60,9 +62,10 @@ def _register() -> None:
         return
     register(
         id="CQTML-v0",
-        entry_point="cqtml_env.env:CQTMLEnv",
-        vector_entry_point="cqtml_env.vector_env:CQTMLVectorEnv",
+        entry_point="cqtml_env.env.single:CQTMLEnv",
+        vector_entry_point="cqtml_env.env.vector:CQTMLVectorEnv",
     )
 
 
 _register()
+_moved.install()

@@ -131,6 +131,7 @@ __all__ = [
     "DEFAULT_LEVELS",
     "DEFAULT_NUM_DEVICES",
     "HOP_LENGTH",
+    "MAX_DURATION",
     "N_BINS",
     "SAMPLE_RATE",
     "device_bands",

@@ -19,8 +19,8 @@ import numpy as np
 def warm_numba_caches() -> float:
     """Run every librosa path CQTML uses once on a short signal; returns the seconds spent."""
     t0 = time.perf_counter()
-    from cqtml_env.cqt import CQTProcessor
-    from cqtml_env.gold import GoldScorer
+    from cqtml_env.features.cqt import CQTProcessor
+    from cqtml_env.gold.scorer import GoldScorer
 
     processor = CQTProcessor(max_duration=1.0)
     sr = processor.sample_rate

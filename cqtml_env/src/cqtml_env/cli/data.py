@@ -99,7 +99,7 @@ def _work(indices: list[int]) -> tuple[int, int, int, list[tuple[str, str]]]:
 def cmd_cache(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from cqtml_env.cache import FeatureCache
+    from cqtml_env.features.cache import FeatureCache
 
     cache = FeatureCache(args.cache_dir)
     ds, _ = _build(args, cache=cache)

@@ -13,7 +13,7 @@ import numpy as np
 
 def _generate(args: argparse.Namespace) -> int:
     from cqtml_env.datasets.spec import make_dataset
-    from cqtml_env.prefs import generate_preferences
+    from cqtml_env.preferences.generate import generate_preferences
 
     kwargs = {"seed": args.data_seed} if args.data.startswith("synthetic") else {}
     ds = make_dataset(args.data, **kwargs)
@@ -40,7 +40,7 @@ def _generate(args: argparse.Namespace) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from cqtml_env.prefs import PreferenceDataset
+    from cqtml_env.preferences.store import PreferenceDataset
 
     problems = PreferenceDataset(args.dir).validate()
     for p in problems:
@@ -50,7 +50,7 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _info(args: argparse.Namespace) -> int:
-    from cqtml_env.prefs import PreferenceDataset
+    from cqtml_env.preferences.store import PreferenceDataset
 
     ds = PreferenceDataset(args.dir, strict=False)
     arr = ds.load()
@@ -76,7 +76,7 @@ def _info(args: argparse.Namespace) -> int:
 
 def _add_human(args: argparse.Namespace) -> int:
     """CSV columns: shard, first, second, label (1 = first preferred, 0 = second, 0.5 = equal)."""
-    from cqtml_env.prefs import PreferenceDataset
+    from cqtml_env.preferences.store import PreferenceDataset
 
     ds = PreferenceDataset(args.dir)
     rows: dict[str, list] = defaultdict(list)

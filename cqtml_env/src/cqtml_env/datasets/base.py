@@ -22,9 +22,9 @@ from typing import Any, Literal
 
 import numpy as np
 
-from cqtml_env.audio import AudioLoadError, load_audio
-from cqtml_env.cache import FeatureCache, as_cache, file_identity
-from cqtml_env.cqt import CQTProcessor
+from cqtml_env.features.audio import AudioLoadError, load_audio
+from cqtml_env.features.cache import FeatureCache, as_cache, file_identity
+from cqtml_env.features.cqt import CQTProcessor
 
 OutputFormat = Literal["cqt", "audio"]
 
@@ -314,7 +314,7 @@ class FileClipDataset(ClipDataset):
       ``validate="header"``) returns silence (zeros), is flagged in ``clip_info(i)["error"]``,
       is never written to the feature cache, and its file is added to ``ds.skipped`` with
       reason ``decode_error``; the first such failure warns once. With ``strict=True`` it
-      raises :class:`~cqtml_env.audio.AudioLoadError` instead.
+      raises :class:`~cqtml_env.features.audio.AudioLoadError` instead.
     * No usable file at all: ValueError naming the root.
 
     Windows: ``max_duration`` s long, every ``clip_hop`` s (default: non-overlapping), at most

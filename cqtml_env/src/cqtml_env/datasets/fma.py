@@ -12,9 +12,9 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from cqtml_env.cache import FeatureCache
-from cqtml_env.cqt import CQTProcessor
 from cqtml_env.datasets.base import FileClipDataset, OutputFormat, Validate
+from cqtml_env.features.cache import FeatureCache
+from cqtml_env.features.cqt import CQTProcessor
 
 SUBSETS = ("small", "medium", "large", "full")
 SPLITS = {

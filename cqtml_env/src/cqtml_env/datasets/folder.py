@@ -6,10 +6,10 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from cqtml_env.audio import AUDIO_EXTENSIONS
-from cqtml_env.cache import FeatureCache
-from cqtml_env.cqt import CQTProcessor
 from cqtml_env.datasets.base import FileClipDataset, OutputFormat, Validate
+from cqtml_env.features.audio import AUDIO_EXTENSIONS
+from cqtml_env.features.cache import FeatureCache
+from cqtml_env.features.cqt import CQTProcessor
 
 
 def list_audio_files(root: Path) -> list[Path]:

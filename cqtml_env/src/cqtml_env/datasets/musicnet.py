@@ -14,9 +14,9 @@ from typing import Any, Literal
 
 import numpy as np
 
-from cqtml_env.cache import FeatureCache
-from cqtml_env.cqt import CQTProcessor
 from cqtml_env.datasets.base import AudioFile, FileClipDataset, OutputFormat, Validate
+from cqtml_env.features.cache import FeatureCache
+from cqtml_env.features.cqt import CQTProcessor
 
 LABEL_SAMPLE_RATE = 44100
 SPLITS = {"train": "train", "training": "train", "test": "test"}

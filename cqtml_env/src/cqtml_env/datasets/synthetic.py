@@ -21,9 +21,9 @@ from typing import Any
 
 import numpy as np
 
-from cqtml_env.cache import FeatureCache
-from cqtml_env.cqt import CQTProcessor
 from cqtml_env.datasets.base import ClipDataset, OutputFormat
+from cqtml_env.features.cache import FeatureCache
+from cqtml_env.features.cqt import CQTProcessor
 
 GENERATOR_VERSION = 2
 AUDIO_MEMO = 8  # last generated clips kept (audio + info): ds[i] then clip_info(i) is one synthesis

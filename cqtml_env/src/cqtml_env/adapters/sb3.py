@@ -22,7 +22,7 @@ try:
     from stable_baselines3.common.vec_env.base_vec_env import VecEnvIndices, VecEnvStepReturn
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError(
-        "cqtml_env.sb3 needs stable-baselines3: pip install 'cqtml-env[sb3]'"
+        "cqtml_env.adapters.sb3 needs stable-baselines3: pip install 'cqtml-env[sb3]'"
     ) from exc
 
 
@@ -66,7 +66,7 @@ class CQTMLSB3VecEnv(VecEnv):
     @classmethod
     def make(cls, num_envs: int = 8, **env_kwargs: Any) -> CQTMLSB3VecEnv:
         """Build the native ``CQTMLVectorEnv(num_envs, **env_kwargs)`` and wrap it."""
-        from cqtml_env.vector_env import CQTMLVectorEnv
+        from cqtml_env.env.vector import CQTMLVectorEnv
 
         return cls(CQTMLVectorEnv(num_envs=num_envs, **env_kwargs))
 

@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from cqtml_env.gold import GoldScorer, device_bands
+from cqtml_env.gold.scorer import GoldScorer, device_bands
 
 DEFAULT_LEVELS = 32
 

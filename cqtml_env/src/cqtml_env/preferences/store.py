@@ -1,4 +1,4 @@
-"""Preference pairs: candidates per clip, pairs labelled through the gold scorer, on disk.
+"""The preference store: the on-disk format, its validation, loading and label merging.
 
 On-disk format ``cqtml-prefs`` version 1 (a directory):
 
@@ -15,88 +15,29 @@ On-disk format ``cqtml-prefs`` version 1 (a directory):
   first is preferred: 1, 0, or 0.5 for "equal"), ``labeller`` uint8 ``[P]`` (index in
   ``manifest["labellers"]``: oracle, bt, mistake, human).
 
-Labellers (B-Pref style) see the gold scores ``g1, g2`` of a pair: ``oracle`` prefers the
-higher (0.5 on an exact tie); ``bt`` samples ``P(first) = sigmoid((g1 - g2) / temperature)``;
-``mistake`` is the oracle flipped with probability ``epsilon``.
+Candidates come from :mod:`cqtml_env.preferences.candidates`, labels from
+:mod:`~cqtml_env.preferences.labellers`, whole directories from
+:func:`~cqtml_env.preferences.generate.generate_preferences`.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from cqtml_env.candidates import CandidateFactory, candidates_from_actions
-from cqtml_env.gold import GoldScorer
-
 FORMAT = "cqtml-prefs"
 VERSION = 1
-LABELLERS = ("oracle", "bt", "mistake", "human")
 ACTION_SCALE = 255
-PolicyHook = Callable[[np.ndarray, dict], np.ndarray]
 
 
 class PrefsFormatError(ValueError):
     """A preference directory that does not follow the format; lists file and row."""
-
-
-# -- labelling --------------------------------------------------------------------------
-def label_pairs(
-    gold_first: np.ndarray,
-    gold_second: np.ndarray,
-    mode: str = "oracle",
-    rng: np.random.Generator | None = None,
-    temperature: float = 0.02,
-    epsilon: float = 0.1,
-) -> np.ndarray:
-    """Labels ``P(first preferred)`` in {0, 0.5, 1} from gold scores (see module docs)."""
-    g1 = np.asarray(gold_first, dtype=np.float64)
-    g2 = np.asarray(gold_second, dtype=np.float64)
-    if g1.shape != g2.shape:
-        raise ValueError(f"gold arrays differ in shape: {g1.shape} vs {g2.shape}")
-    diff = g1 - g2
-    oracle = np.where(diff > 0, 1.0, np.where(diff < 0, 0.0, 0.5))
-    if mode == "oracle":
-        return oracle.astype(np.float32)
-    rng = rng if rng is not None else np.random.default_rng()
-    if mode == "bt":
-        if temperature <= 0:
-            raise ValueError(f"bt temperature must be > 0, got {temperature}")
-        p = 1.0 / (1.0 + np.exp(-np.clip(diff / temperature, -50, 50)))
-        return (rng.random(diff.shape) < p).astype(np.float32)
-    if mode == "mistake":
-        if not 0.0 <= epsilon <= 1.0:
-            raise ValueError(f"mistake epsilon must be in [0, 1], got {epsilon}")
-        flip = rng.random(diff.shape) < epsilon
-        return np.where(flip, 1.0 - oracle, oracle).astype(np.float32)
-    raise ValueError(f"unknown labeller {mode!r}; expected one of oracle, bt, mistake")
-
-
-def sample_pairs(
-    gold: np.ndarray, num_pairs: int, rng: np.random.Generator, near_fraction: float = 0.5
-) -> np.ndarray:
-    """Pairs ``[P, 2]`` of candidate rows: half uniform, half close in gold rank (hard ones)."""
-    m = len(gold)
-    if m < 2:
-        raise ValueError(f"need at least 2 candidates per clip to pair, got {m}")
-    n_near = int(round(num_pairs * near_fraction))
-    a = rng.integers(0, m, size=num_pairs)
-    b = (a + rng.integers(1, m, size=num_pairs)) % m  # uniform over b != a
-    if n_near:
-        order = np.argsort(gold, kind="stable")
-        pos = rng.integers(0, m, size=n_near)
-        step = rng.integers(1, max(2, m // 8) + 1, size=n_near) * rng.choice([-1, 1], n_near)
-        other = np.clip(pos + step, 0, m - 1)
-        other = np.where(other == pos, np.where(pos > 0, pos - 1, pos + 1), other)
-        a[:n_near], b[:n_near] = order[pos], order[other]
-    return np.stack([a, b], axis=1).astype(np.int32)
 
 
 # -- writing ----------------------------------------------------------------------------
@@ -114,149 +55,6 @@ def _save_shard(path: Path, arrays: dict[str, np.ndarray]) -> None:
 
 def _write_manifest(root: Path, manifest: dict) -> None:
     _atomic_write_bytes(root / "manifest.json", json.dumps(manifest, indent=1).encode())
-
-
-@dataclass
-class LabellerSpec:
-    mode: str = "oracle"
-    temperature: float = 0.02
-    epsilon: float = 0.1
-
-    def __post_init__(self) -> None:
-        if self.mode not in ("oracle", "bt", "mistake"):
-            raise ValueError(f"unknown labeller {self.mode!r}; expected oracle, bt or mistake")
-
-
-def generate_preferences(
-    dataset: Any,
-    out_dir: str | os.PathLike,
-    num_clips: int | None = None,
-    candidates_per_clip: int = 64,
-    pairs_per_clip: int = 128,
-    labeller: str | LabellerSpec = "oracle",
-    temperature: float = 0.02,
-    epsilon: float = 0.1,
-    seed: int = 0,
-    clips_per_shard: int = 64,
-    near_fraction: float = 0.5,
-    policy_actions: PolicyHook | None = None,
-    scorer: GoldScorer | None = None,
-    progress: bool = True,
-    description: str = "",
-) -> PreferenceDataset:
-    """Build a preference directory from any clip data set (``len``, ``[i]``, ``clip_info``).
-
-    ``policy_actions(cqt, clip_info) -> [N, D, T]`` adds external candidates (policy samples)
-    to every clip, through :func:`candidates_from_actions`. Returns the opened data set.
-    """
-    spec = (
-        labeller
-        if isinstance(labeller, LabellerSpec)
-        else LabellerSpec(labeller, temperature, epsilon)
-    )
-    root = Path(out_dir)
-    root.mkdir(parents=True, exist_ok=True)
-    if (root / "manifest.json").exists():
-        raise FileExistsError(f"{root} already holds a preference data set (manifest.json)")
-    total = len(dataset) if num_clips is None else min(int(num_clips), len(dataset))
-    if total < 1:
-        raise ValueError("the data set has no clips")
-    if candidates_per_clip < 2 or pairs_per_clip < 1:
-        raise ValueError("need candidates_per_clip >= 2 and pairs_per_clip >= 1")
-    scorer = scorer or GoldScorer()
-    sources: list[str] = []
-    manifest: dict[str, Any] = {
-        "format": FORMAT,
-        "version": VERSION,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "description": description,
-        "num_devices": scorer.config.num_devices,
-        "action_scale": ACTION_SCALE,
-        "gold": scorer.config.to_dict(),
-        "sources": sources,
-        "labellers": list(LABELLERS),
-        "generation": {
-            "dataset": repr(dataset),
-            "num_clips": total,
-            "candidates_per_clip": candidates_per_clip,
-            "pairs_per_clip": pairs_per_clip,
-            "labeller": spec.__dict__,
-            "seed": seed,
-            "near_fraction": near_fraction,
-        },
-        "shards": [],
-    }
-    rng = np.random.default_rng(seed)
-    try:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=total, desc="prefs", unit="clip", disable=not progress)
-    except ImportError:  # pragma: no cover
-        bar = None
-    lab_id = LABELLERS.index(spec.mode)
-    for start in range(0, total, clips_per_shard):
-        idx = list(range(start, min(total, start + clips_per_shard)))
-        cqts = _get_cqts(dataset, idx)
-        cols: dict[str, list] = {k: [] for k in ("cand_clip", "actions", "gold", "source")}
-        pair_cols: dict[str, list] = {"pairs": [], "label": [], "labeller": []}
-        clip_ids, offset = [], 0
-        for row, (i, cqt) in enumerate(zip(idx, cqts)):
-            info = _clip_info(dataset, i)
-            clip_ids.append(str(info.get("clip_id", f"clip-{i}")))
-            factory = CandidateFactory(cqt, scorer, scorer.config.num_devices)
-            acts, names = factory.sample(candidates_per_clip, rng)
-            if policy_actions is not None:
-                extra = candidates_from_actions(policy_actions(cqt, info), factory.num_devices)
-                acts = np.concatenate([acts, extra])
-                names = names + ["policy"] * len(extra)
-            q = np.round(acts * ACTION_SCALE).astype(np.uint8)
-            gold = scorer.score(cqt, q.astype(np.float32) / ACTION_SCALE)  # what is stored
-            for n in names:
-                if n not in sources:
-                    sources.append(n)
-            pairs = sample_pairs(gold, pairs_per_clip, rng, near_fraction)
-            labels = label_pairs(
-                gold[pairs[:, 0]], gold[pairs[:, 1]], spec.mode, rng, spec.temperature, spec.epsilon
-            )
-            cols["cand_clip"].append(np.full(len(q), row, np.int32))
-            cols["actions"].append(q)
-            cols["gold"].append(gold.astype(np.float32))
-            cols["source"].append(np.array([sources.index(n) for n in names], np.int16))
-            pair_cols["pairs"].append(pairs + offset)
-            pair_cols["label"].append(labels)
-            pair_cols["labeller"].append(np.full(len(pairs), lab_id, np.uint8))
-            offset += len(q)
-            if bar is not None:
-                bar.update(1)
-        name = f"shard-{len(manifest['shards']):05d}.safetensors"
-        arrays = {k: np.concatenate(v) for k, v in {**cols, **pair_cols}.items()}
-        arrays["cqt"] = np.asarray(cqts, dtype=np.float16)
-        _save_shard(root / name, arrays)
-        manifest["shards"].append(
-            {
-                "file": name,
-                "clips": len(idx),
-                "clip_ids": clip_ids,
-                "candidates": int(offset),
-                "pairs": int(len(arrays["pairs"])),
-            }
-        )
-        _write_manifest(root, manifest)  # usable after every shard
-    if bar is not None:
-        bar.close()
-    return PreferenceDataset(root)
-
-
-def _get_cqts(dataset: Any, idx: list[int]) -> np.ndarray:
-    if hasattr(dataset, "get_many") and getattr(dataset, "output_format", "cqt") == "cqt":
-        return np.asarray(dataset.get_many(idx), dtype=np.float32)
-    get = getattr(dataset, "get_cqt", None) or dataset.__getitem__
-    return np.stack([np.asarray(get(i), dtype=np.float32) for i in idx])
-
-
-def _clip_info(dataset: Any, i: int) -> dict:
-    info = getattr(dataset, "clip_info", None)
-    return dict(info(i)) if info is not None else {"clip_id": f"clip-{i}"}
 
 
 # -- reading ----------------------------------------------------------------------------
@@ -586,16 +384,12 @@ def rows_for_clips(arrays: PreferenceArrays, clips: Sequence[int]) -> np.ndarray
 
 
 __all__ = [
+    "ACTION_SCALE",
     "FORMAT",
-    "LABELLERS",
     "VERSION",
-    "LabellerSpec",
     "PreferenceArrays",
     "PreferenceDataset",
     "PrefsFormatError",
-    "generate_preferences",
-    "label_pairs",
     "rows_for_clips",
-    "sample_pairs",
     "split_clips",
 ]

@@ -36,7 +36,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from cqtml_env.gold import device_bands
+from cqtml_env.contract import device_bands
 
 CONFIG_VERSION = 1
 
@@ -414,15 +414,15 @@ class RewardModel(nn.Module):
 
     @classmethod
     def load_default(cls) -> RewardModel:
-        """The weights shipped in the wheel (``cqtml_env/weights/default.*``)."""
+        """The weights shipped in the wheel (``cqtml_env/reward/weights/default.*``)."""
         from importlib.resources import files
 
-        base = files("cqtml_env") / "weights"
+        base = files("cqtml_env") / "reward" / "weights"
         with_path = Path(str(base / "default.safetensors"))
         if not with_path.is_file():
             raise FileNotFoundError(
                 f"no default reward model at {with_path}; train it with "
-                "`cqtml-reward train-default --out cqtml_env/src/cqtml_env/weights`"
+                "`cqtml-reward train-default --out cqtml_env/src/cqtml_env/reward/weights`"
             )
         return cls.from_pretrained(with_path)
 

@@ -19,8 +19,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from cqtml_env.prefs import ACTION_SCALE, PreferenceArrays, PreferenceDataset, split_clips
-from cqtml_env.reward_model import RewardModel, RewardModelConfig, bt_loss, spearman
+from cqtml_env.preferences.store import (
+    ACTION_SCALE,
+    PreferenceArrays,
+    PreferenceDataset,
+    split_clips,
+)
+from cqtml_env.reward.model import RewardModel, RewardModelConfig, bt_loss, spearman
 
 
 @dataclass
@@ -280,155 +285,9 @@ def _write_json(path: Path, obj: Any) -> None:
     os.replace(tmp, path)
 
 
-# -- evaluation on fresh clips ----------------------------------------------------------
-def evaluate_fresh(
-    model: RewardModel,
-    cqts: np.ndarray,
-    candidates: int = 64,
-    seed: int = 0,
-    scorer=None,
-    near_fraction: float = 0.5,
-    pairs_per_clip: int = 128,
-) -> dict:
-    """Spearman and pairwise agreement with gold on new candidates of new clips."""
-    from cqtml_env.candidates import CandidateFactory
-    from cqtml_env.gold import GoldScorer
-    from cqtml_env.prefs import sample_pairs
-
-    scorer = scorer or GoldScorer(num_devices=model.config.num_devices)
-    rng = np.random.default_rng(seed)
-    rhos, pooled_r, pooled_g = [], [], []
-    agree, total, agree_all, total_all = 0, 0, 0, 0
-    for cqt in cqts:
-        acts, _ = CandidateFactory(cqt, scorer, model.config.num_devices).sample(candidates, rng)
-        gold = scorer.score(cqt, acts)
-        pred = model.score(cqt, acts)
-        rhos.append(spearman(pred, gold))
-        pooled_r.append(pred)
-        pooled_g.append(gold)
-        pairs = sample_pairs(gold, pairs_per_clip, rng, near_fraction)
-        gd = gold[pairs[:, 0]] - gold[pairs[:, 1]]
-        pd = pred[pairs[:, 0]] - pred[pairs[:, 1]]
-        nz = gd != 0
-        agree += int(((pd > 0) == (gd > 0))[nz].sum())
-        total += int(nz.sum())
-        iu = np.triu_indices(len(gold), 1)
-        gd_all = gold[iu[0]] - gold[iu[1]]
-        pd_all = pred[iu[0]] - pred[iu[1]]
-        nz = gd_all != 0
-        agree_all += int(((pd_all > 0) == (gd_all > 0))[nz].sum())
-        total_all += int(nz.sum())
-    r, g = np.concatenate(pooled_r), np.concatenate(pooled_g)
-    return {
-        "clips": int(len(cqts)),
-        "spearman_per_clip": float(np.mean(rhos)),
-        "spearman_pooled": spearman(r, g),
-        "acc_gold_sampled_pairs": agree / max(total, 1),
-        "acc_gold_all_pairs": agree_all / max(total_all, 1),
-        "calibrated_mae": float(np.abs(r - g).mean()),
-    }
-
-
-def record_like_audio(seed: int, duration: float = 5.0, sr: int = 22050) -> np.ndarray:
-    """Non-synthetic-style test audio, made differently from ``SyntheticMusic``.
-
-    Karplus–Strong plucked strings and a physically-ish kick (pitch-swept, clicky), band-pass
-    noise snares and shakers, human timing (swing, jitter), a room (convolution with decaying
-    noise), a noise floor at about -60 dB, a soft-clipping master bus and stereo width:
-    the texture of a recording rather than clean wavetables.
-    """
-    rng = np.random.default_rng([seed, 77])
-    n = int(duration * sr)
-    out = np.zeros((2, n), np.float64)
-    bpm = rng.uniform(70, 170)
-    beat = 60.0 / bpm
-    swing = rng.uniform(0.0, 0.12) * beat
-
-    def put(sig: np.ndarray, start: float, pan: float, gain: float) -> None:
-        s = int(start * sr)
-        if s >= n or s < 0:
-            return
-        e = min(n, s + len(sig))
-        out[0, s:e] += gain * np.sqrt(1 - pan) * sig[: e - s]
-        out[1, s:e] += gain * np.sqrt(pan) * sig[: e - s]
-
-    def pluck(freq: float, dur: float, bright: float) -> np.ndarray:
-        from scipy.signal import lfilter
-
-        period = max(2, int(sr / freq))
-        m = int(dur * sr)
-        excite = np.zeros(m)
-        excite[:period] = rng.uniform(-1, 1, min(period, m))
-        den = np.zeros(period + 2)
-        den[0], den[period], den[period + 1] = 1.0, -0.5 * bright, -0.5 * bright
-        y = lfilter([1.0], den, excite)  # Karplus-Strong: a damped, averaging delay line
-        return y * np.exp(-np.arange(m) / (sr * dur * 0.6))
-
-    def noise_hit(lo: float, hi: float, dur: float, decay: float) -> np.ndarray:
-        from scipy.signal import butter, sosfilt
-
-        m = int(dur * sr)
-        sos = butter(2, [lo, min(hi, sr / 2 - 100)], btype="band", fs=sr, output="sos")
-        return sosfilt(sos, rng.standard_normal(m)) * np.exp(-np.arange(m) / (decay * sr))
-
-    tt = np.arange(int(0.35 * sr)) / sr
-    kick = np.sin(2 * np.pi * np.cumsum(45 + 120 * np.exp(-tt * 35)) / sr) * np.exp(-tt * 9)
-    kick[:40] += rng.standard_normal(40) * 0.3
-    root = rng.uniform(40, 65)
-    scale = (
-        np.array([0, 2, 3, 5, 7, 8, 10]) if rng.random() < 0.5 else np.array([0, 2, 4, 5, 7, 9, 11])
-    )
-    t, k = rng.uniform(0, 0.3), 0
-    drop = (rng.uniform(1.5, 3.5), rng.uniform(0.4, 1.0)) if rng.random() < 0.4 else (99, 0)
-    dense = rng.random() < 0.6
-    while t < duration:
-        jit = rng.normal(0, 0.008)
-        if not (drop[0] <= t < drop[0] + drop[1]):
-            if dense or k % 2 == 0:
-                put(kick, t + jit, 0.5, 0.45 * rng.uniform(0.8, 1.0))
-            if k % 2 == 1:
-                put(noise_hit(900, 5000, 0.25, 0.05), t + jit, 0.45, 0.25)
-            for h in range(2 if dense else 1):
-                put(
-                    noise_hit(6000, 10000, 0.08, 0.015),
-                    t + h * beat / 2 + (swing if h else 0),
-                    0.7,
-                    0.12,
-                )
-            deg = int(rng.integers(0, 7))
-            f = root * 2 ** (scale[deg] / 12)
-            put(pluck(f, beat * 0.9, 0.996), t + jit, 0.4, 0.35)
-            if rng.random() < 0.6:
-                f2 = root * 4 * 2 ** (scale[int(rng.integers(0, 7))] / 12)
-                put(pluck(f2, beat * 1.5, 0.998), t + beat / 2 + jit, 0.65, 0.15)
-        t += beat
-        k += 1
-    ir_len = int(rng.uniform(0.2, 0.8) * sr)
-    ir = rng.standard_normal((2, ir_len)) * np.exp(-np.arange(ir_len) / (0.15 * ir_len))
-    ir[:, 0] = 1.0
-    from scipy.signal import fftconvolve
-
-    wet = np.stack([fftconvolve(out[c], ir[c] * 0.03)[:n] for c in range(2)])
-    mix = out + wet + 1e-3 * rng.standard_normal((2, n))
-    level = rng.uniform(0.4, 0.9)
-    mix = np.tanh(mix / (np.abs(mix).max() + 1e-9) * 1.5) * level  # master bus saturation
-    return mix.astype(np.float32)
-
-
-def record_like_cqts(num: int, seed: int = 0) -> np.ndarray:
-    """CQTs of :func:`record_like_audio` clips: ``[num, 2, 84, 216]``."""
-    from cqtml_env.cqt import CQTProcessor
-
-    proc = CQTProcessor()
-    return proc.batch([record_like_audio(seed * 1000 + i) for i in range(num)])
-
-
 __all__ = [
     "TrainConfig",
-    "evaluate_fresh",
     "evaluate_pairs",
     "fit_calibration",
-    "record_like_audio",
-    "record_like_cqts",
     "train_reward_model",
 ]

@@ -1,7 +1,7 @@
 """Natively batched ``CQTML-v0``: N clips, one reward-model forward pass per step.
 
 Returned by ``gym.make_vec("CQTML-v0", num_envs=N)`` (the registered ``vector_entry_point``).
-It behaves like ``SyncVectorEnv`` over N :class:`~cqtml_env.env.CQTMLEnv` with
+It behaves like ``SyncVectorEnv`` over N :class:`~cqtml_env.env.single.CQTMLEnv` with
 ``AutoresetMode.SAME_STEP`` (same seeds -> same clips, rewards and infos), but
 
 - scores all N actions in one proxy forward pass and one gold-scorer pass (per-clip gold
@@ -40,8 +40,8 @@ from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from cqtml_env.cqt import CQTProcessor
-from cqtml_env.env import DEFAULT_CACHE_SIZE, DEFAULT_NUM_DEVICES, CQTMLCore, Scores
+from cqtml_env.env.core import DEFAULT_CACHE_SIZE, DEFAULT_NUM_DEVICES, CQTMLCore, Scores
+from cqtml_env.features.cqt import CQTProcessor
 
 _RESET_OPTIONS = ("clip", "clips", "groups", "reset_mask")
 _AUTORESET_MODES = (AutoresetMode.SAME_STEP, AutoresetMode.DISABLED)
@@ -66,7 +66,7 @@ def _autoreset_mode(mode: Any) -> AutoresetMode:
 
 
 class CQTMLVectorEnv(VectorEnv):
-    """N one-step CQTML episodes at a time; kwargs as :class:`~cqtml_env.env.CQTMLEnv` plus
+    """N one-step CQTML episodes at a time; kwargs as :class:`~cqtml_env.env.single.CQTMLEnv` plus
     ``num_envs``, ``max_episode_steps`` (accepted for ``make_vec``; episodes always last one
     step) and ``groups`` (default autoreset group size, see the module doc).
     """

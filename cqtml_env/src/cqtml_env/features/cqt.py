@@ -17,7 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from cqtml_env.audio import load_audio, resample, to_stereo
+from cqtml_env.contract import HOP_LENGTH, MAX_DURATION, N_BINS, SAMPLE_RATE
+from cqtml_env.features.audio import load_audio, resample, to_stereo
 
 C1_HZ = 32.70319566257483  # librosa.note_to_hz("C1")
 
@@ -26,12 +27,12 @@ C1_HZ = 32.70319566257483  # librosa.note_to_hz("C1")
 class CQTConfig:
     """Everything that changes the features; hashed into the feature-cache key."""
 
-    sample_rate: int = 22050
-    hop_length: int = 512
-    n_bins: int = 84
+    sample_rate: int = SAMPLE_RATE
+    hop_length: int = HOP_LENGTH
+    n_bins: int = N_BINS
     bins_per_octave: int = 12
     fmin: float = C1_HZ
-    max_duration: float = 5.0
+    max_duration: float = MAX_DURATION
     top_db: float = 80.0
     normalisation: str = "fullscale-sine-db-v1"
 
@@ -50,12 +51,12 @@ class CQTProcessor:
 
     def __init__(
         self,
-        sample_rate: int = 22050,
-        hop_length: int = 512,
-        n_bins: int = 84,
+        sample_rate: int = SAMPLE_RATE,
+        hop_length: int = HOP_LENGTH,
+        n_bins: int = N_BINS,
         bins_per_octave: int = 12,
         fmin: float = C1_HZ,
-        max_duration: float = 5.0,
+        max_duration: float = MAX_DURATION,
         top_db: float = 80.0,
     ) -> None:
         if sample_rate <= 0 or hop_length <= 0 or n_bins <= 0 or bins_per_octave <= 0:
@@ -206,7 +207,7 @@ def seconds_to_frames(seconds: float | np.ndarray, sample_rate: int, hop_length:
     return np.round(np.asarray(seconds) * sample_rate / hop_length).astype(int)
 
 
-def frames_for(duration: float, sample_rate: int = 22050, hop_length: int = 512) -> int:
+def frames_for(duration: float, sample_rate: int = SAMPLE_RATE, hop_length: int = HOP_LENGTH) -> int:
     """Frame count of a clip of ``duration`` seconds (what ``CQTProcessor.num_frames`` gives)."""
     return 1 + int(round(duration * sample_rate)) // hop_length
 

@@ -46,6 +46,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from cqtml_env.contract import DEFAULT_FRAME_RATE, device_bands
+
 DEFAULT_WEIGHTS: dict[str, float] = {
     "corr": 0.25,
     "level": 0.20,
@@ -58,23 +60,12 @@ DEFAULT_WEIGHTS: dict[str, float] = {
 COMPONENTS: tuple[str, ...] = tuple(DEFAULT_WEIGHTS)
 
 
-def device_bands(n_bins: int, num_devices: int) -> list[tuple[int, int]]:
-    """Contiguous equal slices of the CQT bins, lowest first (CONTRACT.md): ``[lo, hi)``."""
-    if n_bins <= 0 or num_devices <= 0:
-        raise ValueError(f"n_bins and num_devices must be > 0, got {n_bins}, {num_devices}")
-    if num_devices > n_bins:
-        raise ValueError(f"num_devices ({num_devices}) must be <= n_bins ({n_bins})")
-    return [
-        (d * n_bins // num_devices, (d + 1) * n_bins // num_devices) for d in range(num_devices)
-    ]
-
-
 @dataclass(frozen=True)
 class GoldConfig:
     """Every constant of the gold scorer (saved with preference data sets)."""
 
     num_devices: int = 4
-    frame_rate: float = 22050 / 512
+    frame_rate: float = DEFAULT_FRAME_RATE
     gate: float = 0.35
     ref_percentile: float = 95.0
     min_ref_span: float = 0.3
