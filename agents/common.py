@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from cqtml_env import CQTProcessor, GoldScorer, RewardModel, SyntheticMusic, make_dataset
+from cqtml_env import Contract, CQTProcessor, GoldScorer, SyntheticMusic, make_dataset
 
 # Synthetic music: training clips come from one generator seed, held-out clips from another,
 # so "held-out" really means music the agent never heard.
@@ -76,10 +76,12 @@ def make_policy(
     num_devices: int,
     distribution_size: int = 32,
     device: str = "auto",
+    frame_rate: float | None = None,
     **kwargs: Any,
 ):
     """``vit`` | ``cnn`` -> a fresh trainable policy; ``band-follow`` | ``random`` -> baselines;
-    anything else is taken as a checkpoint directory."""
+    anything else is taken as a checkpoint directory. ``frame_rate``: the CQT's (the
+    band-follower's attack, decay and flash limit are in seconds; default: the contract's)."""
     import cqtml_policy as P
 
     if kind == "vit":
@@ -92,7 +94,8 @@ def make_policy(
             cqt_shape, num_devices=num_devices, distribution_size=distribution_size, device=device, **kwargs
         )
     if kind in ("band-follow", "band_follow", "bandfollow"):
-        return P.BandFollowPolicy(num_devices=num_devices, distribution_size=distribution_size)
+        rate = {} if frame_rate is None else {"frame_rate": frame_rate}
+        return P.BandFollowPolicy(num_devices=num_devices, distribution_size=distribution_size, **rate)
     if kind == "random":
         return P.RandomPolicy(num_devices=num_devices, distribution_size=distribution_size)
     if not Path(kind).exists():
@@ -128,30 +131,33 @@ class EvalResult:
 class Evaluator:
     """Scores policies on a fixed set of held-out clips with the gold scorer and the proxy.
 
-    CQTs of the clips are computed once; baselines are scored once and cached.
+    Scoring goes through the env's own path (``cqtml_env.reward.scoring.ShowScorer``), with a
+    gold scorer for ``num_devices`` at the data set's frame rate and the proxy ``reward``
+    resolved like the env's (``"model"`` = the shipped reward model, a saved model's path,
+    ``"gold"``, or an object). CQTs of the clips are computed once; baselines are scored once
+    and cached.
     """
 
-    def __init__(self, dataset: Any, indices: np.ndarray, reward_model: RewardModel | None = None,
-                 num_devices: int = 4) -> None:
+    def __init__(self, dataset: Any, indices: np.ndarray, reward: Any = "model",
+                 num_devices: int = 4, *, reward_model: Any = None) -> None:
+        from cqtml_env.reward.scoring import ShowScorer, check_reward_contract, load_reward
+
         self.indices = np.asarray(indices)
         self.cqts = np.stack([dataset[int(i)] for i in self.indices]).astype(np.float32)
         self.clip_ids = [str(dataset.clip_info(int(i)).get("clip_id", i)) for i in self.indices]
-        self.gold = GoldScorer()
-        self.reward_model = reward_model if reward_model is not None else RewardModel.load_default()
-        self.reward_model.eval()
         self.num_devices = num_devices
+        self.contract = Contract.from_processor(dataset.processor, num_devices=num_devices)
+        self.gold = GoldScorer(num_devices=num_devices, frame_rate=self.contract.frame_rate)
+        _, self.reward_model = load_reward(reward_model if reward_model is not None else reward)
+        check_reward_contract(self.reward_model, self.contract)
+        self.scoring = ShowScorer(self.reward_model, self.gold, cache_size=max(1, len(self.indices)))
         self._baselines: dict[str, EvalResult] = {}
-        self._features: list | None = None
 
     def score_actions(self, actions: np.ndarray) -> EvalResult:
-        """Gold (one batched pass over all clips, per-clip features reused) and proxy scores."""
-        if self._features is None:
-            self._features = [self.gold.features(c) for c in self.cqts]
-        comps = self.gold.score_components_batch(actions=actions, features=self._features)
-        gold = np.asarray(self.gold.combine(comps), dtype=np.float64)
-        proxy = np.asarray(self.reward_model.score(self.cqts, actions), dtype=np.float64).reshape(-1)
-        # components are [N, D]; report the mean over devices, as the env's info does
-        return EvalResult(gold, proxy, {k: np.asarray(v).mean(axis=-1) for k, v in comps.items()})
+        """Gold, proxy and gold components (mean over devices, as the env's info has them)
+        of one action per held-out clip, through the env's scoring path."""
+        s = self.scoring.score(np.arange(len(self.cqts)), actions, self.cqts.__getitem__)
+        return EvalResult(s.gold, s.proxy, s.components)
 
     def evaluate(self, policy: Any, temperature: float = 0.0) -> EvalResult:
         return self.score_actions(policy_actions(policy, self.cqts, temperature=temperature))
@@ -159,9 +165,10 @@ class Evaluator:
     def baseline(self, name: str) -> EvalResult:
         if name not in self._baselines:
             torch.manual_seed(0)
-            self._baselines[name] = self.evaluate(
-                make_policy(name, self.cqts.shape[1:], self.num_devices), temperature=1.0
+            policy = make_policy(
+                name, self.cqts.shape[1:], self.num_devices, frame_rate=self.contract.frame_rate
             )
+            self._baselines[name] = self.evaluate(policy, temperature=1.0)
         return self._baselines[name]
 
 

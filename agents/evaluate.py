@@ -50,6 +50,8 @@ class Args:
     """seed for sampling and clip selection"""
     cache_dir: str | None = None
     """feature cache for real data sets"""
+    reward_model: str = "model"
+    """the proxy reported beside gold: `model` (the shipped reward model) or a saved model's path"""
 
 
 def write_report(
@@ -140,9 +142,7 @@ def _plot(evaluator: Evaluator, actions: np.ndarray, gold: np.ndarray, band, out
         cqt = evaluator.cqts[i].mean(0)
         f_bins, t = cqt.shape
         ax.imshow(cqt, origin="lower", aspect="auto", cmap="magma", extent=(0, t, 0, f_bins), alpha=0.9)
-        d = actions.shape[1]
-        for k in range(d):
-            lo, hi = k * f_bins / d, (k + 1) * f_bins / d
+        for k, (lo, hi) in enumerate(evaluator.contract.bands):
             ax.plot(np.arange(t), lo + actions[i, k] * (hi - lo), color="cyan", lw=1.2,
                     label="policy" if k == 0 else None)
             ax.plot(np.arange(t), lo + band_actions[i, k] * (hi - lo), color="white", lw=0.8, ls="--",
@@ -165,7 +165,7 @@ def main(args: Args) -> dict:
         # evaluating a fixed model: every clip of a real data set may be used
         rng = np.random.default_rng(args.seed)
         idx = np.sort(rng.permutation(len(ds))[: args.clips])
-    evaluator = Evaluator(ds, idx, num_devices=args.num_devices)
+    evaluator = Evaluator(ds, idx, reward=args.reward_model, num_devices=args.num_devices)
     report = write_report(args.policy, evaluator, args.out, args.temperature, args.plots, args.data)
     print(_markdown(report))
     return report

@@ -365,10 +365,9 @@ def train(args: Args) -> dict[str, float]:
             "hyperparameters",
             "|param|value|\n|-|-|\n" + "\n".join(f"|{k}|{v}|" for k, v in asdict(args).items()),
         )
-        from cqtml_env import RewardModel
-
-        proxy_model = RewardModel.from_pretrained(args.reward_model) if args.reward_model else None
-        evaluator = Evaluator(split.eval, split.eval_indices, proxy_model, num_devices=args.num_devices)
+        # held-out proxy: the reward model trained against (or the shipped one), as in training
+        evaluator = Evaluator(split.eval, split.eval_indices, reward=args.reward_model or "model",
+                              num_devices=args.num_devices)
 
     from tqdm.auto import tqdm
 

@@ -152,9 +152,9 @@ def test_gold_features_are_cached_per_clip() -> None:
     assert gold.feature_calls == 3  # clips 0, 1, 2 once each over both steps
     env.reset(options={"clip": 3})  # a fourth clip evicts the least recently used (LRU)
     env.step(batch_actions(env, 1))
-    assert gold.feature_calls == 4 and len(env.core._gold_features) == 3
+    assert gold.feature_calls == 4 and env.core.scoring.cache_info()["gold"] == 3
     env.close()
-    assert not env.core._gold_features
+    assert env.core.scoring.cache_info() == {"gold": 0, "proxy": 0}
 
 
 def test_gold_without_batch_api_scores_per_clip_with_the_same_results() -> None:

@@ -15,15 +15,10 @@ import torch
 from torch.nn import functional as F
 
 from cqtml_policy.categorical import CategoricalPolicy
+from cqtml_policy.contract import DEFAULT_FRAME_RATE, device_bands
 
-FRAME_RATE = 22050 / 512  # CQT frames per second with the contract's defaults (43.07)
-
-
-def band_slices(n_bins: int, num_devices: int) -> list[tuple[int, int]]:
-    """Device ``d`` follows bins ``[floor(d·n/D), floor((d+1)·n/D))``, lowest band first."""
-    return [
-        ((d * n_bins) // num_devices, ((d + 1) * n_bins) // num_devices) for d in range(num_devices)
-    ]
+FRAME_RATE = DEFAULT_FRAME_RATE  # the contract's default CQT frame rate (pass the real one)
+band_slices = device_bands  # the contract's device bands (kept under the old name)
 
 
 def band_energy(cqt: torch.Tensor, num_devices: int) -> torch.Tensor:

@@ -1,10 +1,11 @@
 """The env core: what the single env and the vector env share.
 
-The logic both :class:`cqtml_env.env.single.CQTMLEnv` and :class:`cqtml_env.env.vector.CQTMLVectorEnv` need (data
-set and CQT config resolution, the in-memory per-clip LRUs of CQTs, gold features and
-reward-model clip encodings, spaces, action validation and decoding, proxy + gold scoring)
-lives in :class:`CQTMLCore`, so the two cannot drift apart: the vector env is "N single envs"
-by construction, only batched.
+What both :class:`cqtml_env.env.single.CQTMLEnv` and
+:class:`cqtml_env.env.vector.CQTMLVectorEnv` need (data set and CQT config resolution, the
+contract, the in-memory per-clip LRU of CQTs, spaces, action validation and decoding, and
+scoring through the one scoring path :class:`~cqtml_env.reward.scoring.ShowScorer`) lives in
+:class:`CQTMLCore`, so the two cannot drift apart: the vector env is "N single envs" by
+construction, only batched.
 """
 
 from __future__ import annotations
@@ -12,17 +13,20 @@ from __future__ import annotations
 import os
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 from gymnasium import spaces
 
+from cqtml_env.contract import DEFAULT_LEVELS, DEFAULT_NUM_DEVICES, Contract, level_grid
 from cqtml_env.features.cqt import CQTProcessor
-
-DEFAULT_NUM_DEVICES = 4
-DEFAULT_CACHE_SIZE = 512  # clips; ~210 KB each at the default CQT shape (CQT, gold, encoding)
+from cqtml_env.reward.scoring import (
+    DEFAULT_CACHE_SIZE,
+    Scores,
+    ShowScorer,
+    check_reward_contract,
+    load_reward,
+)
 
 
 @runtime_checkable
@@ -30,15 +34,6 @@ class Scorer(Protocol):
     """Anything that scores actions ``[N, D, T]`` for a CQT ``[2, F, T]`` (or ``[N, 2, F, T]``)."""
 
     def score(self, cqt: Any, actions: Any) -> Any: ...
-
-
-@dataclass
-class Scores:
-    """Scores of a batch of actions: ``proxy`` is the reward; gold is for monitoring."""
-
-    proxy: np.ndarray  # [N] float64
-    gold: np.ndarray  # [N] float64
-    components: dict[str, np.ndarray]  # name -> [N] float64 (mean over devices)
 
 
 def _to_numpy(x: Any) -> np.ndarray:
@@ -106,47 +101,6 @@ def resolve_dataset(
     return dataset
 
 
-_REWARD_MODELS: dict[str, Any] = {}  # loaded once per process: SyncVectorEnv makes many envs
-
-
-def load_reward(reward: Any) -> tuple[str, Any]:
-    """``reward`` kwarg -> (kind, scorer): "gold" (scorer None), "model" or "custom"."""
-    if isinstance(reward, str) and reward == "gold":
-        return "gold", None
-    if isinstance(reward, str) and reward == "model":
-        if "default" not in _REWARD_MODELS:
-            from cqtml_env.reward.model import RewardModel
-
-            model = RewardModel.load_default()
-            if hasattr(model, "eval"):
-                model.eval()
-            _REWARD_MODELS["default"] = model
-        return "model", _REWARD_MODELS["default"]
-    if isinstance(reward, (str, os.PathLike)):
-        path = Path(reward).expanduser()
-        if not path.exists():
-            raise ValueError(
-                f"unknown reward {str(reward)!r}: expected 'model' (the default reward model), "
-                "'gold' (the gold scorer), a path to a saved reward model, or an object with "
-                ".score(cqt, actions)"
-            )
-        key = str(path.resolve())
-        if key not in _REWARD_MODELS:
-            from cqtml_env.reward.model import RewardModel
-
-            model = RewardModel.from_pretrained(path)
-            if hasattr(model, "eval"):
-                model.eval()
-            _REWARD_MODELS[key] = model
-        return "model", _REWARD_MODELS[key]
-    if isinstance(reward, Scorer):
-        return "custom", reward
-    raise ValueError(
-        f"unknown reward {reward!r}: expected 'model', 'gold', a path to a saved reward model, "
-        "or an object with .score(cqt, actions)"
-    )
-
-
 def _check_int(name: str, value: Any, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
@@ -154,17 +108,6 @@ def _check_int(name: str, value: Any, minimum: int) -> int:
 
 
 # -- the shared core -----------------------------------------------------------------------
-def _group_clips(clips: np.ndarray) -> np.ndarray:
-    """The clip of each group when ``clips`` is C equal runs of consecutive equal entries
-    (e.g. ``[c0, c0, c1, c1]`` -> ``[c0, c1]``); otherwise ``clips`` itself (runs of one)."""
-    n = len(clips)
-    change = np.flatnonzero(clips[1:] != clips[:-1]) + 1
-    g = int(change[0]) if len(change) else n
-    if n % g == 0 and (g == 1 or (clips.reshape(-1, g) == clips[::g, None]).all()):
-        return clips[::g]
-    return clips
-
-
 class CQTMLCore:
     """Data, spaces, cache and scoring shared by :class:`CQTMLEnv` and the vector env."""
 
@@ -199,36 +142,30 @@ class CQTMLCore:
         else:
             size = self.num_devices * self.num_frames
             self.action_space = spaces.MultiDiscrete(np.full(size, self.action_bins, dtype=np.int64))
-            self._levels = (np.arange(self.action_bins) / (self.action_bins - 1)).astype(np.float32)
+            self._levels = level_grid(self.action_bins)
 
-        self.reward_kind, self.reward_model = load_reward(reward)
-        # RewardModel's split API lets a batch over several clips encode each clip only once
-        self._rm_split = all(
-            hasattr(self.reward_model, m) for m in ("encode_clip", "score_encoded", "calibrate", "parameters")
+        self.contract = Contract.from_processor(
+            self.processor, num_devices=self.num_devices, levels=self.action_bins or DEFAULT_LEVELS
         )
-        cfg = getattr(self.reward_model, "config", None)
-        for name, want in (("num_devices", self.num_devices), ("n_bins", self.n_bins)):
-            have = getattr(cfg, name, None)
-            if isinstance(have, int) and have != want:
-                raise ValueError(
-                    f"the reward model was built for {name}={have}, the env has {name}={want}; "
-                    "use a matching reward model (reward=PATH) or reward='gold'"
-                )
+        self.reward_kind, self.reward_model = load_reward(reward)
+        check_reward_contract(self.reward_model, self.contract)
         if gold is None:
             from cqtml_env.gold.scorer import GoldScorer
 
-            gold = GoldScorer(num_devices=self.num_devices)
+            # the gold scorer reasons in seconds: it gets the frame rate of this env's CQT
+            gold = GoldScorer(num_devices=self.num_devices, frame_rate=self.contract.frame_rate)
         if not isinstance(gold, Scorer) or not hasattr(gold, "score_components"):
             raise TypeError("gold must have .score(cqt, actions) and .score_components(cqt, actions)")
+        gold_rate = getattr(getattr(gold, "config", None), "frame_rate", None)
+        if isinstance(gold_rate, float) and gold_rate != self.contract.frame_rate:
+            raise ValueError(
+                f"the gold scorer assumes {gold_rate:g} frames/s but this env's CQT has "
+                f"{self.contract.frame_rate:g}; build it with frame_rate=processor.frame_rate"
+            )
         self.gold = gold
-        # GoldScorer's batch API: every row of a step in one pass, per-clip features cached here
-        self._gold_batch = all(
-            callable(getattr(gold, m, None)) for m in ("score_components_batch", "features", "combine")
-        )
+        # the one scoring path (env, vector env, evaluation): per-clip states cached inside
+        self.scoring = ShowScorer(self.reward_model, gold, cache_size=self.cache_size)
         self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
-        self._gold_features: OrderedDict[int, Any] = OrderedDict()  # clip -> gold ClipFeatures
-        self._encodings: OrderedDict[int, Any] = OrderedDict()  # clip -> reward-model encoding
-        self._encodings_key: Any = None  # the reward model's parameters the encodings are for
         self._ids: dict[int, Any] = {}
 
     # -- clips ---------------------------------------------------------------------------
@@ -280,41 +217,8 @@ class CQTMLCore:
 
     def clear_cache(self) -> None:
         self._cache.clear()
-        self._gold_features.clear()
-        self._encodings.clear()
+        self.scoring.clear()
 
-    def _lru(self, cache: OrderedDict, clip: int, make: Any) -> Any:
-        hit = cache.get(clip)
-        if hit is not None:
-            cache.move_to_end(clip)
-            return hit
-        value = cache[clip] = make()
-        while len(cache) > self.cache_size:
-            cache.popitem(last=False)
-        return value
-
-    def gold_features(self, clip: int) -> Any:
-        """The gold scorer's per-clip features, cached by clip index (same LRU size as CQTs)."""
-        return self._lru(self._gold_features, clip, lambda: self.gold.features(self.observation(clip)))
-
-    def clip_encodings(self, clips: Sequence[int] | np.ndarray) -> list[Any]:
-        """The reward model's per-clip encodings (``encode_clip`` of each clip alone, as
-        ``RewardModel.score`` does for one clip), cached by clip index while the model's
-        parameters are unchanged (their in-place version counters are part of the key)."""
-        import torch
-
-        rm = self.reward_model
-        params = list(rm.parameters())
-        key = tuple((p.data_ptr(), p._version, str(p.device)) for p in params)
-        if key != self._encodings_key:
-            self._encodings.clear()
-            self._encodings_key = key
-        dev = params[0].device
-
-        def encode(c: int) -> Any:
-            return rm.encode_clip(torch.from_numpy(self.observation(c).copy())[None].to(dev))
-
-        return [self._lru(self._encodings, int(c), lambda c=int(c): encode(c)) for c in clips]
 
     # -- actions -------------------------------------------------------------------------
     def describe_action_space(self, batch: int | None = None) -> str:
@@ -367,78 +271,11 @@ class CQTMLCore:
         return self._levels[a.reshape(-1, d, t)]
 
     # -- scoring -------------------------------------------------------------------------
-    def _proxy(self, clips: np.ndarray, uniq: np.ndarray, actions: np.ndarray) -> np.ndarray:
-        """Reward-model scores ``[N]`` in one pass over all actions."""
-        import torch
-
-        rm = self.reward_model
-        assert rm is not None
-        with torch.inference_mode():
-            if self._rm_split:
-                # RewardModel: each clip's encoding (cached per clip), then one pass over all
-                # actions; runs of consecutive rows on one clip (GRPO's groups) share one
-                # encoding, broadcast by score_encoded instead of copied per row
-                dev = next(rm.parameters()).device
-                group_clips = _group_clips(clips)
-                encs = self.clip_encodings(group_clips)
-                enc = encs[0]
-                if len(encs) > 1:
-                    enc = type(enc)(*(torch.cat([getattr(e, f) for e in encs]) for f in enc.FIELDS))
-                out = rm.calibrate(rm.score_encoded(enc, torch.from_numpy(actions).to(dev)))
-            elif len(uniq) == 1:
-                # one clip: its CQT is passed once and broadcast over the actions (a writable
-                # copy: torch must not alias the read-only cache entry)
-                out = rm.score(self.observation(int(uniq[0])).copy(), actions)
-            else:
-                out = rm.score(self.observations(clips), actions)
-        return _to_numpy(out).astype(np.float64).reshape(-1)
-
     def score(self, clips: np.ndarray, actions: np.ndarray) -> Scores:
-        """Score activations ``[N, D, T]`` on ``clips [N]``: one proxy forward pass for the whole
-        batch, and one gold pass over all N rows (per-clip gold features and reward-model
-        encodings come from per-clip caches). A gold scorer without the batch API
-        (``score_components_batch``, ``features``, ``combine``) runs once per distinct clip."""
-        clips = np.asarray(clips, dtype=np.int64).reshape(-1)
-        n = len(clips)
-        if actions.shape[0] != n:
-            raise ValueError(f"{actions.shape[0]} actions for {n} clips")
-        uniq, inverse = np.unique(clips, return_inverse=True)
-        inverse = inverse.reshape(-1)
-        if self._gold_batch:
-            feats = [self.gold_features(int(u)) for u in uniq]
-            comps = self.gold.score_components_batch(None, actions, features=[feats[i] for i in inverse])
-            components = {
-                name: _to_numpy(v).astype(np.float64).reshape(n, -1).mean(axis=1) for name, v in comps.items()
-            }
-            gold = _to_numpy(self.gold.combine(comps)).astype(np.float64).reshape(-1)
-        else:
-            gold, components = self._gold_per_clip(clips, uniq, actions)
-        proxy = gold.copy() if self.reward_kind == "gold" else self._proxy(clips, uniq, actions)
-        if proxy.shape != (n,):
-            raise ValueError(f"reward model returned shape {proxy.shape} for {n} actions")
-        return Scores(proxy=proxy, gold=gold, components=components)
-
-    def _gold_per_clip(
-        self, clips: np.ndarray, uniq: np.ndarray, actions: np.ndarray
-    ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        """Gold scorers with only ``score``/``score_components``: once per distinct clip."""
-        n = len(clips)
-        gold = np.empty(n, dtype=np.float64)
-        components: dict[str, np.ndarray] = {}
-        for u in uniq:
-            rows = np.flatnonzero(clips == u)
-            cqt = self.observation(int(u))
-            acts = actions[rows]
-            comps = self.gold.score_components(cqt, acts)
-            for name, value in comps.items():
-                v = _to_numpy(value).astype(np.float64).reshape(len(rows), -1)
-                if name not in components:
-                    components[name] = np.empty(n, dtype=np.float64)
-                components[name][rows] = v.mean(axis=1)  # per-device values -> per action
-            # GoldScorer.combine turns the components into the score without recomputing them
-            total = self.gold.combine(comps) if hasattr(self.gold, "combine") else self.gold.score(cqt, acts)
-            gold[rows] = _to_numpy(total).reshape(-1)
-        return gold, components
+        """Score activations ``[N, D, T]`` on ``clips [N]`` through the one scoring path
+        (:class:`~cqtml_env.reward.scoring.ShowScorer`): one proxy and one gold pass for the
+        whole batch, per-clip gold features and reward-model encodings cached."""
+        return self.scoring.score(clips, actions, self.observation)
 
     def step_info(self, clip: int, scores: Scores, k: int) -> dict[str, Any]:
         """Single-env ``info`` of row ``k`` (the vector env builds the same keys batched)."""

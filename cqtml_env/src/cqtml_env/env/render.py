@@ -18,6 +18,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from cqtml_env.contract import device_bands
+
 # Device colours (colour-blind friendly: Okabe-Ito orange, sky blue, bluish green, yellow,
 # vermillion, reddish purple, blue); cycled for more devices.
 DEVICE_COLOURS = np.array(
@@ -139,9 +141,7 @@ def draw_text(
         img[y0:y1, x0:x1][sub] = col
 
 
-def device_band_edges(n_bins: int, num_devices: int) -> list[tuple[int, int]]:
-    """The contract's default bands: device ``d`` follows bins ``[d*F//D, (d+1)*F//D)``."""
-    return [(d * n_bins // num_devices, (d + 1) * n_bins // num_devices) for d in range(num_devices)]
+device_band_edges = device_bands  # the contract's bands (kept under the renderer's old name)
 
 
 def device_colour(d: int) -> np.ndarray:
@@ -198,7 +198,7 @@ def render_activations(
     if acts is not None and acts.shape[0] != num_devices:
         raise ValueError(f"actions have {acts.shape[0]} devices, num_devices={num_devices}")
     if bands is None:
-        bands = device_band_edges(n_bins, num_devices) if num_devices else []
+        bands = device_bands(n_bins, num_devices) if num_devices else []
 
     sx = int(px_per_frame) if px_per_frame is not None else max(1, -(-860 // t))
     sy = int(px_per_bin)

@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from cqtml_env.contract import DEFAULT_FRAME_RATE, device_bands
+from cqtml_env.contract import DEFAULT_FRAME_RATE, SAMPLE_RATE, device_bands
 
 DEFAULT_WEIGHTS: dict[str, float] = {
     "corr": 0.25,
@@ -62,7 +62,13 @@ COMPONENTS: tuple[str, ...] = tuple(DEFAULT_WEIGHTS)
 
 @dataclass(frozen=True)
 class GoldConfig:
-    """Every constant of the gold scorer (saved with preference data sets)."""
+    """Every constant of the gold scorer (saved with preference data sets).
+
+    ``frame_rate`` is the CQT's (pass ``processor.frame_rate``). Constants counted in frames
+    (onset window and sigma, peak-picking windows, silence release) are defined at the
+    contract's default rate and scaled to ``frame_rate`` (:meth:`frames`), so every rule means
+    the same time span at any hop length; the flash rule counts over one second of frames.
+    """
 
     num_devices: int = 4
     frame_rate: float = DEFAULT_FRAME_RATE
@@ -87,6 +93,26 @@ class GoldConfig:
         d = dict(self.__dict__)
         d["onset_window"] = list(self.onset_window)
         return d
+
+    @property
+    def time_scale(self) -> float:
+        """Frames at ``frame_rate`` per frame at the default rate (1.0 at the defaults)."""
+        return self.frame_rate / DEFAULT_FRAME_RATE
+
+    def frames(self, default_frames: int, minimum: int = 1) -> int:
+        """A span of ``default_frames`` frames at the default rate, in frames at ``frame_rate``."""
+        if self.time_scale == 1.0:
+            return max(minimum, default_frames)
+        return max(minimum, int(round(default_frames * self.time_scale)))
+
+    @property
+    def sigma_frames(self) -> float:
+        return self.onset_sigma * self.time_scale
+
+    @property
+    def window_frames(self) -> tuple[int, int]:
+        k0, k1 = self.onset_window
+        return (-self.frames(-k0, 0), self.frames(k1, 0))
 
 
 @dataclass
@@ -325,13 +351,15 @@ class GoldScorer:
 
         onset_frames, onset_jump = [], []
         near = np.zeros_like(level)
+        n_after, n_before = cfg.frames(3), cfg.frames(2)
+        sigma = cfg.sigma_frames
         for d in range(cfg.num_devices):
             frames = self._pick_onsets(flux[d])
             y = target[d]
             keep, jumps = [], []
             for o in frames:
-                after = y[o : min(t_len, o + 3)].max()
-                before = y[max(0, o - 2) : o].min() if o > 0 else 0.0
+                after = y[o : min(t_len, o + n_after)].max()
+                before = y[max(0, o - n_before) : o].min() if o > 0 else 0.0
                 if after >= cfg.onset_min_target:
                     keep.append(o)
                     jumps.append(max(cfg.min_jump, after - before))
@@ -339,16 +367,16 @@ class GoldScorer:
             onset_jump.append(np.asarray(jumps, dtype=np.float32))
             if keep:
                 tt = np.arange(t_len)[:, None] - np.asarray(keep)[None, :]
-                g = np.exp(-(tt.astype(np.float32) ** 2) / (2 * cfg.onset_sigma**2))
+                g = np.exp(-(tt.astype(np.float32) ** 2) / (2 * sigma**2))
                 near[d] = g.max(axis=1)
         beats = self._beats(flux.sum(axis=0), target)
         near_beat = np.zeros(t_len, dtype=np.float32)
         if beats.size:
             tt = (np.arange(t_len)[:, None] - beats[None, :]).astype(np.float32)
-            near_beat = np.exp(-(tt**2) / (2 * cfg.onset_sigma**2)).max(axis=1)
+            near_beat = np.exp(-(tt**2) / (2 * sigma**2)).max(axis=1)
             near_beat = np.maximum(near_beat, near.max(axis=0))  # off-beat onsets are fine too
         silent = target <= 0.0
-        for k in range(1, cfg.silence_release + 1):  # give a light time to fade after a note
+        for k in range(1, cfg.frames(cfg.silence_release) + 1):  # time to fade after a note
             silent &= _shift(target, k, fill=0.0) <= 0.0
         return ClipFeatures(
             level=level,
@@ -370,14 +398,15 @@ class GoldScorer:
             return np.zeros(0, dtype=np.int64)
         import librosa
 
+        n = self.config.frames
         peaks = librosa.util.peak_pick(
             env.astype(np.float64),
-            pre_max=3,
-            post_max=4,
-            pre_avg=10,
-            post_avg=11,
+            pre_max=n(3),
+            post_max=n(4),
+            pre_avg=n(10),
+            post_avg=n(11),
             delta=self.config.onset_delta,
-            wait=3,
+            wait=n(3),
         )
         return np.asarray(peaks, dtype=np.int64)
 
@@ -388,10 +417,10 @@ class GoldScorer:
         import librosa
 
         try:
-            _, beats = librosa.beat.beat_track(
+            _, beats = librosa.beat.beat_track(  # only sr / hop (the frame rate) matters here
                 onset_envelope=env.astype(np.float64),
-                sr=22050,
-                hop_length=int(round(22050 / self.config.frame_rate)),
+                sr=SAMPLE_RATE,
+                hop_length=max(1, int(round(SAMPLE_RATE / self.config.frame_rate))),
                 units="frames",
             )
         except Exception:  # pragma: no cover - librosa edge cases on odd envelopes
@@ -479,6 +508,28 @@ class GoldScorer:
         """Scores ``[B]`` of B (clip, action) pairs (see :meth:`score_components_batch`)."""
         return self.combine(self.score_components_batch(cqts, actions, features))
 
+    # -- reward protocol (cqtml_env.reward.protocol) -------------------------------------
+    def prepare(self, cqt) -> ClipFeatures:
+        """One clip's features (:meth:`features`), for :meth:`explain_prepared`."""
+        return self.features(cqt)
+
+    def explain_prepared(
+        self, states: Sequence[ClipFeatures], actions
+    ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Scores ``[B]`` and components ``[B, D]`` of actions in C groups over ``states``."""
+        b, c = len(actions), len(states)
+        if c < 1 or b % c:
+            raise ValueError(f"{b} actions do not split into groups over {c} prepared clips")
+        rows = [f for f in states for _ in range(b // c)]
+        comps = self.score_components_batch(actions=actions, features=rows)
+        return self.combine(comps), comps
+
+    def score_prepared(self, states: Sequence[ClipFeatures], actions) -> np.ndarray:
+        return self.explain_prepared(states, actions)[0]
+
+    def state_version(self) -> None:
+        return None  # features depend on the clip and the fixed config only
+
     def combine(self, comps: dict[str, np.ndarray]) -> np.ndarray:
         """Weighted sum of components, then the mean over devices."""
         w = self.config.weights
@@ -510,10 +561,10 @@ class GoldScorer:
 
         # onset response (recall of band onsets, precision of the action's rise events)
         r = rise(a)  # [N, D, T]
-        k0, k1 = cfg.onset_window
+        k0, k1 = cfg.window_frames
         offsets = np.arange(k0, k1 + 1)
         k_n = len(offsets)
-        gk = np.exp(-(offsets.astype(np.float32) ** 2) / (2 * cfg.onset_sigma**2))
+        gk = np.exp(-(offsets.astype(np.float32) ** 2) / (2 * cfg.sigma_frames**2))
         r_prev = _shift(r, 1, fill=-1.0)
         r_next = _shift(r, -1, fill=-1.0)
         events = (r >= cfg.rise_event) & (r >= r_prev) & (r > r_next)

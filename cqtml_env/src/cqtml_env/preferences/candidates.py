@@ -14,9 +14,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from cqtml_env.gold.scorer import GoldScorer, device_bands
-
-DEFAULT_LEVELS = 32
+from cqtml_env.contract import DEFAULT_LEVELS, device_bands, quantise
+from cqtml_env.gold.scorer import GoldScorer
 
 
 def _check_cqt(cqt) -> np.ndarray:
@@ -74,11 +73,6 @@ def band_follower(
     span = np.maximum(top - gate, 0.2)
     x = np.clip((lvl - gate) / span, 0.0, 1.0).astype(np.float32)
     return smooth_attack_decay(x, attack, decay).astype(np.float32)
-
-
-def quantise(actions: np.ndarray, levels: int = DEFAULT_LEVELS) -> np.ndarray:
-    """Snap to the ``levels``-level grid of the discrete action space (CONTRACT.md)."""
-    return (np.round(np.clip(actions, 0, 1) * (levels - 1)) / (levels - 1)).astype(np.float32)
 
 
 def _shift_time(x: np.ndarray, k: int) -> np.ndarray:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from cqtml_env.reward.model import RewardModel, spearman
+from cqtml_env.reward.scoring import ShowScorer
 
 
 def evaluate_fresh(
@@ -16,19 +17,22 @@ def evaluate_fresh(
     near_fraction: float = 0.5,
     pairs_per_clip: int = 128,
 ) -> dict:
-    """Spearman and pairwise agreement with gold on new candidates of new clips."""
+    """Spearman and pairwise agreement with gold on new candidates of new clips (scored
+    through the env's scoring path, :class:`~cqtml_env.reward.scoring.ShowScorer`)."""
     from cqtml_env.gold.scorer import GoldScorer
     from cqtml_env.preferences.candidates import CandidateFactory
     from cqtml_env.preferences.sampling import sample_pairs
 
-    scorer = scorer or GoldScorer(num_devices=model.config.num_devices)
+    cfg = model.config
+    scorer = scorer or GoldScorer(num_devices=cfg.num_devices, frame_rate=cfg.frame_rate)
+    scoring = ShowScorer(proxy=model, gold=scorer, cache_size=1)
     rng = np.random.default_rng(seed)
     rhos, pooled_r, pooled_g = [], [], []
     agree, total, agree_all, total_all = 0, 0, 0, 0
-    for cqt in cqts:
-        acts, _ = CandidateFactory(cqt, scorer, model.config.num_devices).sample(candidates, rng)
-        gold = scorer.score(cqt, acts)
-        pred = model.score(cqt, acts)
+    for k, cqt in enumerate(cqts):
+        acts, _ = CandidateFactory(cqt, scorer, cfg.num_devices).sample(candidates, rng)
+        scores = scoring.score(np.full(len(acts), k), acts, lambda _, cqt=cqt: cqt)
+        gold, pred = scores.gold, scores.proxy
         rhos.append(spearman(pred, gold))
         pooled_r.append(pred)
         pooled_g.append(gold)

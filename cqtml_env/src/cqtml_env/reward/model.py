@@ -36,7 +36,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from cqtml_env.contract import device_bands
+from cqtml_env.contract import DEFAULT_FRAME_RATE, device_bands
+from cqtml_env.gold.scorer import GoldConfig
 
 CONFIG_VERSION = 1
 
@@ -47,6 +48,7 @@ class RewardModelConfig:
 
     num_devices: int = 4
     n_bins: int = 84
+    frame_rate: float = DEFAULT_FRAME_RATE  # the CQT's; the flash window is one second of it
     hidden: int = 8
     global_hidden: int = 32
     gate_init: float = 0.35
@@ -75,7 +77,8 @@ class RewardModelConfig:
 NUM_CLIP_FEATURES = 9
 NUM_ACTION_FEATURES = 11
 NUM_GLOBAL_STATS = 12
-WINDOW = 43  # frames in one second at the default rate: flash counting window
+# the gold scorer's rule constants, mirrored by the model's hand-made features (one source)
+GOLD = GoldConfig()
 
 
 class ClipEncoding:
@@ -175,15 +178,17 @@ class RewardModel(nn.Module):
         y = ((level - gate) / (ref - gate)).clamp(0.0, 1.0)
         # onsets: local flux maxima above the local mean, followed by an audible band
         local_max = bflux >= _pool(bflux, 7, "max") - 1e-7
-        above = bflux >= _pool(bflux, 21, "avg") + 0.02
+        above = bflux >= _pool(bflux, 21, "avg") + GOLD.onset_delta
         after = torch.maximum(torch.maximum(y, _shift(y, -1)), _shift(y, -2))
-        onset = (local_max & above & (after >= 0.1)).float()
+        onset = (local_max & above & (after >= GOLD.onset_min_target)).float()
         before = torch.minimum(_shift(y, 1), _shift(y, 2))
-        jump = (after - before).clamp(min=0.1)
+        jump = (after - before).clamp(min=GOLD.min_jump)
         near = torch.zeros_like(onset)
         for k in range(-4, 5):
-            near = torch.maximum(near, _shift(onset, k) * math.exp(-(k**2) / (2 * 1.5**2)))
-        silent = (y <= 0) & (_shift(y, 1) <= 0) & (_shift(y, 2) <= 0) & (_shift(y, 3) <= 0)
+            near = torch.maximum(near, _shift(onset, k) * math.exp(-(k**2) / (2 * GOLD.onset_sigma**2)))
+        silent = y <= 0
+        for k in range(1, GOLD.silence_release + 1):
+            silent = silent & (_shift(y, k) <= 0)
         y_rise = y - before
         loud = x.mean(dim=1, keepdim=True).expand_as(mean)
         feats = torch.stack(
@@ -219,18 +224,21 @@ class RewardModel(nn.Module):
         prev1, prev2 = _shift(a, 1), _shift(a, 2)
         diff = a - prev1
         rise = a - torch.minimum(prev1, prev2)
-        # best Gaussian-weighted rise within -1..+3 frames, relative to the target's jump
+        # best Gaussian-weighted rise within gold's onset window, relative to the target's jump
         resp = torch.zeros_like(a)
-        for k in range(-1, 4):
-            resp = torch.maximum(resp, _shift(rise, -k) * math.exp(-(k**2) / (2 * 1.5**2)))
+        k0, k1 = GOLD.onset_window
+        for k in range(k0, k1 + 1):
+            resp = torch.maximum(resp, _shift(rise, -k) * math.exp(-(k**2) / (2 * GOLD.onset_sigma**2)))
         hit = (resp / jump).clamp(0, 1) * onset
-        event = ((rise >= 0.2) & (rise >= _shift(rise, 1)) & (rise > _shift(rise, -1))).float()
+        event = ((rise >= GOLD.rise_event) & (rise >= _shift(rise, 1)) & (rise > _shift(rise, -1))).float()
         nxt2 = _shift(a, -2)
         extremum = (diff * _shift(diff, -1) < 0) & (
-            torch.maximum((a - prev2).abs(), (a - nxt2).abs()) >= 0.2
+            torch.maximum((a - prev2).abs(), (a - nxt2).abs()) >= GOLD.flash_swing
         )
-        flashes = _pool(extremum.float(), WINDOW) * (WINDOW / 2.0)
-        excess = ((flashes - 3.0) / 3.0).clamp(0, 1)
+        window = max(1, int(round(self.config.frame_rate)))  # one second: the flash-count window
+        flashes = _pool(extremum.float(), window) * (window / 2.0)
+        lim = GOLD.max_flashes_per_s
+        excess = ((flashes - lim) / lim).clamp(0, 1)
         err = a - y
         act = torch.stack(
             [
@@ -304,6 +312,28 @@ class RewardModel(nn.Module):
         self._check_action(action, cqt)
         raw = self.score_encoded(self.encode_clip(cqt), action)
         return self.calibrate(raw) if calibrated else raw
+
+    # -- reward protocol (cqtml_env.reward.protocol): what the env scores through ---------
+    def prepare(self, cqt: np.ndarray) -> ClipEncoding:
+        """One clip's encoding (``cqt [2, F, T]``), for :meth:`score_prepared`."""
+        dev = next(self.parameters()).device
+        with torch.inference_mode():
+            return self.encode_clip(torch.as_tensor(np.array(cqt, dtype=np.float32))[None].to(dev))
+
+    def score_prepared(self, states: list[ClipEncoding], actions: np.ndarray) -> np.ndarray:
+        """Calibrated scores ``[B]`` of actions ``[B, D, T]`` in C groups over ``states``
+        (each clip's encoding is broadcast over its group, never copied per action)."""
+        dev = next(self.parameters()).device
+        with torch.inference_mode():
+            enc = states[0]
+            if len(states) > 1:
+                enc = ClipEncoding(*(torch.cat([getattr(e, f) for e in states]) for f in enc.FIELDS))
+            out = self.calibrate(self.score_encoded(enc, torch.as_tensor(actions).to(dev)))
+        return out.double().cpu().numpy().reshape(-1)
+
+    def state_version(self) -> tuple:
+        """Changes whenever a parameter is replaced or updated in place (optimizer steps)."""
+        return tuple((p.data_ptr(), p._version, str(p.device)) for p in self.parameters())
 
     def calibrate(self, raw: torch.Tensor) -> torch.Tensor:
         return raw * self.config.calib_scale + self.config.calib_bias
