@@ -118,6 +118,13 @@ class EvalResult:
     gold: np.ndarray
     proxy: np.ndarray
     components: dict[str, np.ndarray] = field(default_factory=dict)
+    metrics: dict[str, np.ndarray] = field(default_factory=dict)
+    """independent per-clip metrics from the audio (agents/metrics.py); empty without audio"""
+
+    def metrics_summary(self) -> dict[str, float]:
+        from metrics import summarise
+
+        return summarise(self.metrics) if self.metrics else {}
 
     def summary(self) -> dict[str, float]:
         n = len(self.gold)
@@ -128,13 +135,25 @@ class EvalResult:
 class Evaluator:
     """Scores policies on a fixed set of held-out clips with the gold scorer and the proxy.
 
-    CQTs of the clips are computed once; baselines are scored once and cached.
+    CQTs of the clips are computed once; baselines are scored once and cached. With
+    ``audio_metrics`` (default) each clip's audio is read once too and reduced to the few
+    curves the independent metrics need (``metrics.AudioFeatures``: a few KB per clip, the
+    waveform is not kept); every result then carries those metrics as well.
     """
 
     def __init__(self, dataset: Any, indices: np.ndarray, reward_model: RewardModel | None = None,
-                 num_devices: int = 4) -> None:
+                 num_devices: int = 4, audio_metrics: bool = True) -> None:
         self.indices = np.asarray(indices)
         self.cqts = np.stack([dataset[int(i)] for i in self.indices]).astype(np.float32)
+        self.audio_features: list | None = None
+        if audio_metrics and hasattr(dataset, "get_audio"):
+            from metrics import audio_features
+
+            self.audio_features = [
+                audio_features(dataset.get_audio(int(i)), processor=dataset.processor,
+                               num_devices=num_devices)
+                for i in self.indices
+            ]
         self.clip_ids = [str(dataset.clip_info(int(i)).get("clip_id", i)) for i in self.indices]
         self.gold = GoldScorer()
         self.reward_model = reward_model if reward_model is not None else RewardModel.load_default()
@@ -150,8 +169,14 @@ class Evaluator:
         comps = self.gold.score_components_batch(actions=actions, features=self._features)
         gold = np.asarray(self.gold.combine(comps), dtype=np.float64)
         proxy = np.asarray(self.reward_model.score(self.cqts, actions), dtype=np.float64).reshape(-1)
+        metrics: dict[str, np.ndarray] = {}
+        if self.audio_features is not None:
+            from metrics import metrics_batch
+
+            metrics = metrics_batch(actions, self.audio_features)
         # components are [N, D]; report the mean over devices, as the env's info does
-        return EvalResult(gold, proxy, {k: np.asarray(v).mean(axis=-1) for k, v in comps.items()})
+        return EvalResult(gold, proxy, {k: np.asarray(v).mean(axis=-1) for k, v in comps.items()},
+                          metrics)
 
     def evaluate(self, policy: Any, temperature: float = 0.0) -> EvalResult:
         return self.score_actions(policy_actions(policy, self.cqts, temperature=temperature))

@@ -258,6 +258,8 @@ def run_eval(evaluator: Evaluator, policy, writer, step: int) -> dict[str, float
         "eval/proxy_band_follow": float(band.proxy.mean()),
         "eval/normalized_score": normalized_score(float(greedy.gold.mean()), float(rnd.gold.mean()), float(band.gold.mean())),
         "eval/win_rate_vs_band_follow": win_rate(greedy.gold, band.gold)["win_rate"],
+        # independent metrics from the held-out clips' audio (agents/metrics.py)
+        **{f"eval/{k}": v for k, v in greedy.metrics_summary().items() if np.isfinite(v)},
     }
     if writer is not None:
         for k, v in metrics.items():
