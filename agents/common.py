@@ -142,7 +142,8 @@ class Evaluator:
     """
 
     def __init__(self, dataset: Any, indices: np.ndarray, reward_model: RewardModel | None = None,
-                 num_devices: int = 4, audio_metrics: bool = True) -> None:
+                 num_devices: int = 4, audio_metrics: bool = True,
+                 gold_version: str = "gold-v1") -> None:
         self.indices = np.asarray(indices)
         self.cqts = np.stack([dataset[int(i)] for i in self.indices]).astype(np.float32)
         self.audio_features: list | None = None
@@ -155,7 +156,7 @@ class Evaluator:
                 for i in self.indices
             ]
         self.clip_ids = [str(dataset.clip_info(int(i)).get("clip_id", i)) for i in self.indices]
-        self.gold = GoldScorer()
+        self.gold = GoldScorer(num_devices=num_devices, version=gold_version)
         self.reward_model = reward_model if reward_model is not None else RewardModel.load_default()
         self.reward_model.eval()
         self.num_devices = num_devices

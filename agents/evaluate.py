@@ -50,6 +50,8 @@ class Args:
     """seed for sampling and clip selection"""
     cache_dir: str | None = None
     """feature cache for real data sets"""
+    gold_version: str = "gold-v1"
+    """gold scorer version to score with: gold-v1 | gold-v2 (docs/GOLD.md)"""
 
 
 def write_report(
@@ -76,6 +78,7 @@ def write_report(
     report = {
         "policy": policy_spec,
         "data": data,
+        "gold_version": evaluator.gold.config.version,
         "clips": len(res.gold),
         "temperature": temperature,
         **summary,
@@ -104,7 +107,8 @@ def _markdown(r: dict) -> str:
     lines = [
         f"# Evaluation of `{r['policy']}`",
         "",
-        f"{r['clips']} clips of `{r['data'] or 'held-out data'}`, temperature {r['temperature']}.",
+        f"{r['clips']} clips of `{r['data'] or 'held-out data'}`, temperature {r['temperature']}, "
+        f"gold scorer `{r.get('gold_version', 'gold-v1')}`.",
         "",
         "| policy | gold (mean ± 95% CI) | proxy |",
         "|---|---|---|",
@@ -200,7 +204,7 @@ def main(args: Args) -> dict:
         # evaluating a fixed model: every clip of a real data set may be used
         rng = np.random.default_rng(args.seed)
         idx = np.sort(rng.permutation(len(ds))[: args.clips])
-    evaluator = Evaluator(ds, idx, num_devices=args.num_devices)
+    evaluator = Evaluator(ds, idx, num_devices=args.num_devices, gold_version=args.gold_version)
     report = write_report(args.policy, evaluator, args.out, args.temperature, args.plots, args.data)
     print(_markdown(report))
     return report

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from cqtml_env import GoldScorer
 from cqtml_policy.categorical import resolve_device, sample_indices
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -61,6 +62,8 @@ class Args:
     """policy architecture: the small conv policy (`cnn`, learns fast on a CPU) or timm ViT-tiny (`vit`)"""
     reward: Literal["model", "gold"] = "model"
     """training reward: the learned reward model (proxy) or the gold scorer itself"""
+    gold_version: str = "gold-v1"
+    """gold scorer version (docs/GOLD.md): the training reward with --reward gold, and held-out gold"""
     reward_model: str | None = None
     """path to a reward model directory (default: the weights shipped with cqtml-env)"""
     data: str = "synthetic"
@@ -318,6 +321,7 @@ def train(args: Args) -> dict[str, float]:
         reward=reward_spec,
         num_devices=args.num_devices,
         max_duration=args.max_duration,
+        gold=GoldScorer(num_devices=args.num_devices, version=args.gold_version),
         cache_size=max(512, len(split.train_indices)),
         autoreset_mode="disabled",  # every iteration resets with its own clips: no autoreset draws
     )
@@ -370,7 +374,8 @@ def train(args: Args) -> dict[str, float]:
         from cqtml_env import RewardModel
 
         proxy_model = RewardModel.from_pretrained(args.reward_model) if args.reward_model else None
-        evaluator = Evaluator(split.eval, split.eval_indices, proxy_model, num_devices=args.num_devices)
+        evaluator = Evaluator(split.eval, split.eval_indices, proxy_model, num_devices=args.num_devices,
+                              gold_version=args.gold_version)
 
     from tqdm.auto import tqdm
 

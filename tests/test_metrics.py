@@ -174,3 +174,30 @@ def test_batch_and_summary(proc, clicks):
     s = M.summarise(per)
     assert s["flash_safe"] == pytest.approx(np.mean(per["flash_safe"]))
     assert s["beat_f"] == pytest.approx(per["beat_f"].mean()) and np.isnan(s["ssm_corr"])
+
+
+def test_evaluator_and_report_carry_the_metrics_from_the_audio(tmp_path):
+    import json
+
+    import evaluate
+    from common import Evaluator, split_data
+
+    split = split_data("synthetic:4", max_duration=3.0, eval_clips=3)
+    ev = Evaluator(split.eval, split.eval_indices)
+    acts = np.random.default_rng(0).random((3, 4, ev.cqts.shape[-1])).astype(np.float32)
+    res = ev.score_actions(acts)
+    for j, i in enumerate(split.eval_indices):  # the same as the metrics on the clip's audio
+        f = M.audio_features(split.eval.get_audio(int(i)), processor=split.processor, num_devices=4)
+        want = M.show_metrics(acts[j], f)
+        for k in ("beat_f", "novelty_corr", "band_corr", "flashes"):
+            assert res.metrics[k][j] == pytest.approx(want[k]), k
+    report = evaluate.write_report("random", ev, tmp_path, plots=0)
+    saved = json.loads((tmp_path / "report.json").read_text())
+    for m in (saved["metrics"], saved["baselines"]["band-follow"]["metrics"],
+              saved["baselines"]["random"]["metrics"]):
+        assert {"beat_f", "novelty_corr", "loudness_corr", "band_corr", "flash_safe"} <= set(m)
+    band, noise = (saved["baselines"][k]["metrics"] for k in ("band-follow", "random"))
+    assert band["loudness_corr"] > noise["loudness_corr"] + 0.3
+    assert band["flashes"] < noise["flashes"]
+    assert report["metrics"]["mean_brightness"] == pytest.approx(saved["metrics"]["mean_brightness"])
+    assert "beat-peak F-measure" in (tmp_path / "report.md").read_text()
