@@ -121,6 +121,13 @@ class EvalResult:
     gold: np.ndarray
     proxy: np.ndarray
     components: dict[str, np.ndarray] = field(default_factory=dict)
+    metrics: dict[str, np.ndarray] = field(default_factory=dict)
+    """independent per-clip metrics from the audio (agents/metrics.py); empty without audio"""
+
+    def metrics_summary(self) -> dict[str, float]:
+        from metrics import summarise
+
+        return summarise(self.metrics) if self.metrics else {}
 
     def summary(self) -> dict[str, float]:
         n = len(self.gold)
@@ -135,19 +142,32 @@ class Evaluator:
     gold scorer for ``num_devices`` at the data set's frame rate and the proxy ``reward``
     resolved like the env's (``"model"`` = the shipped reward model, a saved model's path,
     ``"gold"``, or an object). CQTs of the clips are computed once; baselines are scored once
-    and cached.
+    and cached. With ``audio_metrics`` (default) each clip's audio is read once too and reduced
+    to the few curves the independent metrics need (``metrics.AudioFeatures``: a few KB per
+    clip, the waveform is not kept); every result then carries those metrics as well.
     """
 
     def __init__(self, dataset: Any, indices: np.ndarray, reward: Any = "model",
-                 num_devices: int = 4, *, reward_model: Any = None) -> None:
+                 num_devices: int = 4, *, reward_model: Any = None,
+                 audio_metrics: bool = True, gold_version: str = "gold-v1") -> None:
         from cqtml_env.reward.scoring import ShowScorer, check_reward_contract, load_reward
 
         self.indices = np.asarray(indices)
         self.cqts = np.stack([dataset[int(i)] for i in self.indices]).astype(np.float32)
+        self.audio_features: list | None = None
+        if audio_metrics and hasattr(dataset, "get_audio"):
+            from metrics import audio_features
+
+            self.audio_features = [
+                audio_features(dataset.get_audio(int(i)), processor=dataset.processor,
+                               num_devices=num_devices)
+                for i in self.indices
+            ]
         self.clip_ids = [str(dataset.clip_info(int(i)).get("clip_id", i)) for i in self.indices]
         self.num_devices = num_devices
         self.contract = Contract.from_processor(dataset.processor, num_devices=num_devices)
-        self.gold = GoldScorer(num_devices=num_devices, frame_rate=self.contract.frame_rate)
+        self.gold = GoldScorer(num_devices=num_devices, frame_rate=self.contract.frame_rate,
+                               version=gold_version)
         _, self.reward_model = load_reward(reward_model if reward_model is not None else reward)
         check_reward_contract(self.reward_model, self.contract)
         self.scoring = ShowScorer(self.reward_model, self.gold, cache_size=max(1, len(self.indices)))
@@ -157,7 +177,12 @@ class Evaluator:
         """Gold, proxy and gold components (mean over devices, as the env's info has them)
         of one action per held-out clip, through the env's scoring path."""
         s = self.scoring.score(np.arange(len(self.cqts)), actions, self.cqts.__getitem__)
-        return EvalResult(s.gold, s.proxy, s.components)
+        metrics: dict[str, np.ndarray] = {}
+        if self.audio_features is not None:
+            from metrics import metrics_batch
+
+            metrics = metrics_batch(actions, self.audio_features)
+        return EvalResult(s.gold, s.proxy, s.components, metrics)
 
     def evaluate(self, policy: Any, temperature: float = 0.0) -> EvalResult:
         return self.score_actions(policy_actions(policy, self.cqts, temperature=temperature))

@@ -52,6 +52,8 @@ class Args:
     """feature cache for real data sets"""
     reward_model: str = "model"
     """the proxy reported beside gold: `model` (the shipped reward model) or a saved model's path"""
+    gold_version: str = "gold-v1"
+    """gold scorer version to score with: gold-v1 | gold-v2 (docs/GOLD.md)"""
 
 
 def write_report(
@@ -78,6 +80,7 @@ def write_report(
     report = {
         "policy": policy_spec,
         "data": data,
+        "gold_version": evaluator.gold.config.version,
         "clips": len(res.gold),
         "temperature": temperature,
         **summary,
@@ -85,11 +88,14 @@ def write_report(
         "wins_ties_losses_vs_band_follow": [wr["wins"], wr["ties"], wr["losses"]],
         "normalized_score": normalized_score(summary["gold_mean"], float(rnd.gold.mean()), float(band.gold.mean())),
         "components": {k: float(v.mean()) for k, v in res.components.items()},
+        "metrics": res.metrics_summary(),
         "baselines": {
-            name: {**b.summary(), "components": {k: float(v.mean()) for k, v in b.components.items()}}
+            name: {**b.summary(), "components": {k: float(v.mean()) for k, v in b.components.items()},
+                   "metrics": b.metrics_summary()}
             for name, b in (("band-follow", band), ("random", rnd))
         },
-        "per_clip": {"clip_id": evaluator.clip_ids, "gold": res.gold.tolist(), "proxy": res.proxy.tolist()},
+        "per_clip": {"clip_id": evaluator.clip_ids, "gold": res.gold.tolist(), "proxy": res.proxy.tolist(),
+                     **{f"metric_{k}": v.tolist() for k, v in res.metrics.items()}},
     }
     (out / "report.json").write_text(json.dumps(report, indent=2))
     (out / "report.md").write_text(_markdown(report))
@@ -103,7 +109,8 @@ def _markdown(r: dict) -> str:
     lines = [
         f"# Evaluation of `{r['policy']}`",
         "",
-        f"{r['clips']} clips of `{r['data'] or 'held-out data'}`, temperature {r['temperature']}.",
+        f"{r['clips']} clips of `{r['data'] or 'held-out data'}`, temperature {r['temperature']}, "
+        f"gold scorer `{r.get('gold_version', 'gold-v1')}`.",
         "",
         "| policy | gold (mean ± 95% CI) | proxy |",
         "|---|---|---|",
@@ -121,8 +128,40 @@ def _markdown(r: dict) -> str:
     ]
     for k, v in r["components"].items():
         lines.append(f"| {k} | {v:.4f} | {b['components'].get(k, float('nan')):.4f} | {rnd['components'].get(k, float('nan')):.4f} |")
+    if r.get("metrics"):
+        lines += _metrics_table(r)
     lines += ["", "![activations](activations.png)", ""]
     return "\n".join(lines)
+
+
+METRIC_ROWS = [  # (key, label) of the independent metrics in report.md
+    ("mean_brightness", "mean brightness"),
+    ("std_time", "std over time (per device)"),
+    ("novelty_corr", "novelty correlation (rise in brightness vs onset strength)"),
+    ("beat_f", "beat-peak F-measure (±50 ms)"),
+    ("beat_precision", "  beat-peak precision"),
+    ("beat_recall", "  beat-peak recall"),
+    ("loudness_corr", "loudness correlation"),
+    ("band_corr", "band-energy correlation (mean over devices)"),
+    ("flashes", "flashes in the worst 1 s (mean over clips)"),
+    ("flash_safe", "flash-safe clips (<= 3 per s)"),
+    ("ssm_corr", "self-similarity correlation (songs only)"),
+]
+
+
+def _metrics_table(r: dict) -> list[str]:
+    """Independent metrics (from the audio, not the CQT) next to normalised gold."""
+    b, rnd = r["baselines"]["band-follow"]["metrics"], r["baselines"]["random"]["metrics"]
+    m = r["metrics"]
+    lines = ["", "## Independent metrics (from the audio: librosa loudness, onsets, beats)", "",
+             "| measure | this policy | band-follower | random |", "|---|---|---|---|",
+             f"| gold, normalised | {r['normalized_score']:.3f} | 1.000 | 0.000 |"]
+    for key, label in METRIC_ROWS:
+        vals = [d.get(key, float("nan")) for d in (m, b, rnd)]
+        if all(v != v for v in vals):  # all NaN (e.g. SSM on short clips)
+            continue
+        lines.append(f"| {label} | " + " | ".join(f"{v:.3f}" for v in vals) + " |")
+    return lines
 
 
 def _plot(evaluator: Evaluator, actions: np.ndarray, gold: np.ndarray, band, out: Path, n: int) -> None:
@@ -165,7 +204,8 @@ def main(args: Args) -> dict:
         # evaluating a fixed model: every clip of a real data set may be used
         rng = np.random.default_rng(args.seed)
         idx = np.sort(rng.permutation(len(ds))[: args.clips])
-    evaluator = Evaluator(ds, idx, reward=args.reward_model, num_devices=args.num_devices)
+    evaluator = Evaluator(ds, idx, reward=args.reward_model, num_devices=args.num_devices,
+                          gold_version=args.gold_version)
     report = write_report(args.policy, evaluator, args.out, args.temperature, args.plots, args.data)
     print(_markdown(report))
     return report

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from cqtml_env import GoldScorer
 from cqtml_policy.categorical import resolve_device, sample_indices
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -61,6 +62,8 @@ class Args:
     """policy architecture: the small conv policy (`cnn`, learns fast on a CPU) or timm ViT-tiny (`vit`)"""
     reward: Literal["model", "gold"] = "model"
     """training reward: the learned reward model (proxy) or the gold scorer itself"""
+    gold_version: str = "gold-v1"
+    """gold scorer version (docs/GOLD.md): the training reward with --reward gold, and held-out gold"""
     reward_model: str | None = None
     """path to a reward model directory (default: the weights shipped with cqtml-env)"""
     data: str = "synthetic"
@@ -258,6 +261,8 @@ def run_eval(evaluator: Evaluator, policy, writer, step: int) -> dict[str, float
         "eval/proxy_band_follow": float(band.proxy.mean()),
         "eval/normalized_score": normalized_score(float(greedy.gold.mean()), float(rnd.gold.mean()), float(band.gold.mean())),
         "eval/win_rate_vs_band_follow": win_rate(greedy.gold, band.gold)["win_rate"],
+        # independent metrics from the held-out clips' audio (agents/metrics.py)
+        **{f"eval/{k}": v for k, v in greedy.metrics_summary().items() if np.isfinite(v)},
     }
     if writer is not None:
         for k, v in metrics.items():
@@ -316,6 +321,8 @@ def train(args: Args) -> dict[str, float]:
         reward=reward_spec,
         num_devices=args.num_devices,
         max_duration=args.max_duration,
+        gold=GoldScorer(num_devices=args.num_devices, version=args.gold_version,
+                        frame_rate=split.processor.frame_rate),
         cache_size=max(512, len(split.train_indices)),
         autoreset_mode="disabled",  # every iteration resets with its own clips: no autoreset draws
     )
@@ -367,7 +374,7 @@ def train(args: Args) -> dict[str, float]:
         )
         # held-out proxy: the reward model trained against (or the shipped one), as in training
         evaluator = Evaluator(split.eval, split.eval_indices, reward=args.reward_model or "model",
-                              num_devices=args.num_devices)
+                              num_devices=args.num_devices, gold_version=args.gold_version)
 
     from tqdm.auto import tqdm
 

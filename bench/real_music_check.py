@@ -59,6 +59,7 @@ def prepare(out: Path, work: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     debs, tree = work / "debs", work / "x"
     debs.mkdir(parents=True, exist_ok=True)
+    tree.mkdir(parents=True, exist_ok=True)  # dpkg-deb -x creates only the last level
     lines = ["# Real recorded music for CQTML transfer checks", "",
              "Built by `python bench/real_music_check.py --prepare " + str(out) + "`: Debian "
              "(bookworm, main) packages fetched with `apt-get download`, extracted with "

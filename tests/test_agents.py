@@ -24,6 +24,7 @@ REQUIRED_TAGS = {
     "losses/policy_loss", "losses/approx_kl", "losses/kl_ref", "losses/entropy", "losses/clip_ratio",
     "losses/grad_norm", "charts/learning_rate", "charts/SPS",
     "eval/gold_greedy", "eval/gold_sampled", "eval/proxy_greedy", "eval/gold_band_follow", "eval/gold_random",
+    "eval/novelty_corr", "eval/beat_f", "eval/loudness_corr", "eval/band_corr", "eval/flash_safe",
 }
 
 

@@ -3,6 +3,9 @@
 from cqtml_env.gold.scorer import (
     COMPONENTS,
     DEFAULT_WEIGHTS,
+    GOLD_V2,
+    GOLD_VERSIONS,
+    V2_WEIGHTS,
     ClipFeatures,
     GoldConfig,
     GoldScorer,
@@ -14,6 +17,9 @@ from cqtml_env.gold.scorer import (
 __all__ = [
     "COMPONENTS",
     "DEFAULT_WEIGHTS",
+    "GOLD_V2",
+    "GOLD_VERSIONS",
+    "V2_WEIGHTS",
     "ClipFeatures",
     "GoldConfig",
     "GoldScorer",

@@ -58,6 +58,26 @@ DEFAULT_WEIGHTS: dict[str, float] = {
     "range": 0.10,
 }
 COMPONENTS: tuple[str, ...] = tuple(DEFAULT_WEIGHTS)
+GOLD_VERSIONS: tuple[str, ...] = ("gold-v1", "gold-v2")
+
+# gold-v2 (docs/GOLD.md, "gold-v2"): a target that is dynamic and punchy on real music
+V2_WEIGHTS: dict[str, float] = {
+    "corr": 0.20,
+    "level": 0.20,
+    "onset": 0.20,
+    "beat": 0.10,
+    "flicker": 0.15,
+    "dark": 0.05,
+    "range": 0.10,
+}
+GOLD_V2: dict = {
+    "band_gain": True,  # auto-gain per band (each device uses its own range), not per clip
+    "loudness_law": True,  # brightness ~ perceived loudness: halves every 10 dB below the ref
+    "punch_decay_s": 0.12,  # a flash on every strong band onset, decaying with this time constant
+    "punch_min_gap_s": 0.34,  # at most ~3 punches a second per band (WCAG 2.3.1)
+    "flash_swing": 0.1,  # WCAG's 10 % swing (v1: 20 %)
+    "silence_level": 0.1,  # "dark" also judges the quiet frames (target <= 0.1), not only silence
+}
 
 
 @dataclass(frozen=True)
@@ -88,6 +108,17 @@ class GoldConfig:
     range_floor: float = 0.02
     weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
     version: str = "gold-v1"
+    band_gain: bool = False
+    loudness_law: bool = False
+    punch_decay_s: float = 0.0
+    punch_min_gap_s: float = 0.34
+    silence_level: float = 0.0
+
+    @classmethod
+    def v2(cls, **overrides) -> GoldConfig:
+        """The gold-v2 preset (``GoldScorer(version="gold-v2")`` uses it)."""
+        kw = {**GOLD_V2, "weights": dict(V2_WEIGHTS), "version": "gold-v2", **overrides}
+        return cls(**kw)
 
     def to_dict(self) -> dict:
         d = dict(self.__dict__)
@@ -283,7 +314,12 @@ class GoldScorer:
         cache_size: int = 64,
         **config,
     ) -> None:
-        w = dict(DEFAULT_WEIGHTS)
+        version = config.get("version", "gold-v1")
+        if version not in GOLD_VERSIONS:
+            raise ValueError(f"unknown gold version {version!r}; known: {GOLD_VERSIONS}")
+        if version == "gold-v2":  # the preset, under anything passed explicitly
+            config = {**GOLD_V2, **config}
+        w = dict(DEFAULT_WEIGHTS if version == "gold-v1" else V2_WEIGHTS)
         if weights is not None:
             unknown = set(weights) - set(DEFAULT_WEIGHTS)
             if unknown:
@@ -346,8 +382,14 @@ class GoldScorer:
             k = min(cfg.top_bins, band.shape[0])
             level[d] = np.sort(band, axis=0)[-k:].mean(axis=0)
             flux[d] = diff[lo:hi].mean(axis=0)
-        ref = max(float(np.percentile(level, cfg.ref_percentile)), cfg.gate + cfg.min_ref_span)
-        target = np.clip((level - cfg.gate) / (ref - cfg.gate), 0.0, 1.0).astype(np.float32)
+        if not (cfg.band_gain or cfg.loudness_law):  # gold-v1
+            ref = max(float(np.percentile(level, cfg.ref_percentile)), cfg.gate + cfg.min_ref_span)
+            target = np.clip((level - cfg.gate) / (ref - cfg.gate), 0.0, 1.0).astype(np.float32)
+        else:
+            target = self._target_v2(level)
+        if cfg.punch_decay_s > 0:  # gold-v2: punches on the onsets are part of the target
+            picks = [self._pick_onsets(flux[d]) for d in range(cfg.num_devices)]
+            target = self._punch(target, flux, picks)
 
         onset_frames, onset_jump = [], []
         near = np.zeros_like(level)
@@ -375,9 +417,10 @@ class GoldScorer:
             tt = (np.arange(t_len)[:, None] - beats[None, :]).astype(np.float32)
             near_beat = np.exp(-(tt**2) / (2 * sigma**2)).max(axis=1)
             near_beat = np.maximum(near_beat, near.max(axis=0))  # off-beat onsets are fine too
-        silent = target <= 0.0
+        quiet = cfg.silence_level
+        silent = target <= quiet
         for k in range(1, cfg.frames(cfg.silence_release) + 1):  # time to fade after a note
-            silent &= _shift(target, k, fill=0.0) <= 0.0
+            silent &= _shift(target, k, fill=0.0) <= quiet
         return ClipFeatures(
             level=level,
             target=target,
@@ -390,6 +433,46 @@ class GoldScorer:
             silent=silent,
             target_std=target.std(axis=1),
         )
+
+    def _target_v2(self, level: np.ndarray) -> np.ndarray:
+        """gold-v2 level target: gate, per-band (or per-clip) auto-gain, loudness law.
+
+        With ``loudness_law`` brightness follows perceived loudness (Stevens: it halves every
+        10 dB; the CQT's 0..1 spans 80 dB), rescaled so that the gate is 0 and the ref 1.
+        """
+        cfg = self.config
+        axis = 1 if cfg.band_gain else None
+        ref = np.maximum(np.percentile(level, cfg.ref_percentile, axis=axis, keepdims=axis is not None),
+                         cfg.gate + cfg.min_ref_span)
+        if cfg.loudness_law:
+            db_per_unit = 80.0
+            lin = 2.0 ** ((level - ref) * db_per_unit / 10.0)
+            at_gate = 2.0 ** ((cfg.gate - ref) * db_per_unit / 10.0)
+            y = (lin - at_gate) / (1.0 - at_gate)
+        else:
+            y = (level - cfg.gate) / (ref - cfg.gate)
+        return np.clip(np.where(level > cfg.gate, y, 0.0), 0.0, 1.0).astype(np.float32)
+
+    def _punch(self, target: np.ndarray, flux: np.ndarray, onsets: list[np.ndarray]) -> np.ndarray:
+        """gold-v2: a full flash on the band's strongest onsets, at most one per
+        ``punch_min_gap_s`` (so the target itself never strobes), decaying exponentially."""
+        cfg = self.config
+        gap = max(1, int(round(cfg.punch_min_gap_s * cfg.frame_rate)))
+        keep = np.exp(-1.0 / (cfg.punch_decay_s * cfg.frame_rate))
+        out = target.copy()
+        for d, frames in enumerate(onsets):
+            if frames.size == 0:
+                continue
+            chosen: list[int] = []  # strongest first, then drop those too close to a chosen one
+            for o in frames[np.argsort(-flux[d, frames], kind="stable")]:
+                if all(abs(int(o) - c) >= gap for c in chosen):
+                    chosen.append(int(o))
+            env = np.zeros(target.shape[1], np.float32)
+            env[chosen] = 1.0
+            for t in range(1, env.shape[0]):
+                env[t] = max(env[t], env[t - 1] * keep)
+            out[d] = np.maximum(out[d], env)
+        return out
 
     def _pick_onsets(self, env: np.ndarray) -> np.ndarray:
         """Peaks of the band flux: local max over +-3 frames, above the local mean + delta."""
@@ -658,6 +741,9 @@ class GoldScorer:
 __all__ = [
     "COMPONENTS",
     "DEFAULT_WEIGHTS",
+    "GOLD_V2",
+    "GOLD_VERSIONS",
+    "V2_WEIGHTS",
     "ClipFeatures",
     "GoldConfig",
     "GoldScorer",
