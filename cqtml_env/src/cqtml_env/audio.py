@@ -7,7 +7,11 @@ from pathlib import Path
 
 import numpy as np
 
-AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3")
+# libsndfile 1.2 reads these (opus inside ogg; mp3 since 1.1); PyAV (the ``show`` extra)
+# reads the AV ones. One list used by AudioFolder and ``cqtml-show``.
+SOUNDFILE_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".aif")
+AV_EXTENSIONS = (".m4a", ".aac")
+AUDIO_EXTENSIONS = SOUNDFILE_EXTENSIONS + AV_EXTENSIONS
 
 
 class AudioLoadError(ValueError):
