@@ -12,6 +12,7 @@ once and dropped while the others go on.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import threading
 import time
@@ -172,10 +173,8 @@ def play_frames(
                     log(f"play: {o.kind} failed at {t:.2f} s and is dropped ({exc}); "
                         "the other outputs go on")
                     live.remove(o)
-                    try:
+                    with contextlib.suppress(Exception):
                         o.close()
-                    except Exception:
-                        pass
     finally:
         clock.stop()
         for o in live:
