@@ -9,8 +9,9 @@ How: a hysteresis detector registers a *change* each time the signal retraces at
 ``threshold`` from its last extreme (the zig-zag count of opposing changes), computed on
 ``min(x, dark_level + threshold)`` so that any change whose darker state is below
 ``dark_level`` is seen (changes between two bright states may be counted too: that only
-makes the limiter stricter). At most ``2 * max_flashes`` changes are allowed in any window
-of ``window_s``; when the budget is spent the output is held within ``threshold`` of the
+makes the limiter stricter). At most ``2 * max_flashes - 1`` changes are registered in any
+window of ``window_s`` (one less than the rule's ``2 * max_flashes``: the first change of a
+window may have started before it); when the budget is spent the output is held within ``threshold`` of the
 last extreme (a strobe becomes a steady glow) until a change leaves the window. The rig
 constraint blends the frame back toward the previous one (the largest step that keeps the
 rig mean inside its band), which keeps every device's own constraint. Causal and streaming:
@@ -124,7 +125,7 @@ class FlashLimiter:
         # frames t-window+1..t: any window_s-long span of frame times holds at most this many
         window = int(np.floor(window_s * frame_rate + 1e-9)) + 1
         cap = dark_level + threshold
-        budget = 2 * int(max_flashes)
+        budget = 2 * int(max_flashes) - 1
         self.devices = [_Detector(threshold, cap, budget, window) for _ in range(num_devices)]
         self.rig = _Detector(threshold, cap, budget, window) if rig_mean else None
         self.t = 0
