@@ -79,6 +79,7 @@ def cqt_to_disk(
     *,
     progress: Callable[[int], None] | None = None,
     audio_sink: Callable[[np.ndarray], None] | None = None,
+    block_frames: int = 1292,
 ) -> SongCQT:
     """Stream ``reader``'s CQT into ``path`` (float16, frames-major)."""
     path = Path(path)
@@ -87,7 +88,8 @@ def cqt_to_disk(
     n = 0
     last: np.ndarray | None = None
     with open(path, "wb") as f:
-        for block in stream_cqt(reader, processor, stats=stats, audio_sink=audio_sink):
+        for block in stream_cqt(reader, processor, stats=stats, audio_sink=audio_sink,
+                                block_frames=block_frames):
             f.write(np.ascontiguousarray(block.transpose(2, 0, 1)).astype(np.float16).tobytes())
             mono = block.mean(axis=0)  # [F, n]
             prev = mono[:, :1] if last is None else last
