@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from conftest import beat_song
 
 from cqtml_env import CQTProcessor
 from cqtml_env.audio import AUDIO_EXTENSIONS, AudioLoadError
@@ -20,8 +21,6 @@ from cqtml_env.contract import Contract
 from cqtml_env.show import make_show
 from cqtml_env.show.inference import cqt_to_disk, window_starts, windowed_actions
 from cqtml_env.show.stream import AudioReader, StreamStats, cqt_context_samples, stream_cqt
-
-from conftest import beat_song
 
 
 class MeanPolicy:
