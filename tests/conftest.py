@@ -39,10 +39,13 @@ def _no_home_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest
 
 
 # ---------------------------------------------------------------------------- show fixtures
-def beat_song(seconds: float, sr: int = 22050, bpm: float = 120.0, seed: int = 0):
+def beat_song(seconds: float, sr: int | None = None, bpm: float = 120.0, seed: int = 0):
     """Stereo ``[n, 2]`` float32: a kick on every beat, a hat between, a slow chord."""
     import numpy as np
 
+    from cqtml_env.contract import SAMPLE_RATE
+
+    sr = SAMPLE_RATE if sr is None else sr
     t = np.arange(int(seconds * sr)) / sr
     beat = 60.0 / bpm
     kick = np.exp(-(t % beat) * 30) * np.sin(2 * np.pi * 55 * t)
@@ -59,7 +62,9 @@ def show_song(tmp_path_factory) -> Path:
     import soundfile as sf
 
     path = tmp_path_factory.mktemp("show-song") / "song.wav"
-    sf.write(str(path), beat_song(12.0), 22050)
+    from cqtml_env.contract import SAMPLE_RATE
+
+    sf.write(str(path), beat_song(12.0), SAMPLE_RATE)
     return path
 
 

@@ -17,6 +17,7 @@ from conftest import beat_song
 
 from cqtml_env import CQTProcessor
 from cqtml_env.audio import AUDIO_EXTENSIONS, AudioLoadError
+from cqtml_env.contract import SAMPLE_RATE as SR
 from cqtml_env.contract import Contract
 from cqtml_env.show import make_show
 from cqtml_env.show.inference import cqt_to_disk, window_starts, windowed_actions
@@ -41,7 +42,7 @@ class MeanPolicy:
 
 def test_stream_cqt_matches_whole_file(tmp_path):
     path = tmp_path / "s.wav"
-    sf.write(str(path), beat_song(20.0), 22050)
+    sf.write(str(path), beat_song(20.0), SR)
     proc = CQTProcessor()
     audio, _ = sf.read(str(path), dtype="float32", always_2d=True)
     whole = proc.normalise(proc.magnitude(np.ascontiguousarray(audio.T)))
@@ -77,15 +78,20 @@ def test_resampled_stream_and_formats(tmp_path):
             c.mux(pkt)
     for kind, p in files.items():
         assert p.suffix in AUDIO_EXTENSIONS
-        r = AudioReader(p, 22050)
+        r = AudioReader(p, SR)
         audio = np.concatenate(list(r.blocks()), axis=1)
         assert audio.shape[0] == 2
-        assert abs(audio.shape[1] / 22050 - 3.0) < 0.1, kind
+        assert abs(audio.shape[1] / SR - 3.0) < 0.1, kind
         assert np.abs(audio).max() > 0.1, kind
     from cqtml_env.datasets.folder import list_audio_files
 
     listed = {p.name for p in list_audio_files(tmp_path)}  # what AudioFolder scans
     assert {"a.opus", "a.aiff", "a.m4a"} <= listed
+    from cqtml_env import AudioFolder
+
+    ds = AudioFolder(tmp_path, max_duration=1.0, output_format="audio")
+    assert list(ds.skipped) == [] and len(ds) >= 3
+    assert all(np.abs(ds[i]).max() > 0.1 for i in range(3))
 
 
 def test_bad_audio_gives_clear_errors(tmp_path):
@@ -98,7 +104,7 @@ def test_bad_audio_gives_clear_errors(tmp_path):
     for p, needle in [(junk, "not readable as audio"), (empty, "empty file"),
                       (text, "not a supported extension"), (tmp_path / "nope.wav", "no such")]:
         with pytest.raises(AudioLoadError, match=needle) as err:
-            AudioReader(p, 22050)
+            AudioReader(p, SR)
         assert p.name in str(err.value)
 
 
@@ -121,13 +127,13 @@ def test_seams_change_no_more_than_inside_windows(band_show):
 def test_song_context_keeps_per_clip_statistics_from_jumping(tmp_path):
     """A crescendo through a per-clip-normalising policy: with song-level context the
     level steps at window seams are much smaller than with plain windows."""
-    t = np.arange(int(24 * 22050)) / 22050
+    t = np.arange(int(24 * SR)) / SR
     y = (np.sin(2 * np.pi * 110 * t) * np.linspace(0.02, 0.9, t.size)).astype(np.float32)
     path = tmp_path / "cresc.wav"
-    sf.write(str(path), y, 22050)
+    sf.write(str(path), y, SR)
     proc = CQTProcessor()
     c = Contract.from_processor(proc, num_devices=4)
-    song = cqt_to_disk(AudioReader(path, 22050), proc, tmp_path / "c.f16")
+    song = cqt_to_disk(AudioReader(path, SR), proc, tmp_path / "c.f16")
     kw = dict(window=c.num_frames, num_devices=4, overlap=0, margin=0, chunk=c.frames(1.0))
     plain = windowed_actions(MeanPolicy(), song, context=0, **kw)
     ctx = windowed_actions(MeanPolicy(), song, context=c.frames(10.0), **kw)
@@ -140,19 +146,19 @@ def test_song_context_keeps_per_clip_statistics_from_jumping(tmp_path):
 
 
 def _peak_streaming(tmp_path, seconds: float) -> tuple[int, object]:
-    t = np.arange(int(seconds * 22050)) / 22050
+    t = np.arange(int(seconds * SR)) / SR
     y = (0.3 * np.sin(2 * np.pi * 220 * t) * (1 + np.sign(np.sin(2 * np.pi * t)))).astype(
         np.float32)
     path = tmp_path / f"long{seconds:g}.flac"
-    sf.write(str(path), y, 22050)
+    sf.write(str(path), y, SR)
     del t, y
     proc = CQTProcessor()
     tracemalloc.start()
-    song = cqt_to_disk(AudioReader(path, 22050), proc, tmp_path / f"c{seconds:g}.f16",
+    song = cqt_to_disk(AudioReader(path, SR), proc, tmp_path / f"c{seconds:g}.f16",
                        block_frames=300)
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    assert song.num_frames == 1 + int(seconds * 22050) // proc.hop_length
+    assert song.num_frames == 1 + int(seconds * SR) // proc.hop_length
     return peak, song
 
 
@@ -162,7 +168,7 @@ def test_long_file_memory_is_bounded(tmp_path):
     _peak_streaming(tmp_path, 5.0)  # warm-up: librosa's filter caches
     short, _ = _peak_streaming(tmp_path, 20.0)
     long, song = _peak_streaming(tmp_path, 80.0)
-    decoded_long = int(80.0 * 22050) * 2 * 4  # the long song's audio as float32 stereo
+    decoded_long = int(80.0 * SR) * 2 * 4  # the long song's audio as float32 stereo
     assert long < 1.25 * short, (short, long)
     assert long < decoded_long, (long, decoded_long)
     c = Contract.from_processor(CQTProcessor(), num_devices=4)
@@ -286,7 +292,8 @@ def test_show_does_not_import_the_policy_package():
         "import sys, numpy as np, soundfile as sf, tempfile, os, torch\n"
         "from cqtml_env.show import make_show\n"
         "d = tempfile.mkdtemp(); p = os.path.join(d, 's.wav')\n"
-        "sf.write(p, np.sin(np.arange(44100) * 0.05).astype('float32'), 22050)\n"
+        "from cqtml_env.contract import SAMPLE_RATE as sr\n"
+        "sf.write(p, np.sin(np.arange(44100) * 0.05).astype('float32'), sr)\n"
         "class P:\n"
         "    num_devices = 4\n"
         "    def generate_actions(self, states, num_actions_per_state=1, temperature=0.0):\n"

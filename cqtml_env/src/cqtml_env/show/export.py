@@ -51,8 +51,10 @@ def detect_tempo(onset: np.ndarray, frame_rate: float) -> float | None:
         return None
     import librosa
 
+    from cqtml_env.contract import HOP_LENGTH
+
     # librosa wants sr / hop; any pair with the same ratio gives the same frame rate
-    hop = 512
+    hop = HOP_LENGTH
     sr = frame_rate * hop
     try:
         bpm = float(np.atleast_1d(librosa.feature.tempo(onset_envelope=onset.astype(np.float64),
