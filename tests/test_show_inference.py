@@ -117,11 +117,27 @@ def test_seams_change_no_more_than_inside_windows(band_show):
     starts = window_starts(n, c.num_frames, c.num_frames - c.frames(1.5))
     assert len(starts) >= 3
     seam = np.zeros(n - 1, bool)
-    for s in starts[1:]:
-        seam[s : s + c.frames(1.5)] = True
+    for prev, s in zip(starts[:-1], starts[1:]):
+        seam[s : prev + c.num_frames] = True  # where two windows are cross-faded
     d = np.abs(np.diff(band_show.activations, axis=1)).max(axis=0)
     assert d[seam].max() <= d[~seam].max() + 1e-6
     assert np.percentile(d[seam], 90) <= np.percentile(d[~seam], 90) * 1.5 + 1e-6
+
+
+@pytest.mark.parametrize("n", [216, 217, 500, 1000, 4321])
+def test_crossfade_weights_sum_to_one(n):
+    from cqtml_env.show.inference import crossfade_weights
+
+    window, overlap, margin = 216, 64, 11
+    starts = window_starts(n, window, window - overlap)
+    assert starts[0] == 0 and starts[-1] == max(n - window, 0)
+    assert all(b - a <= window - overlap for a, b in zip(starts, starts[1:]))
+    total = np.zeros(max(n, window))
+    for i, s in enumerate(starts):
+        left = starts[i - 1] + window - s if i else 0
+        right = s + window - starts[i + 1] if i + 1 < len(starts) else 0
+        total[s : s + window] += crossfade_weights(window, left, right, margin)
+    np.testing.assert_allclose(total[:n], 1.0, atol=1e-9)
 
 
 def test_song_context_keeps_per_clip_statistics_from_jumping(tmp_path):

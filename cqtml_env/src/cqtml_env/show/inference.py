@@ -103,31 +103,32 @@ def cqt_to_disk(
                    stats.samples / processor.sample_rate, np.concatenate(onset), stats)
 
 
-def crossfade_weights(length: int, overlap: int, margin: int, first: bool, last: bool
-                      ) -> np.ndarray:
-    """Weights ``[length]`` of one window: 0 in the inner margins, linear ramps across the
-    rest of the overlap, 1 in the middle (and at the song's own start/end)."""
+def crossfade_weights(length: int, left: int, right: int, margin: int) -> np.ndarray:
+    """Weights ``[length]`` of one window overlapping its neighbours by ``left`` / ``right``
+    frames (0: the song's own start/end): 0 in the inner margins, then a linear ramp across
+    the rest of each overlap, 1 in the middle. A neighbour's ramp over the same overlap is
+    the complement, so the weights of adjacent windows sum to 1."""
     w = np.ones(length, np.float64)
-    ramp = max(overlap - 2 * margin, 1)
-    r = (np.arange(ramp) + 0.5) / ramp
-    if not first:
-        w[:margin] = 0.0
-        w[margin : margin + ramp] = r
-    if not last:
-        w[length - margin :] = 0.0
-        w[length - margin - ramp : length - margin] = np.minimum(
-            w[length - margin - ramp : length - margin], r[::-1])
+    if left > 0:
+        m = min(margin, max((left - 1) // 2, 0))
+        ramp = left - 2 * m
+        w[:m] = 0.0
+        w[m : m + ramp] = (np.arange(ramp) + 0.5) / ramp
+    if right > 0:
+        m = min(margin, max((right - 1) // 2, 0))
+        ramp = right - 2 * m
+        w[length - m :] = 0.0
+        seg = slice(length - m - ramp, length - m)
+        w[seg] = np.minimum(w[seg], ((np.arange(ramp) + 0.5) / ramp)[::-1])
     return w
 
 
 def window_starts(num_frames: int, window: int, hop: int) -> list[int]:
+    """Evenly spaced starts, at most ``hop`` apart, the last window ending at the song's end."""
     if num_frames <= window:
         return [0]
-    starts = list(range(0, num_frames - window, hop))
-    starts.append(num_frames - window)  # the last window ends at the song's end
-    if len(starts) > 1 and starts[-1] - starts[-2] < hop // 2:
-        starts.pop(-2)
-    return starts
+    k = math.ceil((num_frames - window) / hop) + 1
+    return [int(round(x)) for x in np.linspace(0, num_frames - window, k)]
 
 
 def context_frames(song: SongCQT, context: int, chunk: int) -> np.ndarray:
@@ -159,7 +160,6 @@ def windowed_actions(
 
     n = song.num_frames
     overlap = min(overlap, window - 1) if n > window else 0
-    margin = min(margin, max(overlap // 2 - 1, 0))
     hop = max(window - overlap, 1)
     starts = window_starts(n, window, hop)
     ctx = context_frames(song, context, chunk) if len(starts) > 1 else context_frames(song, 0, 1)
@@ -181,7 +181,10 @@ def windowed_actions(
                     "use a rig with as many devices as the policy")
             a = a[:, :window]
             length = min(window, n - s)
-            w = crossfade_weights(window, overlap, margin, s == 0, s + window >= n)[:length]
+            i = b0 + k
+            left = starts[i - 1] + window - s if i > 0 else 0
+            right = s + window - starts[i + 1] if i + 1 < len(starts) else 0
+            w = crossfade_weights(window, left, right, margin)[:length]
             acc[:, s : s + length] += a[:, :length] * w
             wsum[s : s + length] += w
             if progress is not None:
