@@ -32,7 +32,11 @@ def shows_for_clip(cqt: np.ndarray, rng: np.random.Generator, policies: dict) ->
     """Named shows ``[D, T]`` for one clip."""
     import torch
 
-    from cqtml_env.candidates import CandidateFactory, band_follower, smooth_attack_decay
+    from cqtml_env.preferences.candidates import (
+        CandidateFactory,
+        band_follower,
+        smooth_attack_decay,
+    )
 
     fac = CandidateFactory(cqt)
     out = {}

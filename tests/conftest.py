@@ -36,3 +36,46 @@ def write_audio() -> Callable[..., Path]:
 def _no_home_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch):
     """A FeatureCache() without a root must never write into the real ~/.cache in tests."""
     monkeypatch.setenv("CQTML_CACHE_DIR", str(tmp_path_factory.mktemp("cqtml-cache")))
+
+
+# ---------------------------------------------------------------------------- show fixtures
+def beat_song(seconds: float, sr: int | None = None, bpm: float = 120.0, seed: int = 0):
+    """Stereo ``[n, 2]`` float32: a kick on every beat, a hat between, a slow chord."""
+    import numpy as np
+
+    from cqtml_env.contract import SAMPLE_RATE
+
+    sr = SAMPLE_RATE if sr is None else sr
+    t = np.arange(int(seconds * sr)) / sr
+    beat = 60.0 / bpm
+    kick = np.exp(-(t % beat) * 30) * np.sin(2 * np.pi * 55 * t)
+    hat = np.random.default_rng(seed).normal(0, 1, t.size) * np.exp(-((t + beat / 2) % beat) * 60)
+    chord = sum(np.sin(2 * np.pi * f * t) for f in (220.0, 277.2, 329.6)) / 3
+    chord *= 0.5 + 0.5 * np.sin(2 * np.pi * t / 8.0)
+    y = 0.5 * kick + 0.15 * hat + 0.25 * chord
+    return np.stack([y, 0.9 * y], axis=1).astype(np.float32)
+
+
+@pytest.fixture(scope="session")
+def show_song(tmp_path_factory) -> Path:
+    """A 12-second steady-beat song (120 BPM) as a wav file, written once per session."""
+    import soundfile as sf
+
+    path = tmp_path_factory.mktemp("show-song") / "song.wav"
+    from cqtml_env.contract import SAMPLE_RATE
+
+    sf.write(str(path), beat_song(12.0), SAMPLE_RATE)
+    return path
+
+
+@pytest.fixture(scope="session")
+def band_show(show_song, tmp_path_factory):
+    """``make_show`` with the band follower and every file output, made once per session."""
+    policy_pkg = pytest.importorskip("cqtml_policy")
+    from cqtml_env.show import make_show
+
+    out = tmp_path_factory.mktemp("show-out") / "show"
+    from cqtml_env.contract import DEFAULT_FRAME_RATE
+
+    policy = policy_pkg.BandFollowPolicy(num_devices=4, frame_rate=DEFAULT_FRAME_RATE)
+    return make_show(show_song, policy, out=out, progress=False)

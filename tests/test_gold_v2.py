@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from cqtml_env import GoldScorer, SyntheticMusic
-from cqtml_env.candidates import band_follower
 from cqtml_env.gold import GOLD_V2, V2_WEIGHTS, GoldConfig, count_transitions
+from cqtml_env.preferences.candidates import band_follower
 
 
 @pytest.fixture(scope="module")

@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from cqtml_env.features.audio import AudioLoadError, load_audio
+from cqtml_env.features.audio import AV_EXTENSIONS, AudioLoadError, load_audio
 from cqtml_env.features.cache import FeatureCache, as_cache, file_identity
 from cqtml_env.features.cqt import CQTProcessor
 
@@ -202,6 +202,20 @@ class AudioFile:
     identity: str = ""  # cache identity (path + size + mtime_ns)
 
 
+def check_av_file(path: Path, min_duration: float) -> tuple[str | None, float, int, int]:
+    """:func:`check_audio_file` for PyAV-only formats (m4a/aac): decoded whole."""
+    try:
+        audio, sr = load_audio(path)
+    except AudioLoadError:
+        return "decode_error", 0.0, 0, 0
+    duration = audio.shape[1] / sr
+    if duration < min_duration:
+        return "too_short", duration, sr, 2
+    if float(np.max(np.abs(audio))) < SILENCE_PEAK:
+        return "silent", duration, sr, 2
+    return None, duration, sr, 2
+
+
 def check_audio_file(
     path: Path, min_duration: float, validate: Validate = "probe", window: float = 5.0
 ) -> tuple[str | None, float, int, int]:
@@ -219,6 +233,8 @@ def check_audio_file(
     try:
         if path.stat().st_size == 0:
             return "empty_file", 0.0, 0, 0
+        if path.suffix.lower() in AV_EXTENSIONS:  # m4a/aac: libsndfile cannot; PyAV decodes
+            return check_av_file(path, min_duration)
         info = sf.info(str(path))
     except Exception:
         return "not_audio", 0.0, 0, 0

@@ -1,4 +1,4 @@
-"""AudioFolder: every wav/flac/ogg/mp3 under a folder, as clips."""
+"""AudioFolder: every audio file (``cqtml_env.audio.AUDIO_EXTENSIONS``) under a folder, as clips."""
 
 from __future__ import annotations
 
@@ -26,7 +26,10 @@ def list_audio_files(root: Path) -> list[Path]:
 
 
 class AudioFolder(FileClipDataset):
-    """Every ``.wav/.flac/.ogg/.mp3`` under ``root`` (recursive, sorted, deterministic).
+    """Every audio file under ``root`` (recursive, sorted, deterministic).
+
+    Extensions: ``cqtml_env.audio.AUDIO_EXTENSIONS`` (wav, flac, ogg, opus, mp3, aiff, m4a;
+    m4a/aac need PyAV, the ``show`` extra), the same list ``cqtml-show`` accepts.
 
     ``clip_info`` adds ``folder`` (the file's parent folder relative to root; a common way
     to encode a label such as a genre). See :class:`FileClipDataset` for windows and the

@@ -7,7 +7,11 @@ from pathlib import Path
 
 import numpy as np
 
-AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3")
+# libsndfile 1.2 reads these (opus inside ogg; mp3 since 1.1); PyAV (the ``show`` extra)
+# reads the AV ones. One list used by AudioFolder and ``cqtml-show``.
+SOUNDFILE_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".aif")
+AV_EXTENSIONS = (".m4a", ".aac")
+AUDIO_EXTENSIONS = SOUNDFILE_EXTENSIONS + AV_EXTENSIONS
 
 
 class AudioLoadError(ValueError):
@@ -51,13 +55,45 @@ def resample(audio: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
     return librosa.resample(audio, orig_sr=int(orig_sr), target_sr=int(target_sr), axis=-1)
 
 
+def _decode_av(path: Path, offset: float = 0.0, duration: float | None = None
+               ) -> tuple[np.ndarray, int]:
+    """Decode with PyAV (m4a/aac, which libsndfile does not read): ``[samples, ch]``, rate."""
+    try:
+        import av
+    except ImportError as exc:
+        raise AudioLoadError(
+            f"{path}: {path.suffix} needs PyAV (pip install 'cqtml-env[show]')") from exc
+    try:
+        with av.open(str(path)) as c:
+            if not c.streams.audio:
+                raise AudioLoadError(f"{path}: no audio stream")
+            s = c.streams.audio[0]
+            sr = int(s.rate)
+            parts = [f.to_ndarray().reshape(-1, f.samples) if f.format.is_planar
+                     else f.to_ndarray().reshape(f.samples, -1).T for f in c.decode(s)]
+    except AudioLoadError:
+        raise
+    except Exception as exc:
+        raise AudioLoadError(f"{path}: cannot decode audio ({exc})") from exc
+    if not parts:
+        raise AudioLoadError(f"{path}: no samples decoded")
+    data = np.concatenate(parts, axis=1).astype(np.float32).T
+    start = int(round(offset * sr))
+    stop = None if duration is None else start + int(round(duration * sr))
+    return data[start:stop], sr
+
+
 def audio_info(path: str | os.PathLike) -> tuple[int, int, int]:
-    """(sample_rate, frames, channels) read from the header, without decoding."""
+    """(sample_rate, frames, channels) read from the header, without decoding
+    (m4a/aac: decoded with PyAV)."""
     import soundfile as sf
 
     try:
         info = sf.info(str(path))
     except Exception as exc:  # soundfile raises several types for bad files
+        if Path(path).suffix.lower() in AV_EXTENSIONS:
+            data, sr = _decode_av(Path(path))
+            return sr, int(data.shape[0]), int(data.shape[1])
         raise AudioLoadError(f"{path}: not readable as audio ({exc})") from exc
     if info.frames <= 0 or info.samplerate <= 0:
         raise AudioLoadError(f"{path}: empty audio (frames={info.frames})")
@@ -91,7 +127,9 @@ def load_audio(
             frames = -1 if duration is None else int(round(duration * sr))
             data = f.read(frames=frames, dtype="float32", always_2d=True)
     except Exception as exc:
-        raise AudioLoadError(f"{path}: cannot decode audio ({exc})") from exc
+        if path.suffix.lower() not in AV_EXTENSIONS:
+            raise AudioLoadError(f"{path}: cannot decode audio ({exc})") from exc
+        data, sr = _decode_av(path, offset, duration)
     if data.size == 0:
         raise AudioLoadError(f"{path}: no samples at offset {offset:.2f}s")
     if not np.all(np.isfinite(data)):

@@ -1,0 +1,194 @@
+"""``make_show``: a song and a policy in, a safe show for a rig out (the library call behind
+``cqtml-show``)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cqtml_env.show.limiter import FlashLimiter
+from cqtml_env.show.rig import Rig, load_rig
+
+UNSAFE_WARNING = (
+    "WARNING: the photosensitivity flash limiter is OFF (--unsafe-no-limiter). This show may "
+    "flash more than 3 times a second and can trigger seizures in people with photosensitive "
+    "epilepsy. Do not run it in front of an audience."
+)
+
+
+@dataclass
+class Show:
+    """A finished show: per-frame values and where its files went."""
+
+    frame_rate: float
+    rig: Rig
+    activations: np.ndarray  # [D, N] the policy's cross-faded activations
+    levels: np.ndarray  # [D, N] limited intensities in [0, 1] (what the lights get)
+    duration: float
+    files: dict[str, Path] = field(default_factory=dict)
+    bpm: float | None = None
+    limiter: dict[str, Any] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+    song: str = ""
+
+    def times(self) -> np.ndarray:
+        return np.arange(self.levels.shape[1]) / self.frame_rate
+
+
+def _commit_dir(tmp: Path, out: Path) -> None:
+    """Move a finished temp folder's files into ``out`` (each move atomic)."""
+    if not out.exists():
+        os.replace(tmp, out)
+        return
+    if not out.is_dir():
+        raise NotADirectoryError(f"--out {out} exists and is not a folder")
+    for p in tmp.iterdir():
+        os.replace(p, out / p.name)
+    tmp.rmdir()
+
+
+def make_show(
+    song: str | os.PathLike,
+    policy: Any,
+    *,
+    rig: Rig | str | os.PathLike | None = None,
+    out: str | os.PathLike | None = "show",
+    window_s: float = 5.0,
+    overlap_s: float = 1.5,
+    margin_s: float = 0.25,
+    context_s: float = 5.0,
+    limiter: bool = True,
+    outputs: tuple[str, ...] = ("csv", "json", "midi", "overview", "video"),
+    video_size: tuple[int, int] = (480, 272),
+    video_fps: int = 20,
+    progress: bool = True,
+    log=None,
+) -> Show:
+    """Run ``policy`` over the whole of ``song`` and write the show files to ``out``.
+
+    ``policy``: any :class:`cqtml_policy.PolicyModel` (``generate_actions``) whose device
+    count equals the rig's. Windows of ``window_s`` overlap by ``overlap_s`` and are
+    cross-faded; ``context_s`` of song-level context is appended to each window (see
+    :mod:`cqtml_env.show.inference`). ``limiter=False`` disables the flash limiter and
+    prints a warning. Files are written to a temporary folder next to ``out`` and moved in
+    only when all are done. ``out=None`` writes nothing (values only).
+
+    Example:
+        >>> from cqtml_policy import BandFollowPolicy   # doctest: +SKIP
+        >>> show = make_show("song.flac", BandFollowPolicy(num_devices=4), out="show")  # doctest: +SKIP
+    """
+    from cqtml_env.contract import Contract
+    from cqtml_env.features.cqt import CQTProcessor
+    from cqtml_env.show.export import (
+        detect_tempo,
+        overview_image,
+        write_csv,
+        write_json,
+        write_midi,
+        write_png,
+    )
+    from cqtml_env.show.inference import cqt_to_disk, windowed_actions
+    from cqtml_env.show.stream import AudioReader
+
+    log = log or (lambda msg: print(msg, file=sys.stderr))
+    unknown = set(outputs) - {"csv", "json", "midi", "overview", "video"}
+    if unknown:
+        raise ValueError(f"unknown outputs {sorted(unknown)}; expected csv, json, midi, "
+                         "overview, video")
+    if not isinstance(rig, Rig):
+        rig = load_rig(rig, num_devices=int(getattr(policy, "num_devices", 4)))
+    if not hasattr(policy, "generate_actions"):
+        raise TypeError(f"policy must have generate_actions (the PolicyModel protocol), got "
+                        f"{type(policy).__name__}")
+    pd = getattr(policy, "num_devices", None)
+    if pd is not None and int(pd) != rig.num_devices:
+        raise ValueError(f"the policy drives {pd} devices but the rig {rig.source} has "
+                         f"{rig.num_devices}: use a rig with {pd} devices")
+    processor = CQTProcessor(max_duration=window_s)
+    contract = Contract.from_processor(processor, num_devices=rig.num_devices)
+    fr = contract.frame_rate
+    reader = AudioReader(song, processor.sample_rate)
+    timings: dict[str, float] = {}
+    tqdm = None
+    if progress:
+        from tqdm.auto import tqdm
+    with tempfile.TemporaryDirectory(prefix="cqtml-show-") as scratch:
+        t0 = time.perf_counter()
+        bar = tqdm(total=contract.frames(reader.duration) or None, unit="frame",
+                   desc="CQT", disable=not progress) if tqdm else None
+        songcqt = cqt_to_disk(reader, processor, Path(scratch) / "cqt.f16",
+                              progress=bar.update if bar else None)
+        if bar:
+            bar.close()
+        timings["cqt_s"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        window = contract.num_frames
+        acts = windowed_actions(
+            policy, songcqt, window=window, num_devices=rig.num_devices,
+            overlap=contract.frames(overlap_s), margin=contract.frames(margin_s),
+            context=contract.frames(context_s) if context_s > 0 else 0,
+            chunk=contract.frames(1.0))
+        timings["policy_s"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        intens = rig.intensities(acts)
+        lim_info: dict[str, Any] = {"enabled": bool(limiter)}
+        if limiter:
+            lim = FlashLimiter.from_settings(rig.limiter, num_devices=rig.num_devices,
+                                             frame_rate=fr)
+            levels = lim(intens)
+            lim_info.update(lim.report.to_dict(), **{
+                "max_flashes": rig.limiter.max_flashes, "window_s": rig.limiter.window_s,
+                "threshold": rig.limiter.threshold, "dark_level": rig.limiter.dark_level,
+                "rig_as_whole": "mean intensity of all devices"})
+        else:
+            log(UNSAFE_WARNING)
+            levels = np.clip(intens, 0, 1)
+        levels = levels.astype(np.float32)
+        timings["limiter_s"] = time.perf_counter() - t0
+        bpm = detect_tempo(songcqt.onset, fr)
+        show = Show(frame_rate=fr, rig=rig, activations=acts, levels=levels,
+                    duration=songcqt.duration, bpm=bpm, limiter=lim_info, timings=timings,
+                    song=str(song))
+        if out is None:
+            return show
+        out = Path(out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+        try:
+            t0 = time.perf_counter()
+            meta = {"song": Path(song).name, "duration_s": songcqt.duration, "bpm": bpm,
+                    "limiter": lim_info, "contract": contract.to_dict()}
+            if "csv" in outputs:
+                write_csv(tmp / "show.csv", levels, rig, fr)
+            if "json" in outputs:
+                write_json(tmp / "show.json", levels, rig, fr, meta)
+            if "midi" in outputs:
+                meta["midi_bpm"] = write_midi(tmp / "show.mid", levels, rig, fr, bpm)
+            if "overview" in outputs:
+                write_png(tmp / "overview.png", overview_image(songcqt, levels, rig))
+            timings["files_s"] = time.perf_counter() - t0
+            if "video" in outputs:
+                from cqtml_env.show.video import write_preview
+
+                t0 = time.perf_counter()
+                write_preview(tmp / "preview.mp4", song=song, songcqt=songcqt, levels=levels,
+                              rig=rig, size=video_size, fps=video_fps, progress=progress)
+                timings["video_s"] = time.perf_counter() - t0
+            names = sorted(p.name for p in tmp.iterdir())
+            _commit_dir(tmp, out)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        show.files = {n: out / n for n in names}
+        return show
+
+
+__all__ = ["Show", "make_show", "UNSAFE_WARNING"]

@@ -1,0 +1,203 @@
+"""WCAG 2.3.1 general-flash limiter for light intensities, per device and for the rig.
+
+WCAG counts a *general flash* as a pair of opposing changes of at least 10 % of full scale
+where the darker state is below 0.80, and allows at most 3 in any 1-second period. A rig is
+not a screen, so we apply the rule twice: to every device's intensity on its own, and to
+the rig as a whole, defined as the mean intensity of all devices (the light the room gets).
+
+How: a hysteresis detector registers a *change* each time the signal retraces at least
+``threshold`` from its last extreme (the zig-zag count of opposing changes), computed on
+``min(x, dark_level + threshold)`` so that any change whose darker state is below
+``dark_level`` is seen (changes between two bright states may be counted too: that only
+makes the limiter stricter). At most ``2 * max_flashes - 1`` changes are registered in any
+window of ``window_s`` (one less than the rule's ``2 * max_flashes``: the first change of a
+window may have started before it); when the budget is spent the output is held within ``threshold`` of the
+last extreme (a strobe becomes a steady glow) until a change leaves the window. The rig
+constraint blends the frame back toward the previous one (the largest step that keeps the
+rig mean inside its band), which keeps every device's own constraint. Causal and streaming:
+feed frames in blocks of any size.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+
+_MARGIN = 1e-6
+
+
+class _Detector:
+    """Hysteresis change detector on one signal (see module doc)."""
+
+    def __init__(self, threshold: float, cap: float, budget: int, window: int) -> None:
+        self.th, self.cap, self.budget, self.window = threshold, cap, budget, window
+        self.dir = 0  # 0: none yet, +1 rising (tracking a peak), -1 falling (a trough)
+        self.ext = None  # last extreme (dir != 0)
+        self.lo = self.hi = None  # running min / max before the first change
+        self.changes: deque[int] = deque()
+
+    def _z(self, x: float) -> float:
+        return x if x < self.cap else self.cap
+
+    def spent(self, t: int) -> bool:
+        while self.changes and self.changes[0] <= t - self.window:
+            self.changes.popleft()
+        return len(self.changes) >= self.budget
+
+    def allowed(self, x: float) -> tuple[float, float]:
+        """The interval of values that register no change now."""
+        th = self.th * (1 - _MARGIN)
+        if self.lo is None:
+            return (-np.inf, np.inf)
+        if self.dir == 0:
+            return (self.hi - th, self.lo + th)
+        if self.dir > 0:
+            return (self.ext - th, np.inf)
+        return (-np.inf, self.ext + th)
+
+    def update(self, x: float, t: int) -> None:
+        z = self._z(x)
+        if self.lo is None:
+            self.lo = self.hi = z
+            return
+        if self.dir == 0:
+            self.lo, self.hi = min(self.lo, z), max(self.hi, z)
+            if z - self.lo >= self.th:
+                self.dir, self.ext = 1, z
+                self.changes.append(t)
+            elif self.hi - z >= self.th:
+                self.dir, self.ext = -1, z
+                self.changes.append(t)
+        elif self.dir > 0:
+            if z > self.ext:
+                self.ext = z
+            elif self.ext - z >= self.th:
+                self.dir, self.ext = -1, z
+                self.changes.append(t)
+        else:
+            if z < self.ext:
+                self.ext = z
+            elif z - self.ext >= self.th:
+                self.dir, self.ext = 1, z
+                self.changes.append(t)
+
+
+@dataclass
+class LimiterReport:
+    frames: int = 0
+    frames_changed: int = 0
+    max_abs_change: float = 0.0
+
+    def to_dict(self) -> dict:
+        return {"frames": self.frames, "frames_changed": self.frames_changed,
+                "fraction_changed": self.frames_changed / max(self.frames, 1),
+                "max_abs_change": self.max_abs_change}
+
+
+class FlashLimiter:
+    """Streaming limiter over ``[D, T]`` intensities in [0, 1] at ``frame_rate``.
+
+    Example:
+        >>> lim = FlashLimiter(num_devices=1, frame_rate=40.0)
+        >>> strobe = (np.arange(400) // 2 % 2).astype(float)[None]  # 10 Hz
+        >>> out = lim(strobe)
+        >>> bool(out.shape == strobe.shape and np.ptp(out[0, 200:]) < 0.1)
+        True
+    """
+
+    def __init__(
+        self,
+        *,
+        num_devices: int,
+        frame_rate: float,
+        max_flashes: int = 3,
+        window_s: float = 1.0,
+        threshold: float = 0.1,
+        dark_level: float = 0.8,
+        rig_mean: bool = True,
+    ) -> None:
+        if frame_rate <= 0 or num_devices < 1 or max_flashes < 1:
+            raise ValueError("frame_rate, num_devices and max_flashes must be positive")
+        if not 0 < threshold < 1:
+            raise ValueError(f"threshold must be in (0, 1), got {threshold}")
+        # frames t-window+1..t: any window_s-long span of frame times holds at most this many
+        window = int(np.floor(window_s * frame_rate + 1e-9)) + 1
+        cap = dark_level + threshold
+        budget = 2 * int(max_flashes) - 1
+        self.devices = [_Detector(threshold, cap, budget, window) for _ in range(num_devices)]
+        self.rig = _Detector(threshold, cap, budget, window) if rig_mean else None
+        self.t = 0
+        self.prev: np.ndarray | None = None
+        self.report = LimiterReport()
+
+    @classmethod
+    def from_settings(cls, settings, *, num_devices: int, frame_rate: float) -> FlashLimiter:
+        return cls(num_devices=num_devices, frame_rate=frame_rate,
+                   max_flashes=settings.max_flashes, window_s=settings.window_s,
+                   threshold=settings.threshold, dark_level=settings.dark_level)
+
+    def _device_step(self, x: list[float]) -> list[float]:
+        t = self.t
+        out = []
+        for d, v in zip(self.devices, x):
+            if d.lo is not None and d.spent(t):
+                lo, hi = d.allowed(v)
+                # z = min(v, cap) must stay in [lo, hi]; v above cap is fine when lo <= cap
+                if v < lo:
+                    v = lo
+                elif min(v, d.cap) > hi:
+                    v = hi
+            out.append(v)
+        return out
+
+    def step(self, frame: np.ndarray) -> np.ndarray:
+        x = [min(1.0, max(0.0, float(v))) for v in frame]
+        y = self._device_step(x)
+        if self.rig is not None and self.rig.lo is not None and self.rig.spent(self.t):
+            lo, hi = self.rig.allowed(0.0)
+            m = sum(y) / len(y)
+            zm = min(m, self.rig.cap)
+            if not (lo <= zm <= hi):
+                prev = self.prev if self.prev is not None else y
+                a_lo, a_hi = 0.0, 1.0  # largest blend toward y that keeps the mean in band
+                for _ in range(30):
+                    a = 0.5 * (a_lo + a_hi)
+                    mm = sum(p + a * (q - p) for p, q in zip(prev, y)) / len(y)
+                    if lo <= min(mm, self.rig.cap) <= hi:
+                        a_lo = a
+                    else:
+                        a_hi = a
+                y = [p + a_lo * (q - p) for p, q in zip(prev, y)]
+        for d, v in zip(self.devices, y):
+            d.update(v, self.t)
+        if self.rig is not None:
+            self.rig.update(sum(y) / len(y), self.t)
+        self.prev = y
+        self.t += 1
+        return np.asarray(y)
+
+    def __call__(self, intensities: np.ndarray) -> np.ndarray:
+        """Limit a block ``[D, T]`` (continues from the previous block)."""
+        x = np.asarray(intensities, dtype=np.float64)
+        if x.ndim != 2 or x.shape[0] != len(self.devices):
+            raise ValueError(f"expected [{len(self.devices)}, T] intensities, got {x.shape}")
+        out = np.empty_like(x)
+        for t in range(x.shape[1]):
+            out[:, t] = self.step(x[:, t])
+        diff = np.abs(out - np.clip(x, 0, 1))
+        self.report.frames += x.shape[1]
+        self.report.frames_changed += int(np.count_nonzero(diff.max(axis=0) > 1e-9))
+        if diff.size:
+            self.report.max_abs_change = max(self.report.max_abs_change, float(diff.max()))
+        return out
+
+
+def limit_flashes(intensities: np.ndarray, *, frame_rate: float, **kwargs) -> np.ndarray:
+    """One-shot :class:`FlashLimiter` over a whole ``[D, T]`` array."""
+    x = np.asarray(intensities)
+    return FlashLimiter(num_devices=x.shape[0], frame_rate=frame_rate, **kwargs)(x)
+
+
+__all__ = ["FlashLimiter", "LimiterReport", "limit_flashes"]
