@@ -12,7 +12,6 @@ SB3 checkpoints are SB3's own zip format (it contains cloudpickled parts): load 
 from __future__ import annotations
 
 import json
-import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -21,8 +20,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (  # noqa: E402
+from agents.common import (
     Evaluator,
     default_threads,
     keep_freed_memory,

@@ -13,11 +13,9 @@ import numpy as np
 import pytest
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "agents"))
+from agents import evaluate, grpo
 
-import evaluate  # noqa: E402
-import grpo  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 REQUIRED_TAGS = {
     "charts/reward_proxy", "charts/reward_gold", "charts/reward_std", "charts/frac_reward_zero_std",
@@ -133,7 +131,7 @@ def test_sampled_log_probs_pick_each_generations_bins():
 
 
 def test_optimizer_is_fused_on_cpu_and_allocator_tuning_is_optional():
-    from common import keep_freed_memory
+    from agents.common import keep_freed_memory
 
     params = [torch.nn.Parameter(torch.zeros(3))]
     assert grpo.make_optimizer(params, grpo.Args(), "cpu").defaults["fused"] is True
@@ -181,8 +179,9 @@ def test_grpo_under_torchrun_two_processes(tmp_path):
 
 @pytest.mark.slow
 def test_sb3_ppo_with_custom_policy(tmp_path):
-    import train_sb3
     from stable_baselines3 import PPO
+
+    from agents import train_sb3
 
     args = train_sb3.Args(policy="cnn", total_timesteps=32, num_envs=8, n_steps=2, batch_size=8, n_epochs=1,
                           train_clips=8, eval_clips=2, max_duration=1.0, eval_every=16, checkpoint_every=16,
@@ -211,8 +210,7 @@ def test_evaluate_writes_report_and_plots(tmp_path):
 
 
 def test_evaluator_matches_the_gold_scorer_clip_by_clip():
-    from common import Evaluator, split_data
-
+    from agents.common import Evaluator, split_data
     from cqtml_env import GoldScorer
 
     split = split_data("synthetic:4", max_duration=1.0, eval_clips=3)
