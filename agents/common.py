@@ -78,26 +78,24 @@ def make_policy(
     device: str = "auto",
     **kwargs: Any,
 ):
-    """``vit`` | ``cnn`` -> a fresh trainable policy; ``band-follow`` | ``random`` -> baselines;
-    anything else is taken as a checkpoint directory."""
+    """A policy by name from :mod:`cqtml_policy.registry` (``vit`` | ``cnn`` -> fresh and
+    trainable; ``band-follow`` | ``random`` -> baselines; the registry's aliases such as
+    ``cqt_cnn`` too); anything else is taken as a saved policy / checkpoint directory."""
     import cqtml_policy as P
+    from cqtml_policy import registry
 
-    if kind == "vit":
-        kwargs.setdefault("relative_input", True)  # like the CNN's default (see README, "The ViT")
-        return P.CQTViTModel.create_model(
-            cqt_shape, num_devices=num_devices, distribution_size=distribution_size, device=device, **kwargs
+    try:
+        name = registry.canonical_name(kind)
+    except ValueError:
+        name = None
+    if name is not None:
+        return registry.create_policy(
+            name, cqt_shape, num_devices=num_devices, distribution_size=distribution_size,
+            device=device, **kwargs,
         )
-    if kind == "cnn":
-        return P.VanillaCNNModel.create_model(
-            cqt_shape, num_devices=num_devices, distribution_size=distribution_size, device=device, **kwargs
-        )
-    if kind in ("band-follow", "band_follow", "bandfollow"):
-        return P.BandFollowPolicy(num_devices=num_devices, distribution_size=distribution_size)
-    if kind == "random":
-        return P.RandomPolicy(num_devices=num_devices, distribution_size=distribution_size)
     if not Path(kind).exists():
         raise ValueError(
-            f"policy {kind!r} is neither 'vit', 'cnn', 'band-follow', 'random' nor a checkpoint dir"
+            f"policy {kind!r} is neither one of {registry.list_policies()} nor a checkpoint dir"
         )
     return P.load_policy(kind, device=device)
 

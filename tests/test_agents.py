@@ -58,7 +58,7 @@ def images(run_dir: Path) -> list[str]:
 
 
 def test_grpo_tiny_run_learns_logs_and_checkpoints(tmp_path):
-    from cqtml_policy import VanillaCNNModel
+    from cqtml_policy import TemporalCNNModel
 
     grpo.train(tiny(tmp_path / "run", final_report=True))
     run = tmp_path / "run"
@@ -74,12 +74,12 @@ def test_grpo_tiny_run_learns_logs_and_checkpoints(tmp_path):
         assert all(v > 0 for v in parts) and sum(parts) <= total + 1e-3
     assert all(np.isfinite(v) for _, v in tags["losses/grad_norm"])
     # the updates between iteration 2 and 4 moved the parameters
-    mid = VanillaCNNModel.from_pretrained(run / "checkpoints" / "iter-000002")
-    final = VanillaCNNModel.from_pretrained(run / "checkpoints" / "final")
+    mid = TemporalCNNModel.from_pretrained(run / "checkpoints" / "iter-000002")
+    final = TemporalCNNModel.from_pretrained(run / "checkpoints" / "final")
     delta = sum((a - b).abs().sum().item() for a, b in zip(mid.state_dict().values(), final.state_dict().values()))
     assert delta > 0
     for name in ("final", "best", "latest"):
-        VanillaCNNModel.from_pretrained(run / "checkpoints" / name)
+        TemporalCNNModel.from_pretrained(run / "checkpoints" / name)
     report = json.loads((run / "eval" / "report.json").read_text())
     assert {"gold_mean", "gold_ci95", "proxy_mean", "win_rate_vs_band_follow", "normalized_score"} <= set(report)
 
