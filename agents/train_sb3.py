@@ -1,7 +1,7 @@
 """PPO / A2C with ``cqtml_policy.sb3.CategoricalSB3Policy`` on CQTML-v0's discrete action mode.
 
 The env is the natively batched vector env behind SB3's ``VecEnv`` API
-(``cqtml_env.adapters.sb3.CQTMLSB3VecEnv``), so SB3 never falls back to one env per process. Logs
+(``cqtml_env.adapters.sb3_vec_env.CQTMLSB3VecEnv``), so SB3 never falls back to one env per process. Logs
 to TensorBoard under ``<run-dir>``; an eval callback reports held-out gold and proxy
 scores on the same clips (and with the same tags) as ``agents/grpo.py``, with env steps on
 the x axis, so the two learning curves compare directly.
@@ -129,7 +129,7 @@ def train(args: Args) -> dict:
     from stable_baselines3.common.callbacks import CallbackList, CheckpointCallback
     from stable_baselines3.common.vec_env import VecMonitor
 
-    from cqtml_env.adapters.sb3 import CQTMLSB3VecEnv
+    from cqtml_env.adapters.sb3_vec_env import CQTMLSB3VecEnv
     from cqtml_policy.sb3 import CategoricalSB3Policy
 
     default_threads()
