@@ -79,28 +79,27 @@ def make_policy(
     frame_rate: float | None = None,
     **kwargs: Any,
 ):
-    """``vit`` | ``cnn`` -> a fresh trainable policy; ``band-follow`` | ``random`` -> baselines;
-    anything else is taken as a checkpoint directory. ``frame_rate``: the CQT's (the
+    """A policy by name from :mod:`cqtml_policy.registry` (``vit`` | ``cnn`` -> fresh and
+    trainable; ``band-follow`` | ``random`` -> baselines; the registry's aliases such as
+    ``cqt_cnn`` too); anything else is taken as a saved policy / checkpoint directory. ``frame_rate``: the CQT's (the
     band-follower's attack, decay and flash limit are in seconds; default: the contract's)."""
     import cqtml_policy as P
+    from cqtml_policy import registry
 
-    if kind == "vit":
-        kwargs.setdefault("relative_input", True)  # like the CNN's default (see README, "The ViT")
-        return P.CQTViTModel.create_model(
-            cqt_shape, num_devices=num_devices, distribution_size=distribution_size, device=device, **kwargs
+    try:
+        name = registry.canonical_name(kind)
+    except ValueError:
+        name = None
+    if name is not None:
+        if name == "band_follow" and frame_rate is not None:
+            kwargs["frame_rate"] = frame_rate
+        return registry.create_policy(
+            name, cqt_shape, num_devices=num_devices, distribution_size=distribution_size,
+            device=device, **kwargs,
         )
-    if kind == "cnn":
-        return P.VanillaCNNModel.create_model(
-            cqt_shape, num_devices=num_devices, distribution_size=distribution_size, device=device, **kwargs
-        )
-    if kind in ("band-follow", "band_follow", "bandfollow"):
-        rate = {} if frame_rate is None else {"frame_rate": frame_rate}
-        return P.BandFollowPolicy(num_devices=num_devices, distribution_size=distribution_size, **rate)
-    if kind == "random":
-        return P.RandomPolicy(num_devices=num_devices, distribution_size=distribution_size)
     if not Path(kind).exists():
         raise ValueError(
-            f"policy {kind!r} is neither 'vit', 'cnn', 'band-follow', 'random' nor a checkpoint dir"
+            f"policy {kind!r} is neither one of {registry.list_policies()} nor a checkpoint dir"
         )
     return P.load_policy(kind, device=device)
 
@@ -125,7 +124,7 @@ class EvalResult:
     """independent per-clip metrics from the audio (agents/metrics.py); empty without audio"""
 
     def metrics_summary(self) -> dict[str, float]:
-        from metrics import summarise
+        from agents.metrics import summarise
 
         return summarise(self.metrics) if self.metrics else {}
 
@@ -156,7 +155,7 @@ class Evaluator:
         self.cqts = np.stack([dataset[int(i)] for i in self.indices]).astype(np.float32)
         self.audio_features: list | None = None
         if audio_metrics and hasattr(dataset, "get_audio"):
-            from metrics import audio_features
+            from agents.metrics import audio_features
 
             self.audio_features = [
                 audio_features(dataset.get_audio(int(i)), processor=dataset.processor,
@@ -179,7 +178,7 @@ class Evaluator:
         s = self.scoring.score(np.arange(len(self.cqts)), actions, self.cqts.__getitem__)
         metrics: dict[str, np.ndarray] = {}
         if self.audio_features is not None:
-            from metrics import metrics_batch
+            from agents.metrics import metrics_batch
 
             metrics = metrics_batch(actions, self.audio_features)
         return EvalResult(s.gold, s.proxy, s.components, metrics)

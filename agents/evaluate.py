@@ -10,15 +10,13 @@ policy's activations over a few clips' CQTs.
 from __future__ import annotations
 
 import json
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (  # noqa: E402
+from agents.common import (
     Evaluator,
     make_policy,
     normalized_score,

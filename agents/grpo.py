@@ -18,7 +18,6 @@ import json
 import math
 import os
 import random
-import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -29,12 +28,8 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from cqtml_env import GoldScorer
-from cqtml_policy.categorical import resolve_device, sample_indices
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from checkpoint import latest_checkpoint, load_trainer_state, save_checkpoint  # noqa: E402
-from common import (  # noqa: E402
+from agents.checkpoint import latest_checkpoint, load_trainer_state, save_checkpoint
+from agents.common import (
     Evaluator,
     default_threads,
     keep_freed_memory,
@@ -44,6 +39,8 @@ from common import (  # noqa: E402
     split_data,
     win_rate,
 )
+from cqtml_env import GoldScorer
+from cqtml_policy.categorical import resolve_device, sample_indices
 
 
 @dataclass
@@ -552,7 +549,7 @@ def train(args: Args) -> dict[str, float]:
             )
         writer.close()
         if not interrupted and args.final_report and (ckpt_root / "best").exists():
-            from evaluate import write_report
+            from agents.evaluate import write_report
 
             write_report(policy_spec=str(ckpt_root / "best"), evaluator=evaluator, out=run_dir / "eval")
     envs.close()

@@ -10,14 +10,12 @@ the end and its best value, normalised against random (0) and the band-follower 
 from __future__ import annotations
 
 import json
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import grpo  # noqa: E402
-from common import normalized_score  # noqa: E402
-from compare import read_scalars  # noqa: E402
+from agents import grpo
+from agents.common import normalized_score
+from agents.compare import read_scalars
 
 VARIANTS: dict[str, dict] = {
     "default (G=32, B=8, group std, beta=0, T=1, proxy reward)": {},

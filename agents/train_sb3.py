@@ -1,7 +1,7 @@
-"""PPO / A2C with ``cqtml_policy.sb3.CQTViTPolicy`` on CQTML-v0's discrete action mode.
+"""PPO / A2C with ``cqtml_policy.sb3.CategoricalSB3Policy`` on CQTML-v0's discrete action mode.
 
 The env is the natively batched vector env behind SB3's ``VecEnv`` API
-(``cqtml_env.adapters.sb3.CQTMLSB3VecEnv``), so SB3 never falls back to one env per process. Logs
+(``cqtml_env.adapters.sb3_vec_env.CQTMLSB3VecEnv``), so SB3 never falls back to one env per process. Logs
 to TensorBoard under ``<run-dir>``; an eval callback reports held-out gold and proxy
 scores on the same clips (and with the same tags) as ``agents/grpo.py``, with env steps on
 the x axis, so the two learning curves compare directly.
@@ -12,7 +12,6 @@ SB3 checkpoints are SB3's own zip format (it contains cloudpickled parts): load 
 from __future__ import annotations
 
 import json
-import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -21,8 +20,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (  # noqa: E402
+from agents.common import (
     Evaluator,
     default_threads,
     keep_freed_memory,
@@ -45,7 +43,7 @@ class Args:
     num_envs: int = 16
     """parallel sub-envs of the native vector env"""
     policy: Literal["vit", "cnn"] = "vit"
-    """backbone of CQTViTPolicy"""
+    """backbone of CategoricalSB3Policy"""
     reward: Literal["model", "gold"] = "model"
     """training reward: learned reward model (proxy) or the gold scorer"""
     data: str = "synthetic"
@@ -131,8 +129,8 @@ def train(args: Args) -> dict:
     from stable_baselines3.common.callbacks import CallbackList, CheckpointCallback
     from stable_baselines3.common.vec_env import VecMonitor
 
-    from cqtml_env.adapters.sb3 import CQTMLSB3VecEnv
-    from cqtml_policy.sb3 import CQTViTPolicy
+    from cqtml_env.adapters.sb3_vec_env import CQTMLSB3VecEnv
+    from cqtml_policy.sb3 import CategoricalSB3Policy
 
     default_threads()
     keep_freed_memory(args.malloc_top_pad_mb)
@@ -159,9 +157,9 @@ def train(args: Args) -> dict:
                   ent_coef=args.ent_coef, seed=args.seed, device=args.device, verbose=0,
                   tensorboard_log=str(run_dir))
     if args.algo == "ppo":
-        model = PPO(CQTViTPolicy, env, batch_size=args.batch_size, n_epochs=args.n_epochs, **common)
+        model = PPO(CategoricalSB3Policy, env, batch_size=args.batch_size, n_epochs=args.n_epochs, **common)
     else:
-        model = A2C(CQTViTPolicy, env, **common)
+        model = A2C(CategoricalSB3Policy, env, **common)
 
     evaluator = Evaluator(split.eval, split.eval_indices, num_devices=args.num_devices)
     eval_cb = make_eval_callback(evaluator, args)

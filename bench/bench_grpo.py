@@ -18,17 +18,14 @@ default), and both sides step the same optimizer (``grpo.make_optimizer``).
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "agents"))
-import grpo  # noqa: E402
-from common import keep_freed_memory, make_policy, split_data  # noqa: E402
+from agents import grpo
+from agents.common import keep_freed_memory, make_policy, split_data
 
 
 def bare_clips_per_s(policy_kind: str, clips: int, iters: int, max_duration: float) -> float:

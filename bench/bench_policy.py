@@ -46,14 +46,14 @@ def timed(fn, repeats: int) -> float:
 
 
 def bench_sampling(batch: int, group: int, repeats: int) -> dict[str, float]:
-    from cqtml_policy import CQTViTModel, VanillaCNNModel
+    from cqtml_policy import CQTViTModel, TemporalCNNModel
 
     torch.manual_seed(0)
     states = torch.rand(batch, *CQT_SHAPE)
     out: dict[str, float] = {}
     for name, model in (
         ("vit", CQTViTModel.create_model(CQT_SHAPE, device="cpu")),
-        ("cnn", VanillaCNNModel.create_model(CQT_SHAPE, device="cpu")),
+        ("cnn", TemporalCNNModel.create_model(CQT_SHAPE, device="cpu")),
     ):
         model.eval()
 

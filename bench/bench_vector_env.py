@@ -6,7 +6,7 @@ SAME_STEP autoreset, N sub-envs, measured in one run.
 One "step" is one scored episode (one clip, one action), so steps/s = N * vector steps / s.
 
     .venv/bin/python bench/bench_vector_env.py            # N=64, default reward model
-    .venv/bin/python bench/bench_vector_env.py --groups 8 # also time GRPO-style groups
+    .venv/bin/python bench/bench_vector_env.py --group-size 8 # also time GRPO-style groups
 
 If the shipped reward-model weights are missing, a randomly initialised RewardModel of the
 default architecture is used (same cost per forward pass; the scores are meaningless).
@@ -64,7 +64,7 @@ def main() -> None:
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--clips", type=int, default=64, help="synthetic clips in the data set")
     p.add_argument("--max-duration", type=float, default=5.0)
-    p.add_argument("--groups", type=int, default=None, help="also time native with this group size")
+    p.add_argument("--group-size", type=int, default=None, help="also time native with this group size (GRPO's G)")
     p.add_argument("--action-bins", type=int, default=None)
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     args = p.parse_args()
@@ -105,9 +105,9 @@ def main() -> None:
         results: dict[str, float] = {}
         results["native"] = time_env(native, args.steps, args.warmup, seed=1)
         results["sync"] = time_env(sync, args.sync_steps, 1, seed=1)
-        if args.groups:
-            results[f"native groups={args.groups}"] = time_env(
-                native, args.steps, args.warmup, seed=1, options={"groups": args.groups}
+        if args.group_size:
+            results[f"native groups={args.group_size}"] = time_env(
+                native, args.steps, args.warmup, seed=1, options={"group_size": args.group_size}
             )
         native.close()
         sync.close()

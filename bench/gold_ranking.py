@@ -16,14 +16,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "agents"))
 
 RANK_METRICS = ("novelty_corr", "beat_f", "loudness_corr", "band_corr", "flash_safe", "std_time")
 
@@ -89,9 +87,9 @@ def make_scorer(spec: str):
 def run(data: str, clips: int, seed: int, policy: str | None, max_duration: float = 5.0,
         cache_dir: str | None = None, versions: tuple[str, ...] = ("gold-v1", "gold-v2")) -> dict:
     import torch
-    from metrics import audio_features, metrics_batch
 
     import cqtml_policy as P
+    from agents.metrics import audio_features, metrics_batch
     from cqtml_env import CQTProcessor, make_dataset
 
     proc = CQTProcessor(max_duration=max_duration)

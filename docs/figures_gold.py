@@ -21,7 +21,7 @@ IMG_DIR = Path(__file__).resolve().parent / "img"
 def fig_gold_components(out_dir: Path = IMG_DIR, seed: int = 3, index: int = 1) -> Path:
     from cqtml_env import SyntheticMusic
     from cqtml_env.gold.scorer import COMPONENTS, GoldScorer, device_bands
-    from cqtml_env.preferences.candidates import _smooth_noise, band_follower
+    from cqtml_env.preferences.candidates import _smooth_noise, smoothed_band_level
 
     ds = SyntheticMusic(num_clips=index + 1, seed=seed)
     cqt, info = ds[index], ds.clip_info(index)
@@ -31,7 +31,7 @@ def fig_gold_components(out_dir: Path = IMG_DIR, seed: int = 3, index: int = 1) 
     t_len = cqt.shape[2]
     t = np.arange(t_len) / fps
     rng = np.random.default_rng(0)
-    follower = band_follower(cqt)
+    follower = smoothed_band_level(cqt)
     strobe = np.tile(((t * 10) % 1.0 < 0.5).astype(np.float32), (4, 1))
     actions = {
         "ideal (band target)": f.target,

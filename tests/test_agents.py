@@ -13,11 +13,9 @@ import numpy as np
 import pytest
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "agents"))
+from agents import evaluate, grpo
 
-import evaluate  # noqa: E402
-import grpo  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 REQUIRED_TAGS = {
     "charts/reward_proxy", "charts/reward_gold", "charts/reward_std", "charts/frac_reward_zero_std",
@@ -61,7 +59,7 @@ def images(run_dir: Path) -> list[str]:
 
 
 def test_grpo_tiny_run_learns_logs_and_checkpoints(tmp_path):
-    from cqtml_policy import VanillaCNNModel
+    from cqtml_policy import TemporalCNNModel
 
     grpo.train(tiny(tmp_path / "run", final_report=True))
     run = tmp_path / "run"
@@ -77,12 +75,12 @@ def test_grpo_tiny_run_learns_logs_and_checkpoints(tmp_path):
         assert all(v > 0 for v in parts) and sum(parts) <= total + 1e-3
     assert all(np.isfinite(v) for _, v in tags["losses/grad_norm"])
     # the updates between iteration 2 and 4 moved the parameters
-    mid = VanillaCNNModel.from_pretrained(run / "checkpoints" / "iter-000002")
-    final = VanillaCNNModel.from_pretrained(run / "checkpoints" / "final")
+    mid = TemporalCNNModel.from_pretrained(run / "checkpoints" / "iter-000002")
+    final = TemporalCNNModel.from_pretrained(run / "checkpoints" / "final")
     delta = sum((a - b).abs().sum().item() for a, b in zip(mid.state_dict().values(), final.state_dict().values()))
     assert delta > 0
     for name in ("final", "best", "latest"):
-        VanillaCNNModel.from_pretrained(run / "checkpoints" / name)
+        TemporalCNNModel.from_pretrained(run / "checkpoints" / name)
     report = json.loads((run / "eval" / "report.json").read_text())
     assert {"gold_mean", "gold_ci95", "proxy_mean", "win_rate_vs_band_follow", "normalized_score"} <= set(report)
 
@@ -134,7 +132,7 @@ def test_sampled_log_probs_pick_each_generations_bins():
 
 
 def test_optimizer_is_fused_on_cpu_and_allocator_tuning_is_optional():
-    from common import keep_freed_memory
+    from agents.common import keep_freed_memory
 
     params = [torch.nn.Parameter(torch.zeros(3))]
     assert grpo.make_optimizer(params, grpo.Args(), "cpu").defaults["fused"] is True
@@ -182,8 +180,9 @@ def test_grpo_under_torchrun_two_processes(tmp_path):
 
 @pytest.mark.slow
 def test_sb3_ppo_with_custom_policy(tmp_path):
-    import train_sb3
     from stable_baselines3 import PPO
+
+    from agents import train_sb3
 
     args = train_sb3.Args(policy="cnn", total_timesteps=32, num_envs=8, n_steps=2, batch_size=8, n_epochs=1,
                           train_clips=8, eval_clips=2, max_duration=1.0, eval_every=16, checkpoint_every=16,
@@ -212,8 +211,7 @@ def test_evaluate_writes_report_and_plots(tmp_path):
 
 
 def test_evaluator_matches_the_gold_scorer_clip_by_clip():
-    from common import Evaluator, split_data
-
+    from agents.common import Evaluator, split_data
     from cqtml_env import GoldScorer
 
     split = split_data("synthetic:4", max_duration=1.0, eval_clips=3)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,8 +12,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "agents"))
-import checkpoint as ckpt  # noqa: E402
+from agents import checkpoint as ckpt
 
 
 class TinyPolicy(torch.nn.Module):

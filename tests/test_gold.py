@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from cqtml_env.gold.scorer import COMPONENTS, GoldScorer, count_transitions, device_bands
-from cqtml_env.preferences.candidates import band_follower, smooth_attack_decay
+from cqtml_env.preferences.candidates import smooth_attack_decay, smoothed_band_level
 
 T = 216
 FPS = 22050 / 512
@@ -79,7 +79,7 @@ def test_perfect_beats_delayed_beats_noise(scorer, clip):
 
 def test_band_follower_scores_well_but_below_ideal(scorer, clip):
     ideal = scorer.features(clip).target
-    follower = band_follower(clip)
+    follower = smoothed_band_level(clip)
     noise = np.random.default_rng(2).random((4, T))
     s = scorer.score(clip, np.stack([ideal, follower, noise]))
     assert s[0] - s[1] > 0.03  # headroom for a learned policy
@@ -178,7 +178,7 @@ def test_beat_flashes_beat_a_constant(scorer):
 def test_scores_do_not_depend_on_batch(scorer, clip):
     rng = np.random.default_rng(3)
     acts = rng.random((50, 4, T)).astype(np.float32)
-    acts[:10] = band_follower(clip)[None] * rng.uniform(0.5, 1, (10, 1, 1))
+    acts[:10] = smoothed_band_level(clip)[None] * rng.uniform(0.5, 1, (10, 1, 1))
     full = scorer.score(clip, acts)
     assert np.allclose(full[:5], scorer.score(clip, acts[:5]))
     assert full[7] == pytest.approx(scorer.score(clip, acts[7]))
@@ -347,7 +347,7 @@ def light_shows(scorer: GoldScorer, cqt: np.ndarray, seed: int) -> np.ndarray:
     shows = [
         target,
         np.roll(target, 2, axis=1),
-        band_follower(cqt),
+        smoothed_band_level(cqt),
         row(np.zeros(T)),  # dark
         row(np.ones(T)),  # full on
         row(np.full(T, 0.5)),  # constant

@@ -2,16 +2,10 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "agents"))
-
-import metrics as M  # noqa: E402
-
+import agents.metrics as M
 from cqtml_env import CQTProcessor  # noqa: E402
 
 BPM = 120.0
@@ -179,8 +173,9 @@ def test_batch_and_summary(proc, clicks):
 def test_evaluator_and_report_carry_the_metrics_from_the_audio(tmp_path):
     import json
 
-    import evaluate
-    from common import Evaluator, split_data
+    from agents import evaluate
+
+    from agents.common import Evaluator, split_data
 
     split = split_data("synthetic:4", max_duration=3.0, eval_clips=3)
     ev = Evaluator(split.eval, split.eval_indices)

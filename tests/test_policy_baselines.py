@@ -10,7 +10,7 @@ import sys
 import pytest
 import torch
 
-from cqtml_policy import BandFollowPolicy, RandomPolicy, VanillaCNNModel, load_policy
+from cqtml_policy import BandFollowPolicy, RandomPolicy, TemporalCNNModel, load_policy
 from cqtml_policy.baselines import FRAME_RATE, band_energy, band_slices
 
 
@@ -120,7 +120,7 @@ def test_cnn_keeps_full_time_resolution_with_local_context() -> None:
     """Without the clip-level paths (per-clip input normalisation, clip context) the CNN is
     purely local in time; with them every frame also sees clip statistics."""
     torch.manual_seed(0)
-    cnn = VanillaCNNModel.create_model(
+    cnn = TemporalCNNModel.create_model(
         (2, 84, 216), device="cpu", relative_input=False, clip_context=False
     )
     x = torch.rand(1, 2, 84, 216)
@@ -140,7 +140,7 @@ def test_cnn_keeps_full_time_resolution_with_local_context() -> None:
 def test_load_policy_returns_the_saved_kind(kind: str, tmp_path) -> None:
     torch.manual_seed(0)
     policy = {
-        "cnn": lambda: VanillaCNNModel.create_model((2, 24, 40), 2, 8, device="cpu", hidden=32),
+        "cnn": lambda: TemporalCNNModel.create_model((2, 24, 40), 2, 8, device="cpu", hidden=32),
         "band_follow": lambda: BandFollowPolicy(2, 8, gain=1.2, decay_s=0.2),
         "random": lambda: RandomPolicy(2, 8, seed=3),
     }[kind]()
@@ -163,7 +163,7 @@ def test_load_policy_errors(tmp_path) -> None:
         load_policy(tmp_path)
     RandomPolicy(2, 8).save_pretrained(tmp_path)
     with pytest.raises(ValueError, match="load_policy"):
-        VanillaCNNModel.from_pretrained(tmp_path)
+        TemporalCNNModel.from_pretrained(tmp_path)
 
 
 def test_policy_package_never_imports_the_env() -> None:
@@ -182,21 +182,21 @@ def test_cnn_clip_context_lets_every_frame_see_the_whole_clip():
     distribution (auto-gain needs it); without it, context is local (±17 frames)."""
     import torch
 
-    from cqtml_policy import VanillaCNNModel
+    from cqtml_policy import TemporalCNNModel
 
     torch.manual_seed(0)
     x = torch.rand(1, 2, 24, 120)
     y = x.clone()
     y[..., 100:] = 1.0  # far beyond the local receptive field of frame 0
     for ctx in (True, False):
-        m = VanillaCNNModel.create_model((2, 24, 120), num_devices=2, distribution_size=8, device="cpu",
+        m = TemporalCNNModel.create_model((2, 24, 120), num_devices=2, distribution_size=8, device="cpu",
                                          clip_context=ctx, relative_input=False)
         if ctx:  # zero-initialised branch: give it weights so it carries information
             torch.nn.init.normal_(m.backbone.context.proj.weight, std=0.1)
         with torch.no_grad():
             d = (m(x)[:, :, 0] - m(y)[:, :, 0]).abs().max().item()
         assert (d > 1e-5) if ctx else (d == 0.0), (ctx, d)
-    saved = VanillaCNNModel.create_model((2, 24, 120), device="cpu", clip_context=False).get_config()
+    saved = TemporalCNNModel.create_model((2, 24, 120), device="cpu", clip_context=False).get_config()
     assert saved["clip_context"] is False
 
 

@@ -13,7 +13,7 @@ from cqtml_policy import (
     CQTViTModel,
     PolicyModel,
     RandomPolicy,
-    VanillaCNNModel,
+    TemporalCNNModel,
 )
 
 D, K, F, T = 3, 8, 24, 40
@@ -28,9 +28,9 @@ def _one_thread():
 
 
 @pytest.fixture(scope="module")
-def cnn() -> VanillaCNNModel:
+def cnn() -> TemporalCNNModel:
     torch.manual_seed(0)
-    return VanillaCNNModel.create_model((2, F, T), num_devices=D, distribution_size=K, device="cpu")
+    return TemporalCNNModel.create_model((2, F, T), num_devices=D, distribution_size=K, device="cpu")
 
 
 @pytest.fixture
@@ -39,7 +39,7 @@ def states() -> torch.Tensor:
 
 
 def test_generate_actions_structure_range_and_grid(
-    cnn: VanillaCNNModel, states: torch.Tensor
+    cnn: TemporalCNNModel, states: torch.Tensor
 ) -> None:
     actions = cnn.generate_actions(states, num_actions_per_state=5)
     assert len(actions) == 4 and all(len(group) == 5 for group in actions)
@@ -54,7 +54,7 @@ def test_generate_actions_structure_range_and_grid(
     assert len(as_list) == 4 and as_list[0][0].shape == (D, T)
 
 
-def test_one_forward_pass_per_batch(cnn: VanillaCNNModel, states: torch.Tensor) -> None:
+def test_one_forward_pass_per_batch(cnn: TemporalCNNModel, states: torch.Tensor) -> None:
     calls: list[int] = []
     handle = cnn.register_forward_hook(lambda m, inp, out: calls.append(inp[0].shape[0]))
     try:
@@ -69,7 +69,7 @@ def test_one_forward_pass_per_batch(cnn: VanillaCNNModel, states: torch.Tensor) 
         handle.remove()
 
 
-def test_temperature_controls_diversity(cnn: VanillaCNNModel, states: torch.Tensor) -> None:
+def test_temperature_controls_diversity(cnn: TemporalCNNModel, states: torch.Tensor) -> None:
     gen = torch.Generator().manual_seed(0)
     greedy = torch.stack(cnn.greedy_actions(states))
 
@@ -87,7 +87,7 @@ def test_temperature_controls_diversity(cnn: VanillaCNNModel, states: torch.Tens
         cnn.generate_actions(states, temperature=-1.0)
 
 
-def test_recomputed_log_probs_match_sampling(cnn: VanillaCNNModel, states: torch.Tensor) -> None:
+def test_recomputed_log_probs_match_sampling(cnn: TemporalCNNModel, states: torch.Tensor) -> None:
     for temperature in (1.0, 0.7):
         actions, sampled = cnn.generate_actions(
             states, 6, temperature=temperature, return_log_probs=True
@@ -103,7 +103,7 @@ def test_recomputed_log_probs_match_sampling(cnn: VanillaCNNModel, states: torch
     assert single.shape == (4,) and torch.allclose(single, manual, atol=1e-4)
 
 
-def test_reductions_and_action_layouts(cnn: VanillaCNNModel, states: torch.Tensor) -> None:
+def test_reductions_and_action_layouts(cnn: TemporalCNNModel, states: torch.Tensor) -> None:
     actions = cnn.generate_actions(states, 3)
     total = cnn.get_log_probabilities(states, actions)
     none = cnn.get_log_probabilities(states, actions, reduction="none")
@@ -120,7 +120,7 @@ def test_reductions_and_action_layouts(cnn: VanillaCNNModel, states: torch.Tenso
 
 
 def test_float_actions_snap_to_the_nearest_level(
-    cnn: VanillaCNNModel, states: torch.Tensor
+    cnn: TemporalCNNModel, states: torch.Tensor
 ) -> None:
     actions = [g[0] for g in cnn.generate_actions(states)]
     exact = cnn.get_log_probabilities(states, actions)
@@ -143,7 +143,7 @@ def test_float_actions_snap_to_the_nearest_level(
 
 
 def test_gradients_flow_through_log_probabilities(
-    cnn: VanillaCNNModel, states: torch.Tensor
+    cnn: TemporalCNNModel, states: torch.Tensor
 ) -> None:
     cnn.zero_grad()
     actions = cnn.generate_actions(states, 4)
@@ -167,7 +167,7 @@ def test_gradients_flow_through_log_probabilities(
         cnn.zero_grad()
 
 
-def test_state_validation_names_the_expected_shape(cnn: VanillaCNNModel) -> None:
+def test_state_validation_names_the_expected_shape(cnn: TemporalCNNModel) -> None:
     with pytest.raises(ValueError, match=r"\[2, n_bins, T\]"):
         cnn.generate_actions(torch.rand(2, 3, F, T))
     with pytest.raises(ValueError, match=r"\[N, 2, n_bins, T\]"):
@@ -180,7 +180,7 @@ def test_state_validation_names_the_expected_shape(cnn: VanillaCNNModel) -> None
         cnn.generate_actions(["not a cqt"])
 
 
-def test_mixed_lengths_match_separate_calls(cnn: VanillaCNNModel) -> None:
+def test_mixed_lengths_match_separate_calls(cnn: TemporalCNNModel) -> None:
     a, b = torch.rand(2, F, T), torch.rand(2, F, 28)
     acts_a, acts_b = cnn.greedy_actions([a]), cnn.greedy_actions([b])
     both = cnn.greedy_actions([a, b])
@@ -191,7 +191,7 @@ def test_mixed_lengths_match_separate_calls(cnn: VanillaCNNModel) -> None:
         cnn.get_log_probabilities([a, b], both, reduction="none")
 
 
-def test_chunked_batches_equal_one_batch(cnn: VanillaCNNModel, states: torch.Tensor) -> None:
+def test_chunked_batches_equal_one_batch(cnn: TemporalCNNModel, states: torch.Tensor) -> None:
     full = cnn.get_log_probabilities(states, cnn.greedy_actions(states))
     cnn.max_batch_size = 3
     try:
@@ -202,14 +202,14 @@ def test_chunked_batches_equal_one_batch(cnn: VanillaCNNModel, states: torch.Ten
         cnn.max_batch_size = None
 
 
-def test_generator_makes_sampling_reproducible(cnn: VanillaCNNModel, states: torch.Tensor) -> None:
+def test_generator_makes_sampling_reproducible(cnn: TemporalCNNModel, states: torch.Tensor) -> None:
     first = cnn.generate_actions(states, 3, generator=torch.Generator().manual_seed(7))
     second = cnn.generate_actions(states, 3, generator=torch.Generator().manual_seed(7))
     assert all(torch.equal(x, y) for g1, g2 in zip(first, second) for x, y in zip(g1, g2))
 
 
 def test_entropy_is_per_element_and_differentiable(
-    cnn: VanillaCNNModel, states: torch.Tensor
+    cnn: TemporalCNNModel, states: torch.Tensor
 ) -> None:
     ent = cnn.entropy(states)
     assert ent.shape == (4, D, T) and ent.requires_grad
@@ -219,7 +219,7 @@ def test_entropy_is_per_element_and_differentiable(
     assert torch.allclose(uniform, torch.full_like(uniform, np.log(K)))
 
 
-def test_every_policy_satisfies_the_protocol(cnn: VanillaCNNModel, states: torch.Tensor) -> None:
+def test_every_policy_satisfies_the_protocol(cnn: TemporalCNNModel, states: torch.Tensor) -> None:
     vit = CQTViTModel.create_model((2, F, T), num_devices=D, distribution_size=K, device="cpu")
     policies = [cnn, vit, BandFollowPolicy(D, K), RandomPolicy(D, K, seed=0)]
     for policy in policies:

@@ -19,8 +19,8 @@ from cqtml_env.preferences import (
 )
 from cqtml_env.preferences.candidates import (
     CandidateFactory,
-    band_follower,
     candidates_from_actions,
+    smoothed_band_level,
 )
 
 T = 216
@@ -128,7 +128,7 @@ def test_candidates_are_diverse_and_in_range():
     assert gold.std() > 0.1  # from noise to near-ideal
     grid = acts * 31
     assert np.mean(np.all(np.isclose(grid, np.round(grid), atol=1e-4), axis=(1, 2))) > 0.3
-    assert np.allclose(band_follower(cqt).shape, (4, T))
+    assert np.allclose(smoothed_band_level(cqt).shape, (4, T))
 
 
 def test_candidates_from_actions_validates():
@@ -185,7 +185,7 @@ def test_noisy_labellers_and_policy_hook(tmp_path):
 
     def policy(cqt, info):
         seen.append(info["clip_id"])
-        return np.stack([band_follower(cqt), np.full((4, T), 0.5, np.float32)])
+        return np.stack([smoothed_band_level(cqt), np.full((4, T), 0.5, np.float32)])
 
     ds = generate_preferences(
         TinyClips(3),

@@ -11,7 +11,7 @@ import torch
 
 from cqtml_env.datasets.record_like import record_like_audio, record_like_cqts
 from cqtml_env.preferences import generate_preferences
-from cqtml_env.preferences.candidates import band_follower
+from cqtml_env.preferences.candidates import smoothed_band_level
 from cqtml_env.reward.evaluation import evaluate_fresh
 from cqtml_env.reward.model import RewardModel, RewardModelConfig
 from cqtml_env.reward.training import TrainConfig, train_reward_model
@@ -144,7 +144,7 @@ def test_default_ranks_the_obvious(default_model, synth_cqts):
 
     cqt = synth_cqts[0]
     ideal = GoldScorer().features(cqt).target
-    follower = band_follower(cqt)
+    follower = smoothed_band_level(cqt)
     rng = np.random.default_rng(0)
     t = np.arange(T) / (22050 / 512)
     strobe = np.tile((np.sin(2 * np.pi * 10 * t) > 0).astype(np.float32), (4, 1))

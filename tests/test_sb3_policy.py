@@ -1,5 +1,5 @@
 """SB3 adapter: the vectorised distribution agrees with SB3's, and PPO runs, saves and loads
-with CQTViTPolicy (CNN and ViT backbones) on a tiny stub env with the env's spaces."""
+with CategoricalSB3Policy (CNN and ViT backbones) on a tiny stub env with the env's spaces."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from stable_baselines3 import PPO  # noqa: E402
 from stable_baselines3.common.distributions import MultiCategoricalDistribution  # noqa: E402
 
 from cqtml_policy import PolicyModel  # noqa: E402
-from cqtml_policy.sb3 import CQTViTPolicy, FrameCategoricalDistribution  # noqa: E402
+from cqtml_policy.sb3 import CategoricalSB3Policy, FrameCategoricalDistribution  # noqa: E402
 
 N_BINS, FRAMES, DEVICES, LEVELS = 24, 44, 2, 8
 
@@ -79,7 +79,7 @@ def test_distribution_samples_follow_the_probabilities() -> None:
 def test_ppo_runs_saves_and_loads(backbone: str, model_kwargs: dict, tmp_path) -> None:
     env = BandStubEnv()
     model = PPO(
-        CQTViTPolicy,
+        CategoricalSB3Policy,
         env,
         n_steps=8,
         batch_size=8,
@@ -114,13 +114,13 @@ def test_policy_rejects_unsupported_spaces() -> None:
     obs = spaces.Box(0.0, 1.0, (2, N_BINS, FRAMES), np.float32)
     lr = lambda _: 1e-3  # noqa: E731
     with pytest.raises(ValueError, match="MultiDiscrete"):
-        CQTViTPolicy(obs, spaces.Box(0.0, 1.0, (DEVICES, FRAMES), np.float32), lr)
+        CategoricalSB3Policy(obs, spaces.Box(0.0, 1.0, (DEVICES, FRAMES), np.float32), lr)
     with pytest.raises(ValueError, match="num_devices"):
-        CQTViTPolicy(obs, spaces.MultiDiscrete([LEVELS] * (DEVICES * FRAMES + 1)), lr)
+        CategoricalSB3Policy(obs, spaces.MultiDiscrete([LEVELS] * (DEVICES * FRAMES + 1)), lr)
     with pytest.raises(ValueError, match="backbone"):
-        CQTViTPolicy(obs, spaces.MultiDiscrete([LEVELS] * DEVICES * FRAMES), lr, backbone="mlp")
+        CategoricalSB3Policy(obs, spaces.MultiDiscrete([LEVELS] * DEVICES * FRAMES), lr, backbone="mlp")
     with pytest.raises(ValueError, match="distribution_size"):
-        CQTViTPolicy(
+        CategoricalSB3Policy(
             obs,
             spaces.MultiDiscrete([LEVELS] * DEVICES * FRAMES),
             lr,
@@ -128,4 +128,4 @@ def test_policy_rejects_unsupported_spaces() -> None:
             model_kwargs={"distribution_size": LEVELS + 1},
         )
     with pytest.raises(ValueError, match="net_arch"):
-        CQTViTPolicy(obs, spaces.MultiDiscrete([LEVELS] * DEVICES * FRAMES), lr, net_arch=[64])
+        CategoricalSB3Policy(obs, spaces.MultiDiscrete([LEVELS] * DEVICES * FRAMES), lr, net_arch=[64])

@@ -16,7 +16,7 @@ pytest.importorskip("stable_baselines3")
 from stable_baselines3 import PPO  # noqa: E402
 from stable_baselines3.common.vec_env import VecEnv, VecMonitor  # noqa: E402
 
-from cqtml_env.adapters.sb3 import CQTMLSB3VecEnv  # noqa: E402
+from cqtml_env.adapters.sb3_vec_env import CQTMLSB3VecEnv  # noqa: E402
 from cqtml_env.env.vector import CQTMLVectorEnv  # noqa: E402
 
 N = 4
@@ -67,7 +67,7 @@ def test_seed_and_options_reach_the_vector_env() -> None:
     venv.set_options([{"clip": c} for c in (1, 1, 4, 4)])
     venv.reset()
     assert [ri["clip_index"] for ri in venv.reset_infos] == [1, 1, 4, 4]
-    venv.set_options([{"clip": 1}, {"groups": 2}, {}, {}])
+    venv.set_options([{"clip": 1}, {"group_size": 2}, {}, {}])
     with pytest.raises(ValueError, match="options"):
         venv.reset()
 

@@ -3,7 +3,6 @@ all score through ``ShowScorer`` and the reward protocol, and get the same numbe
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +20,6 @@ from cqtml_env.reward.protocol import (
     as_reward_function,
 )
 from cqtml_env.reward.scoring import ShowScorer, group_clips
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "agents"))
 
 
 @pytest.fixture(scope="module")
@@ -114,7 +111,7 @@ def test_stale_states_are_dropped_when_the_model_changes(clips: np.ndarray) -> N
 def test_env_evaluator_and_reward_evaluation_agree(clips: np.ndarray) -> None:
     """The same clips and actions scored by the vector env, by agents' Evaluator and through
     evaluate_fresh's path give the same gold and proxy numbers."""
-    from common import Evaluator
+    from agents.common import Evaluator
 
     ds = SyntheticMusic(4, seed=11, max_duration=2.0)
     venv = gym.make_vec("CQTML-v0", num_envs=4, dataset=ds, autoreset_mode="disabled")
@@ -131,7 +128,7 @@ def test_env_evaluator_and_reward_evaluation_agree(clips: np.ndarray) -> None:
 
 def test_evaluator_uses_its_num_devices_and_reward_model(tmp_path: Path) -> None:
     """Was: GoldScorer() for 4 devices and the default reward model whatever was asked."""
-    from common import Evaluator
+    from agents.common import Evaluator
 
     ds = SyntheticMusic(2, seed=5, max_duration=1.0)
     torch.manual_seed(0)

@@ -183,7 +183,7 @@ def test_reset_options_clips_clip_and_groups() -> None:
     _, info = env.reset(options={"clip": 6})
     assert list(info["clip_index"]) == [6] * N
 
-    _, info = env.reset(seed=1, options={"groups": 4})
+    _, info = env.reset(seed=1, options={"group_size": 4})
     idx = info["clip_index"]
     assert len(set(idx[:4])) == 1 and len(set(idx[4:])) == 1
     # the grouping holds for the autoresets that follow this reset
@@ -199,7 +199,7 @@ def test_reset_options_clips_clip_and_groups() -> None:
 
 
 def test_constructor_groups_apply_to_every_draw() -> None:
-    env = make_native(groups=2)
+    env = make_native(group_size=2)
     _, info = env.reset(seed=0)
     idx = info["clip_index"].reshape(-1, 2)
     assert (idx[:, 0] == idx[:, 1]).all()
@@ -207,20 +207,20 @@ def test_constructor_groups_apply_to_every_draw() -> None:
 
 def test_grouped_draws_are_seeded() -> None:
     a, b = make_native(), make_native()
-    ia = a.reset(seed=4, options={"groups": 2})[1]["clip_index"]
-    ib = b.reset(seed=4, options={"groups": 2})[1]["clip_index"]
+    ia = a.reset(seed=4, options={"group_size": 2})[1]["clip_index"]
+    ib = b.reset(seed=4, options={"group_size": 2})[1]["clip_index"]
     np.testing.assert_array_equal(ia, ib)
     act = batch_actions(a, 0)
     np.testing.assert_array_equal(a.step(act)[1], b.step(act)[1])
-    firsts = {tuple(a.reset(seed=s, options={"groups": 2})[1]["clip_index"]) for s in range(6)}
+    firsts = {tuple(a.reset(seed=s, options={"group_size": 2})[1]["clip_index"]) for s in range(6)}
     assert len(firsts) > 1
 
 
 @pytest.mark.parametrize(
     ("options", "match"),
     [
-        ({"groups": 3}, "divide"),
-        ({"groups": 0}, "positive"),
+        ({"group_size": 3}, "divide"),
+        ({"group_size": 0}, "positive"),
         ({"clips": [0, 1]}, "8 entries"),
         ({"clips": [0] * 7 + [8]}, r"\[0, 8\)"),
         ({"clip": -1}, r"\[0, 8\)"),
@@ -424,7 +424,7 @@ def test_disabled_autoreset_matches_sync_vector_env() -> None:
 
 
 def test_reset_mask_in_same_step_mode_and_with_groups() -> None:
-    env = make_native(groups=2)
+    env = make_native(group_size=2)
     _, info = env.reset(seed=0)
     before = info["clip_index"].copy()
     mask = np.array([False, False, True, True, False, False, False, False])

@@ -22,7 +22,9 @@ MOVED: dict[str, str] = {
     "cqtml_env.reward_train": "cqtml_env.reward.training",
     "cqtml_env.vector_env": "cqtml_env.env.vector",
     "cqtml_env.render": "cqtml_env.env.render",
-    "cqtml_env.sb3": "cqtml_env.adapters.sb3",
+    "cqtml_env.sb3": "cqtml_env.adapters.sb3_vec_env",
+    # 0.2: the adapter module got a specific name (cqtml_policy has its own `sb3` package)
+    "cqtml_env.adapters.sb3": "cqtml_env.adapters.sb3_vec_env",
 }
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from cqtml_policy._deprecated import alias_getattr
 from cqtml_policy._version import __version__
 
 _EXPORTS: dict[str, str] = {
@@ -16,16 +17,26 @@ _EXPORTS: dict[str, str] = {
     "LogProbabilityHead": "cqtml_policy.heads",
     "CategoricalPolicy": "cqtml_policy.categorical",
     "CQTViTModel": "cqtml_policy.vit",
-    "VanillaCNNModel": "cqtml_policy.cnn",
+    "TemporalCNNModel": "cqtml_policy.cnn",
     "BandFollowPolicy": "cqtml_policy.baselines",
     "RandomPolicy": "cqtml_policy.baselines",
     "load_policy": "cqtml_policy.io",
+    "create_policy": "cqtml_policy.registry",
+    "list_policies": "cqtml_policy.registry",
+    "policy_class": "cqtml_policy.registry",
+}
+
+# 0.1 names -> (module, new name); looked up with a DeprecationWarning, never cached here
+_DEPRECATED: dict[str, tuple[str, str]] = {
+    "VanillaCNNModel": ("cqtml_policy.cnn", "TemporalCNNModel"),
 }
 
 __all__ = ["__version__", *_EXPORTS]
 
 
 def __getattr__(name: str) -> Any:
+    if name in _DEPRECATED:
+        return _deprecated_getattr(name)
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'cqtml_policy' has no attribute {name!r}")
@@ -36,3 +47,6 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted(__all__)
+
+
+_deprecated_getattr = alias_getattr("cqtml_policy", _DEPRECATED)

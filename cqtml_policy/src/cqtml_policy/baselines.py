@@ -98,7 +98,7 @@ class BandFollowPolicy(CategoricalPolicy):
     are those of a near-one-hot categorical, ``(1 − ε)·onehot + ε/K``, so the protocol holds.
     """
 
-    model_type = "band_follow"
+    model_type = "band-follow"
     deterministic = True
 
     def __init__(

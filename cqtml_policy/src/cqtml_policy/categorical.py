@@ -407,7 +407,9 @@ class CategoricalPolicy(nn.Module):
     def from_pretrained(cls: type[Self], directory: str | Path, **overrides: Any) -> Self:
         """Rebuild a policy saved with :meth:`save_pretrained`; ``overrides`` replace config entries."""
         model_type, config = io.read_config(directory)
-        if cls.model_type and model_type != cls.model_type:
+        from cqtml_policy.registry import canonical_name
+
+        if cls.model_type and not _same_kind(model_type, cls.model_type, canonical_name):
             raise ValueError(
                 f"{directory} holds a {model_type!r} policy, not {cls.model_type!r}; "
                 "use cqtml_policy.load_policy to load any kind"
@@ -429,3 +431,11 @@ class CategoricalPolicy(nn.Module):
 
     def extra_repr(self) -> str:
         return f"num_devices={self.num_devices}, distribution_size={self.distribution_size}"
+
+
+def _same_kind(saved: str, expected: str, canonical: Any) -> bool:
+    """Whether a saved ``model_type`` (any alias, e.g. a 0.1 name) names ``expected``'s kind."""
+    try:
+        return canonical(saved) == canonical(expected)
+    except ValueError:
+        return saved == expected

@@ -1,4 +1,6 @@
-"""``VanillaCNNModel``: a small, fast conv policy with the same per-frame head as the ViT.
+"""``TemporalCNNModel``: a small, fast conv policy with the same per-frame head as the ViT:
+frequency convs per frame, then dilated temporal convs and a clip-context FiLM (0.1's
+``VanillaCNNModel``, a deprecated alias until 0.3).
 
 Meant for comparisons, fast tests and GRPO on a CPU. Time is never downsampled: every frame
 keeps its own feature, so onsets land on the right frame.
@@ -12,6 +14,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from cqtml_policy._deprecated import alias_getattr
 from cqtml_policy.categorical import CategoricalPolicy, resolve_device
 from cqtml_policy.heads import LogProbabilityHead
 from cqtml_policy.inputs import with_relative
@@ -123,13 +126,14 @@ class CNNBackbone(nn.Module):
         return x.unsqueeze(2)
 
 
-class VanillaCNNModel(CategoricalPolicy):
-    """Small conv policy: CQT ``[B, 2, n_bins, T]`` -> log-probabilities ``[B, devices, T, K]``.
+class TemporalCNNModel(CategoricalPolicy):
+    """Dilated temporal CNN with clip context: CQT ``[B, 2, n_bins, T]`` -> log-probabilities
+    ``[B, devices, T, K]`` (registry name ``cnn``; called ``VanillaCNNModel`` in 0.1).
 
     ~0.1 M parameters; about 1/50 of the ViT's compute. Build it with :meth:`create_model`.
     """
 
-    model_type = "cqt_cnn"
+    model_type = "cnn"
 
     def __init__(
         self,
@@ -173,7 +177,7 @@ class VanillaCNNModel(CategoricalPolicy):
         distribution_size: int = 32,
         device: str | torch.device = "auto",
         **arch: Any,
-    ) -> VanillaCNNModel:
+    ) -> TemporalCNNModel:
         """Build the policy on ``device`` (``"auto"``: CUDA when present).
 
         ``arch``: ``channels``, ``hidden``, ``bands``, ``kernel_size``, ``dilations``,
@@ -195,16 +199,19 @@ class VanillaCNNModel(CategoricalPolicy):
         }
 
     @classmethod
-    def from_config(cls, config: dict[str, Any], **overrides: Any) -> VanillaCNNModel:
+    def from_config(cls, config: dict[str, Any], **overrides: Any) -> TemporalCNNModel:
         return cls.create_model(**{**config, **overrides})
 
     @classmethod
     def _from_saved(
         cls, config: dict[str, Any], state_dict: dict[str, torch.Tensor] | None, **overrides: Any
-    ) -> VanillaCNNModel:
+    ) -> TemporalCNNModel:
         device = overrides.pop("device", "auto")
         model = cls.from_config(config, device="cpu", **overrides)
         if state_dict is None:
-            raise FileNotFoundError("saved VanillaCNNModel has no model.safetensors")
+            raise FileNotFoundError("saved TemporalCNNModel has no model.safetensors")
         model.load_state_dict(state_dict)
         return model.to(resolve_device(device))
+
+
+__getattr__ = alias_getattr(__name__, {"VanillaCNNModel": (__name__, "TemporalCNNModel")})

@@ -7,7 +7,6 @@ and, when the policy has weights, ``model.safetensors``. :func:`load_policy` rea
 
 from __future__ import annotations
 
-import importlib
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,24 +21,31 @@ if TYPE_CHECKING:
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 
-# model_type -> "module:Class"; imported on demand so loading a CNN never imports timm.
-POLICY_TYPES: dict[str, str] = {
-    "cqt_vit": "cqtml_policy.vit:CQTViTModel",
-    "cqt_cnn": "cqtml_policy.cnn:VanillaCNNModel",
-    "band_follow": "cqtml_policy.baselines:BandFollowPolicy",
-    "random": "cqtml_policy.baselines:RandomPolicy",
-}
+
+def _policy_types() -> dict[str, str]:
+    from cqtml_policy import registry
+
+    out: dict[str, str] = {}
+    for name in registry.list_policies():
+        entry = registry.policy_entry(name)
+        for key in (entry.name, *entry.aliases):
+            out[key] = entry.target
+    return out
+
+
+# Deprecated (0.2): the read-only view of :mod:`cqtml_policy.registry` by name and alias.
+POLICY_TYPES: dict[str, str] = _policy_types()
 
 
 def policy_class(model_type: str) -> type[CategoricalPolicy]:
-    """The class registered for ``model_type`` (see :data:`POLICY_TYPES`)."""
-    target = POLICY_TYPES.get(model_type)
-    if target is None:
-        raise ValueError(
-            f"unknown model_type {model_type!r}; expected one of {sorted(POLICY_TYPES)}"
-        )
-    module, name = target.split(":")
-    return getattr(importlib.import_module(module), name)
+    """The class registered for ``model_type`` (any name or alias in
+    :mod:`cqtml_policy.registry`, including the 0.1 names ``cqt_vit``/``cqt_cnn``)."""
+    from cqtml_policy import registry
+
+    try:
+        return registry.policy_class(model_type)
+    except ValueError as exc:
+        raise ValueError(f"unknown model_type {model_type!r}: {exc}") from None
 
 
 def write_pretrained(

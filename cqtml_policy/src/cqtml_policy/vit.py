@@ -102,7 +102,7 @@ class CQTViTModel(CategoricalPolicy):
     the CPU. Any clip length or bin count works (position embeddings are resampled).
     """
 
-    model_type = "cqt_vit"
+    model_type = "vit"
 
     def __init__(
         self,

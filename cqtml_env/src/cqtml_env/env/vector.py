@@ -21,13 +21,14 @@ Every episode is one step. ``autoreset_mode`` (constructor; default SAME_STEP):
 Reset options (all optional):
     ``clip``: one clip index for every sub-env.
     ``clips``: a sequence of N clip indices, e.g. ``[c0, c0, c0, c0, c1, c1, c1, c1]``.
-    ``groups``: group size G (must divide N): draws N/G clips with the env's RNG and puts G
-        consecutive sub-envs on each. Also used by the autoresets that follow this reset;
-        without it they use the constructor's ``groups`` (default None: each sub-env draws
-        its own clip from its own RNG, seeded ``seed + i`` as SyncVectorEnv seeds sub-envs).
+    ``group_size``: G (must divide N; GRPO's ``num_generations``): draws N/G clips with the
+        env's RNG and puts G consecutive sub-envs on each. Also used by the autoresets that
+        follow this reset; without it they use the constructor's ``group_size`` (default None:
+        each sub-env draws its own clip from its own RNG, seeded ``seed + i`` as SyncVectorEnv
+        seeds sub-envs). ``groups`` is its deprecated 0.1 name (it was always a size).
     ``reset_mask``: bool array ``[N]`` (gymnasium's convention): reset only these sub-envs;
         the others keep their clip and observation. ``clips`` entries of unmasked sub-envs
-        are ignored; with groups, the mask must cover whole groups.
+        are ignored; with a group size, the mask must cover whole groups.
 """
 
 from __future__ import annotations
@@ -43,7 +44,24 @@ from gymnasium.vector.utils import batch_space
 from cqtml_env.env.core import DEFAULT_CACHE_SIZE, DEFAULT_NUM_DEVICES, CQTMLCore, Scores
 from cqtml_env.features.cqt import CQTProcessor
 
-_RESET_OPTIONS = ("clip", "clips", "groups", "reset_mask")
+_RESET_OPTIONS = ("clip", "clips", "group_size", "groups", "reset_mask")
+
+
+def _group_size_arg(group_size: Any, groups: Any, where: str) -> Any:
+    """``group_size``, or the deprecated ``groups`` (the same number) with a warning."""
+    if groups is None:
+        return group_size
+    import warnings
+
+    warnings.warn(
+        f"{where} 'groups' is deprecated: it is a group size, now called 'group_size' "
+        "(the old name goes away in cqtml-env 0.3)",
+        DeprecationWarning,
+        stacklevel=3,
+    )
+    if group_size is not None and group_size != groups:
+        raise ValueError(f"{where} got group_size={group_size!r} and groups={groups!r}; pass only group_size")
+    return groups
 _AUTORESET_MODES = (AutoresetMode.SAME_STEP, AutoresetMode.DISABLED)
 
 
@@ -68,7 +86,8 @@ def _autoreset_mode(mode: Any) -> AutoresetMode:
 class CQTMLVectorEnv(VectorEnv):
     """N one-step CQTML episodes at a time; kwargs as :class:`~cqtml_env.env.single.CQTMLEnv` plus
     ``num_envs``, ``max_episode_steps`` (accepted for ``make_vec``; episodes always last one
-    step) and ``groups`` (default autoreset group size, see the module doc).
+    step) and ``group_size`` (default autoreset group size, see the module doc; ``groups`` is
+    its deprecated 0.1 name).
     """
 
     metadata = {
@@ -82,6 +101,7 @@ class CQTMLVectorEnv(VectorEnv):
         num_envs: int = 1,
         max_episode_steps: int | None = None,
         *,
+        group_size: int | None = None,
         groups: int | None = None,
         dataset: Any = None,
         num_devices: int = DEFAULT_NUM_DEVICES,
@@ -106,7 +126,7 @@ class CQTMLVectorEnv(VectorEnv):
         self.num_envs = int(num_envs)
         self.max_episode_steps = max_episode_steps
         self.render_mode = render_mode
-        self.groups = self._check_groups(groups)
+        self.group_size = self._check_groups(_group_size_arg(group_size, groups, "CQTMLVectorEnv:"))
         self.core = CQTMLCore(
             dataset=dataset,
             num_devices=num_devices,
@@ -126,9 +146,14 @@ class CQTMLVectorEnv(VectorEnv):
         self._sub_rngs: list[np.random.Generator] | None = None
         self._clips: np.ndarray | None = None  # clip of each sub-env's current episode
         self._obs: np.ndarray | None = None
-        self._autoreset_groups: int | None = self.groups
+        self._autoreset_groups: int | None = self.group_size
         self._ended = np.zeros(self.num_envs, dtype=np.bool_)  # DISABLED: awaiting a reset
         self._last: tuple[np.ndarray, np.ndarray, Scores] | None = None  # last scored batch
+
+    @property
+    def groups(self) -> int | None:
+        """Deprecated 0.1 name of :attr:`group_size`."""
+        return _group_size_arg(None, self.group_size, "CQTMLVectorEnv.groups:")
 
     # -- helpers -------------------------------------------------------------------------
     @property
@@ -144,9 +169,9 @@ class CQTMLVectorEnv(VectorEnv):
         if groups is None:
             return None
         if isinstance(groups, bool) or not isinstance(groups, (int, np.integer)) or groups < 1:
-            raise ValueError(f"groups (the group size) must be a positive integer, got {groups!r}")
+            raise ValueError(f"group_size must be a positive integer, got {groups!r}")
         if self.num_envs % groups:
-            raise ValueError(f"groups={groups} (the group size) must divide num_envs={self.num_envs}")
+            raise ValueError(f"group_size={groups} must divide num_envs={self.num_envs}")
         return int(groups)
 
     def _seed_sub_rngs(self, seed: int | Sequence[int | None] | None, mask: np.ndarray) -> None:
@@ -221,7 +246,12 @@ class CQTMLVectorEnv(VectorEnv):
             raise RuntimeError("the first reset() must reset every sub-env (no options['reset_mask'])")
         mask = self._check_reset_mask(options["reset_mask"]) if partial else np.ones(self.num_envs, np.bool_)
         self._seed_sub_rngs(seed, mask)
-        groups = self._check_groups(options["groups"]) if "groups" in options else self.groups
+        if "group_size" in options or "groups" in options:
+            groups = self._check_groups(
+                _group_size_arg(options.get("group_size"), options.get("groups"), "reset option")
+            )
+        else:
+            groups = self.group_size
         if options.get("clip") is not None and options.get("clips") is not None:
             raise ValueError("pass either options['clip'] or options['clips'], not both")
         if options.get("clip") is not None:
@@ -238,7 +268,7 @@ class CQTMLVectorEnv(VectorEnv):
         else:
             if partial and groups is not None and not (mask.reshape(-1, groups) == mask[::groups, None]).all():
                 raise ValueError(
-                    f"with groups={groups}, options['reset_mask'] must cover whole groups of {groups} "
+                    f"with group_size={groups}, options['reset_mask'] must cover whole groups of {groups} "
                     "consecutive sub-envs"
                 )
             new = self._draw(groups, mask if partial else None)

@@ -55,7 +55,7 @@ def smooth_attack_decay(x: np.ndarray, attack: float, decay: float) -> np.ndarra
     return y
 
 
-def band_follower(
+def smoothed_band_level(
     cqt,
     num_devices: int = 4,
     attack: float = 0.6,
@@ -63,7 +63,10 @@ def band_follower(
     gate: float = 0.3,
     agc_percentile: float = 98.0,
 ) -> np.ndarray:
-    """A good hand-made controller: band energy, noise gate, per-band auto-gain, attack/decay.
+    """A good hand-made candidate show: band energy, noise gate, per-band auto-gain, attack/decay.
+
+    A candidate generator for preference data (0.81 gold in README), not the baseline policy
+    ``cqtml_policy.BandFollowPolicy`` (0.780, normalised scores' 1). ``band_follower`` in 0.1.
 
     Defaults follow WLED's audio-reactive settings (attack ~50 ms = 0.6 per frame at 43 fps,
     decay ~300 ms = 0.15 per frame). Returns ``[num_devices, T]`` in [0, 1].
@@ -108,7 +111,7 @@ class CandidateFactory:
         self.scorer = scorer or GoldScorer(num_devices=num_devices)
         self.features = self.scorer.features(self.cqt)
         self.ideal = self.features.target.astype(np.float32)
-        self.follower = band_follower(self.cqt, num_devices)
+        self.follower = smoothed_band_level(self.cqt, num_devices)
         self.shape = (num_devices, self.cqt.shape[2])
         self.generators: dict[str, tuple[float, Callable[[np.random.Generator], np.ndarray]]] = {
             "uniform": (0.05, self._uniform),
@@ -138,7 +141,7 @@ class CandidateFactory:
     def _good(self, rng: np.random.Generator) -> np.ndarray:
         if rng.random() < 0.5:
             return self.ideal.copy()
-        return band_follower(
+        return smoothed_band_level(
             self.cqt,
             self.num_devices,
             attack=rng.uniform(0.3, 1.0),
@@ -156,7 +159,7 @@ class CandidateFactory:
         return np.full(self.shape, rng.uniform(0.0, 1.0), dtype=np.float32)
 
     def _follower(self, rng):
-        return band_follower(
+        return smoothed_band_level(
             self.cqt,
             self.num_devices,
             attack=rng.uniform(0.3, 1.0),
@@ -297,11 +300,25 @@ def candidates_from_actions(actions, num_devices: int | None = None) -> np.ndarr
     return a
 
 
+def band_follower(*args, **kwargs) -> np.ndarray:
+    """Deprecated 0.1 name of :func:`smoothed_band_level` (goes away in cqtml-env 0.3)."""
+    import warnings
+
+    warnings.warn(
+        "cqtml_env.preferences.candidates.band_follower is deprecated: it is "
+        "smoothed_band_level (a candidate show, not the BandFollowPolicy baseline); the old "
+        "name goes away in cqtml-env 0.3",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    return smoothed_band_level(*args, **kwargs)
+
+
 __all__ = [
     "CandidateFactory",
-    "band_follower",
     "band_power_level",
     "candidates_from_actions",
     "quantise",
     "smooth_attack_decay",
+    "smoothed_band_level",
 ]

@@ -21,7 +21,8 @@ def build_policy_model(
     distribution_size: int,
     model_kwargs: dict[str, Any] | None = None,
 ) -> CategoricalPolicy:
-    """A fresh ``CQTViTModel`` (``"vit"``) or ``VanillaCNNModel`` (``"cnn"``) on the CPU.
+    """A fresh ``CQTViTModel`` (``"vit"``) or ``TemporalCNNModel`` (``"cnn"``) on the CPU,
+    built from :mod:`cqtml_policy.registry` (any of its names for these two, e.g. ``cqt_cnn``).
 
     ``model_kwargs`` may repeat ``cqt_shape``/``num_devices``/``distribution_size`` as long as
     they agree with the spaces; ``device`` is ignored (SB3 moves the policy itself).
@@ -37,17 +38,17 @@ def build_policy_model(
         if (tuple(given) if key == "cqt_shape" else int(given)) != value:
             raise ValueError(f"model_kwargs {key}={given!r} disagrees with the spaces ({value!r})")
     model_kwargs["device"] = "cpu"
-    if backbone == "vit":
-        from cqtml_policy.vit import CQTViTModel
+    from cqtml_policy import registry
 
-        return CQTViTModel.create_model(cqt_shape, num_devices, distribution_size, **model_kwargs)
-    if backbone == "cnn":
-        from cqtml_policy.cnn import VanillaCNNModel
-
-        return VanillaCNNModel.create_model(
-            cqt_shape, num_devices, distribution_size, **model_kwargs
-        )
-    raise ValueError(f"backbone must be one of {BACKBONES}, got {backbone!r}")
+    try:
+        name = registry.canonical_name(backbone)
+    except ValueError:
+        name = None
+    if name not in BACKBONES:
+        raise ValueError(f"backbone must be one of {BACKBONES}, got {backbone!r}")
+    # the class's own defaults (not create_policy's): SB3 runs stay what they were in 0.1
+    cls = registry.policy_class(name)
+    return cls.create_model(cqt_shape, num_devices, distribution_size, **model_kwargs)
 
 
 class CQTFeaturesExtractor(BaseFeaturesExtractor):

@@ -1,4 +1,5 @@
-"""``CQTViTPolicy``: an SB3 ``ActorCriticPolicy`` for the env's discrete action mode.
+"""``CategoricalSB3Policy``: an SB3 ``ActorCriticPolicy`` for the env's discrete action mode
+over any CQT categorical policy (ViT or CNN); ``CQTViTPolicy`` is its deprecated 0.1 name.
 
 Observation ``Box(0, 1, (2, n_bins, T), float32)``; action flat ``MultiDiscrete([K] * D * T)``
 (row-major over ``[D, T]``). The CQT policy's backbone is the features extractor, its
@@ -18,6 +19,7 @@ from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.type_aliases import Schedule
 from torch import nn
 
+from cqtml_policy._deprecated import alias_getattr
 from cqtml_policy.categorical import CategoricalPolicy
 from cqtml_policy.heads import LogProbabilityHead
 from cqtml_policy.sb3.distribution import FrameCategoricalDistribution
@@ -78,11 +80,11 @@ def _discrete_layout(
     return nvec.size // frames, frames, int(nvec[0])
 
 
-class CQTViTPolicy(ActorCriticPolicy):
+class CategoricalSB3Policy(ActorCriticPolicy):
     """Actor-critic policy for PPO/A2C on the CQTML discrete action mode.
 
     ``policy_kwargs``: ``backbone="vit"`` (default, ``CQTViTModel``) or ``"cnn"``
-    (``VanillaCNNModel``, fast); ``model_kwargs`` go to that model's ``create_model``
+    (``TemporalCNNModel``, fast); ``model_kwargs`` go to that model's ``create_model``
     (e.g. ``patch_size``, ``pretrained``, ``use_8bit``, ``gradient_checkpointing``);
     ``value_hidden`` sizes the value MLP. ``ortho_init`` defaults to False so SB3 does not
     overwrite timm's initialisation or pretrained weights. Other ``ActorCriticPolicy``
@@ -108,7 +110,7 @@ class CQTViTPolicy(ActorCriticPolicy):
         )
         if fixed or kwargs.get("use_sde"):
             raise ValueError(
-                f"CQTViTPolicy sets {fixed or ['use_sde']} itself; choose the model with backbone= and model_kwargs="
+                f"CategoricalSB3Policy sets {fixed or ['use_sde']} itself; choose the model with backbone= and model_kwargs="
             )
         self.backbone_name = backbone
         self.model_kwargs = dict(model_kwargs or {})
@@ -175,3 +177,6 @@ class CQTViTPolicy(ActorCriticPolicy):
         ``save_pretrained`` the actor without SB3.
         """
         return self.pi_features_extractor.policy_model  # type: ignore[return-value]
+
+
+__getattr__ = alias_getattr(__name__, {"CQTViTPolicy": (__name__, "CategoricalSB3Policy")})

@@ -22,7 +22,7 @@ try:
     from stable_baselines3.common.vec_env.base_vec_env import VecEnvIndices, VecEnvStepReturn
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError(
-        "cqtml_env.adapters.sb3 needs stable-baselines3: pip install 'cqtml-env[sb3]'"
+        "cqtml_env.adapters.sb3_vec_env needs stable-baselines3: pip install 'cqtml-env[sb3]'"
     ) from exc
 
 

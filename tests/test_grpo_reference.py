@@ -1,0 +1,40 @@
+"""GRPO's numbers are pinned: a 5-iteration seeded tiny run reproduces the losses, gradient norms
+and rewards recorded from agents/grpo.py before its train() was split into steps (0.1 layout,
+commit 7311f67), on the fused path (mu = 1) and on the mu = 2 path with a KL reference, its
+sync and an entropy bonus. Numbers are float32 TensorBoard scalars from this CPU build of torch;
+another CPU family may differ in the last bits (hence the 1e-6 tolerance)."""
+
+from __future__ import annotations
+
+import pytest
+from test_agents import scalars, tiny
+
+from agents import grpo
+
+REFERENCE = {
+    "fused": ({}, {
+        "losses/policy_loss": [5.289912223815918e-06, -3.03611159324646e-07, -1.8998980522155762e-07,
+                               4.991888999938965e-07, 1.7881393432617188e-07],
+        "charts/reward_gold": [0.3218517601490021, 0.3317413032054901, 0.3355047404766083,
+                               0.3888627886772156, 0.3580559492111206],
+        "losses/grad_norm": [1.0042235851287842, 0.5871623158454895, 0.5160837769508362,
+                             0.34548014402389526, 0.5506291389465332],
+    }),
+    "mu2_beta": (dict(update_epochs=2, beta=0.04, ref_sync_every=2, ent_coef=0.01), {
+        "losses/policy_loss": [0.05617189779877663, -0.017867915332317352, -0.03281566873192787,
+                               -0.03297627717256546, -0.032730355858802795],
+        "charts/reward_gold": [0.3218517601490021, 0.3021920621395111, 0.3073928952217102,
+                               0.3558318018913269, 0.3069193959236145],
+        "losses/grad_norm": [4.273492813110352, 0.4092862606048584, 0.4800378978252411,
+                             0.29961127042770386, 0.32834526896476746],
+    }),
+}
+
+
+@pytest.mark.parametrize("name", sorted(REFERENCE))
+def test_seeded_tiny_run_reproduces_the_recorded_losses(tmp_path, name):
+    over, want = REFERENCE[name]
+    grpo.train(tiny(tmp_path / name, iterations=5, eval_every=0, checkpoint_every=0, image_every=0, **over))
+    got = scalars(tmp_path / name)
+    for tag, values in want.items():
+        assert [v for _, v in got[tag]] == pytest.approx(values, rel=1e-6, abs=1e-6), tag
