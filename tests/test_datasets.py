@@ -272,7 +272,11 @@ def test_bad_files_skipped_counted_one_warning(tmp_path, write_audio):
         assert x.max() > 0.5
 
 
-def test_failure_at_load_time_returns_silence_or_raises_when_strict(tmp_path, write_audio):
+def test_failure_at_load_time_is_skipped_counted_and_raised_never_silence(tmp_path, write_audio):
+    # issue 14: a clip found bad late is reported like one found early (ds.skipped), and
+    # ds[i] raises BadClipError naming the file instead of returning silence
+    from cqtml_env.features.audio import BadClipError
+
     root = tmp_path / "late"
     write_audio(root / "ok.wav", seconds=1.0)
     write_audio(root / "src.flac", seconds=4.0)
@@ -282,14 +286,14 @@ def test_failure_at_load_time_returns_silence_or_raises_when_strict(tmp_path, wr
     ds = AudioFolder(root, max_duration=DUR, validate="header")  # cheap check misses it
     assert not ds.skipped and len(ds) == 5
     last = next(i for i in range(len(ds)) if ds.clip_info(i)["offset"] == 3.0)
-    with pytest.warns(DataWarning, match="bad.flac"):
-        x = ds[last]
-    assert x.shape == ds.processor.shape and x.max() == 0.0
-    assert "error" in ds.clip_info(last)
+    with pytest.warns(DataWarning, match="bad.flac"), pytest.raises(BadClipError, match="bad.flac"):
+        ds[last]
+    assert "error" in ds.clip_info(last) and last in ds.bad_clips
     assert [(Path(p).name, r.split(":")[0]) for p, r in ds.skipped] == [("bad.flac", "decode_error")]
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # warned once only; later failures are silent
-        ds[last - 1] if ds.clip_info(last - 1)["source"].endswith("bad.flac") else None
+        with pytest.raises(BadClipError):
+            ds[last]  # known bad: raises again without decoding
     strict = AudioFolder(root, max_duration=DUR, validate="header", strict=True)
     with pytest.raises(AudioLoadError):
         strict[last]

@@ -174,7 +174,6 @@ def test_evaluator_and_report_carry_the_metrics_from_the_audio(tmp_path):
     import json
 
     from agents import evaluate
-
     from agents.common import Evaluator, split_data
 
     split = split_data("synthetic:4", max_duration=3.0, eval_clips=3)

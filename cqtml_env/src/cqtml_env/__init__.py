@@ -20,6 +20,7 @@ _EXPORTS: dict[str, str] = {
     "ClipDataset": "cqtml_env.datasets.base",
     "SyntheticMusic": "cqtml_env.datasets.synthetic",
     "AudioFolder": "cqtml_env.datasets.folder",
+    "Windowing": "cqtml_env.datasets.windowing",
     "FreeMusic": "cqtml_env.datasets.fma",
     "MusicNet": "cqtml_env.datasets.musicnet",
     "make_dataset": "cqtml_env.datasets.spec",

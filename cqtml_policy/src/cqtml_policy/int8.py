@@ -8,6 +8,8 @@ the trainable full-precision parts. Needs ``bitsandbytes>=0.46`` (``pip install 
 
 from __future__ import annotations
 
+import sys
+
 import torch
 from torch import nn
 
@@ -23,10 +25,13 @@ def _bnb():
 
 
 def is_int8_linear(module: nn.Module) -> bool:
-    """Whether ``module`` is a bitsandbytes 8-bit Linear."""
-    try:
-        import bitsandbytes as bnb
-    except ImportError:  # pragma: no cover
+    """Whether ``module`` is a bitsandbytes 8-bit Linear.
+
+    Never imports bitsandbytes: if nothing imported it, no module can be one of its layers
+    (and importing it prints kernel-loading noise on every run).
+    """
+    bnb = sys.modules.get("bitsandbytes")
+    if bnb is None:
         return False
     return isinstance(module, bnb.nn.Linear8bitLt)
 

@@ -4,7 +4,7 @@
     cqtml-data cache SPEC --cache-dir DIR --workers N --max-duration 5
 
 SPEC is what :func:`cqtml_env.make_dataset` takes: synthetic | synthetic:N | folder:PATH |
-fma:PATH | musicnet:PATH. Precomputing once makes every later epoch a cache read.
+fma[:PATH] | musicnet[:PATH] (no PATH: $CQTML_DATA/fma, $CQTML_DATA/musicnet). Precomputing once makes every later epoch a cache read.
 """
 
 from __future__ import annotations
@@ -45,6 +45,8 @@ def _build(args: argparse.Namespace, **extra: Any) -> tuple[Any, list[str]]:
 
 
 def _print_skipped(ds: Any, limit: int = 20, file: Any = None) -> None:
+    from cqtml_env.features.audio import display_path
+
     file = file or sys.stdout
     skipped = list(getattr(ds, "skipped", []))
     if not skipped:
@@ -53,15 +55,17 @@ def _print_skipped(ds: Any, limit: int = 20, file: Any = None) -> None:
     counts = Counter(r.split(":")[0] for _, r in skipped)
     print(f"skipped files: {len(skipped)} (" + ", ".join(f"{n} {r}" for r, n in counts.most_common()) + ")", file=file)
     for path, reason in skipped[:limit]:
-        print(f"  {path}: {reason}", file=file)
+        print(f"  {display_path(path)}: {display_path(reason)}", file=file)
     if len(skipped) > limit:
         print(f"  ... {len(skipped) - limit} more", file=file)
 
 
 def cmd_info(args: argparse.Namespace) -> int:
+    from cqtml_env.features.audio import display_path
+
     ds, _ = _build(args)
     p = ds.processor
-    print(f"data set: {ds!r}")
+    print(f"data set: {display_path(repr(ds))}")
     print(f"clips: {len(ds)}")
     files = getattr(ds, "files", None)
     if files is not None:
@@ -86,14 +90,22 @@ def _init_worker(ds: Any) -> None:
     _WORKER_DS = ds
 
 
-def _work(indices: list[int]) -> tuple[int, int, int, list[tuple[str, str]]]:
-    """Compute (or find) the CQTs of ``indices``: (count, hits, misses, new failures)."""
+def _work(indices: list[int]) -> tuple[int, int, int, int, list[tuple[str, str]]]:
+    """Compute (or find) the CQTs of ``indices``: (count, good, hits, misses, new failures).
+
+    Clips found bad while decoding are skipped and come back as failures (file, reason),
+    like the files skipped up front: one bad file never stops the run.
+    """
     ds = _WORKER_DS
     before_hits, before_miss = ds.cache.hits, ds.cache.misses
     before_skipped = len(getattr(ds, "skipped", []))
-    ds.get_many(indices)
+    if hasattr(ds, "get_usable"):
+        good = len(ds.get_usable(indices)[1])
+    else:  # pragma: no cover - data sets outside this package
+        good = len(ds.get_many(indices))
     failures = list(getattr(ds, "skipped", [])[before_skipped:])
-    return len(indices), ds.cache.hits - before_hits, ds.cache.misses - before_miss, failures
+    hits, misses = ds.cache.hits - before_hits, ds.cache.misses - before_miss
+    return len(indices), good, hits, misses, failures
 
 
 def cmd_cache(args: argparse.Namespace) -> int:
@@ -105,15 +117,15 @@ def cmd_cache(args: argparse.Namespace) -> int:
     ds, _ = _build(args, cache=cache)
     n = len(ds) if args.limit is None else min(len(ds), args.limit)
     chunks = [list(range(i, min(i + args.chunk, n))) for i in range(0, n, args.chunk)]
-    hits = misses = 0
+    hits = misses = good = 0
     failures: list[tuple[str, str]] = []
     t0 = time.perf_counter()
     bar = tqdm(total=n, unit="clip", desc="CQT cache", disable=args.no_progress, file=sys.stderr)
     if args.workers <= 1:
         _init_worker(ds)
         results = (_work(c) for c in chunks)
-        for done, h, m, fails in results:
-            hits, misses = hits + h, misses + m
+        for done, g, h, m, fails in results:
+            hits, misses, good = hits + h, misses + m, good + g
             failures += fails
             bar.update(done)
     else:
@@ -123,17 +135,27 @@ def cmd_cache(args: argparse.Namespace) -> int:
         with ProcessPoolExecutor(args.workers, initializer=_init_worker, initargs=(ds,)) as pool:
             futures = [pool.submit(_work, c) for c in chunks]
             for fut in as_completed(futures):
-                done, h, m, fails = fut.result()
-                hits, misses = hits + h, misses + m
+                done, g, h, m, fails = fut.result()
+                hits, misses, good = hits + h, misses + m, good + g
                 failures += fails
                 bar.update(done)
     bar.close()
     dt = time.perf_counter() - t0
+    from cqtml_env.features.audio import display_path
+
+    computed = misses - (n - good)  # a bad clip is a miss that was not computed
     print(
-        f"cached {n} clips of {args.spec} in {dt:.1f} s: {misses} computed, {hits} already "
-        f"cached; cache {cache.root} holds {len(cache)} entries ({cache.size_bytes() / 1e6:.1f} MB)"
+        f"cached {good} clips of {display_path(args.spec)} in {dt:.1f} s: {computed} computed, "
+        f"{hits} already cached; cache {display_path(cache.root)} holds {len(cache)} entries "
+        f"({cache.size_bytes() / 1e6:.1f} MB)"
     )
-    ds.skipped = list(getattr(ds, "skipped", [])) + failures
+    failures = list({p: (p, r) for p, r in reversed(failures)}.values())[::-1]  # one per file
+    if good < n:
+        print(f"skipped while decoding: {n - good} of {n} clips, in {len(failures)} file(s) "
+              "(not cached; listed below)")
+    have = list(getattr(ds, "skipped", []))  # with --workers 1 the workers' ds is this one
+    seen = {p for p, _ in have}
+    ds.skipped = have + [(p, r) for p, r in failures if p not in seen]
     _print_skipped(ds)
     return 0
 
@@ -177,7 +199,9 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_info(args)
         return cmd_cache(args)
     except (ValueError, FileNotFoundError) as exc:
-        print(f"cqtml-data: error: {exc}", file=sys.stderr)
+        from cqtml_env.features.audio import display_path
+
+        print(f"cqtml-data: error: {display_path(str(exc))}", file=sys.stderr)
         return 2
 
 

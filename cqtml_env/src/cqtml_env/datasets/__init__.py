@@ -17,6 +17,7 @@ _EXPORTS: dict[str, str] = {
     "FreeMusic": "cqtml_env.datasets.fma",
     "MusicNet": "cqtml_env.datasets.musicnet",
     "make_dataset": "cqtml_env.datasets.spec",
+    "Windowing": "cqtml_env.datasets.windowing",
 }
 
 __all__ = list(_EXPORTS)

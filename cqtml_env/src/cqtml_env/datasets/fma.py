@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from cqtml_env.datasets.base import FileClipDataset, OutputFormat, Validate
-from cqtml_env.features.cache import FeatureCache
-from cqtml_env.features.cqt import CQTProcessor
+from cqtml_env.datasets.base import FileClipDataset
+from cqtml_env.datasets.locations import data_root, missing_data_message
 
 SUBSETS = ("small", "medium", "large", "full")
 SPLITS = {
@@ -53,26 +52,17 @@ class FreeMusic(FileClipDataset):
 
     def __init__(
         self,
-        root: str | os.PathLike,
+        root: str | os.PathLike | None = None,
         subset: str = "small",
         split: str | None = None,
-        output_format: OutputFormat = "cqt",
-        max_duration: float = 5.0,
-        processor: CQTProcessor | None = None,
-        cache: FeatureCache | str | os.PathLike | None = None,
-        seed: int = 0,
-        min_duration: float = 1.0,
-        clip_hop: float | None = None,
-        max_clips_per_file: int | None = None,
-        clip_selection: Literal["sequential", "random"] = "sequential",
-        clips_per_file: int = 1,
-        validate: Validate = "probe",
-        strict: bool = False,
+        **options: Any,
     ) -> None:
-        super().__init__(
-            root, processor, max_duration, output_format, cache, seed, min_duration, clip_hop,
-            max_clips_per_file, clip_selection, clips_per_file, validate, strict,
-        )
+        """``options``: the keywords of :class:`~cqtml_env.datasets.base.FileClipDataset`
+        (``output_format``, ``max_duration`` and the other :class:`Windowing` fields,
+        ``processor``, ``cache``, ``seed``, ``validate``, ``strict``). ``root=None``: the
+        default folder (``$CQTML_DATA/fma``, see :mod:`cqtml_env.datasets.locations`)."""
+        given = root is not None
+        super().__init__(data_root("fma", root), **options)
         if subset not in SUBSETS:
             raise ValueError(f"subset must be one of {SUBSETS}, got {subset!r}")
         if split is not None and split not in SPLITS:
@@ -81,10 +71,14 @@ class FreeMusic(FileClipDataset):
         self.split = SPLITS[split] if split is not None else None
         csv = self.root / "fma_metadata" / "tracks.csv"
         if not csv.is_file():
-            raise FileNotFoundError(f"FreeMusic: {csv} not found (expected the FMA layout)")
+            raise FileNotFoundError(
+                "FreeMusic: " + missing_data_message("fma", self.root, csv, given)
+            )
         audio_dir = self.root / f"fma_{subset}"
         if not audio_dir.is_dir():
-            raise FileNotFoundError(f"FreeMusic: {audio_dir} not found (expected the FMA layout)")
+            raise FileNotFoundError(
+                "FreeMusic: " + missing_data_message("fma", self.root, audio_dir, given)
+            )
         tracks = read_tracks(csv)
         if ("set", "subset") in tracks.columns and subset != "full":
             allowed = set(SUBSETS[: SUBSETS.index(subset) + 1])

@@ -4,20 +4,24 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from cqtml_env.datasets.base import FileClipDataset, OutputFormat, Validate
+from cqtml_env.datasets.base import FileClipDataset
 from cqtml_env.features.audio import AUDIO_EXTENSIONS
-from cqtml_env.features.cache import FeatureCache
-from cqtml_env.features.cqt import CQTProcessor
 
 
-def list_audio_files(root: Path) -> list[Path]:
+def list_audio_files(root: Path, unreadable: list[str] | None = None) -> list[Path]:
     """Audio files under ``root`` (recursive), sorted by relative path so the order (and so
     the clip indices) is the same on every machine. Hidden files and folders (``.x``, e.g.
-    macOS ``._song.mp3`` resource forks) are ignored."""
+    macOS ``._song.mp3`` resource forks) are ignored. Folders that cannot be listed are
+    appended to ``unreadable`` (never skipped silently)."""
     out = []
-    for dirpath, dirnames, filenames in os.walk(root):
+
+    def onerror(exc: OSError) -> None:
+        if unreadable is not None:
+            unreadable.append(str(exc.filename) if exc.filename is not None else str(root))
+
+    for dirpath, dirnames, filenames in os.walk(root, onerror=onerror):
         dirnames[:] = [d for d in dirnames if not d.startswith(".")]
         for name in filenames:
             if not name.startswith(".") and name.lower().endswith(AUDIO_EXTENSIONS):
@@ -38,33 +42,19 @@ class AudioFolder(FileClipDataset):
 
     kind = "folder"
 
-    def __init__(
-        self,
-        root: str | os.PathLike,
-        processor: CQTProcessor | None = None,
-        max_duration: float = 5.0,
-        output_format: OutputFormat = "cqt",
-        cache: FeatureCache | str | os.PathLike | None = None,
-        seed: int = 0,
-        min_duration: float = 1.0,
-        clip_hop: float | None = None,
-        max_clips_per_file: int | None = None,
-        clip_selection: Literal["sequential", "random"] = "sequential",
-        clips_per_file: int = 1,
-        validate: Validate = "probe",
-        strict: bool = False,
-    ) -> None:
-        super().__init__(
-            root, processor, max_duration, output_format, cache, seed, min_duration, clip_hop,
-            max_clips_per_file, clip_selection, clips_per_file, validate, strict,
-        )
+    def __init__(self, root: str | os.PathLike, **options: Any) -> None:
+        """``options``: the keywords of :class:`FileClipDataset` (``windowing`` or its
+        fields ``max_duration``, ``min_duration``, ``clip_hop``...; ``processor``,
+        ``output_format``, ``cache``, ``seed``, ``validate``, ``strict``)."""
+        super().__init__(root, **options)
         if not self.root.is_dir():
             raise FileNotFoundError(f"AudioFolder: {self.root} is not a directory")
         candidates: list[tuple[Path, dict[str, Any]]] = []
-        for p in list_audio_files(self.root):
+        folders: list[str] = []
+        for p in list_audio_files(self.root, folders):
             parent = p.parent.relative_to(self.root).as_posix()
             candidates.append((p, {"folder": "" if parent == "." else parent}))
-        self._build(candidates)
+        self._build(candidates, [(f, "unreadable: folder cannot be listed") for f in folders])
 
 
 __all__ = ["AudioFolder", "list_audio_files"]

@@ -10,13 +10,12 @@ from __future__ import annotations
 import csv
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
-from cqtml_env.datasets.base import AudioFile, FileClipDataset, OutputFormat, Validate
-from cqtml_env.features.cache import FeatureCache
-from cqtml_env.features.cqt import CQTProcessor
+from cqtml_env.datasets.base import AudioFile, FileClipDataset
+from cqtml_env.datasets.locations import data_root, missing_data_message
 
 LABEL_SAMPLE_RATE = 44100
 SPLITS = {"train": "train", "training": "train", "test": "test"}
@@ -69,33 +68,23 @@ class MusicNet(FileClipDataset):
     kind = "musicnet"
 
     def __init__(
-        self,
-        root: str | os.PathLike,
-        split: str = "train",
-        output_format: OutputFormat = "cqt",
-        max_duration: float = 5.0,
-        processor: CQTProcessor | None = None,
-        cache: FeatureCache | str | os.PathLike | None = None,
-        seed: int = 0,
-        min_duration: float = 1.0,
-        clip_hop: float | None = None,
-        max_clips_per_file: int | None = None,
-        clip_selection: Literal["sequential", "random"] = "sequential",
-        clips_per_file: int = 1,
-        validate: Validate = "probe",
-        strict: bool = False,
+        self, root: str | os.PathLike | None = None, split: str = "train", **options: Any
     ) -> None:
-        super().__init__(
-            root, processor, max_duration, output_format, cache, seed, min_duration, clip_hop,
-            max_clips_per_file, clip_selection, clips_per_file, validate, strict,
-        )
+        """``options``: the keywords of :class:`~cqtml_env.datasets.base.FileClipDataset`
+        (``output_format``, ``max_duration`` and the other :class:`Windowing` fields,
+        ``processor``, ``cache``, ``seed``, ``validate``, ``strict``). ``root=None``: the
+        default folder (``$CQTML_DATA/musicnet``, see :mod:`cqtml_env.datasets.locations`)."""
+        given = root is not None
+        super().__init__(data_root("musicnet", root), **options)
         if split not in SPLITS:
             raise ValueError(f"split must be one of {sorted(SPLITS)}, got {split!r}")
         self.split = SPLITS[split]
         data_dir = self.root / f"{self.split}_data"
         label_dir = self.root / f"{self.split}_labels"
         if not data_dir.is_dir():
-            raise FileNotFoundError(f"MusicNet: {data_dir} not found (expected the MusicNet layout)")
+            raise FileNotFoundError(
+                "MusicNet: " + missing_data_message("musicnet", self.root, data_dir, given)
+            )
         self.label_problems: list[str] = []
         self._notes: dict[str, np.ndarray] = {}
         candidates: list[tuple[Path, dict[str, Any]]] = []

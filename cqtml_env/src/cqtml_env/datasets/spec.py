@@ -12,14 +12,17 @@ SPEC_FORMS = (
     "folder:PATH",
     "fma:PATH",
     "musicnet:PATH",
+    "fma",
+    "musicnet",
 )
 
 
 def make_dataset(spec: str, **kwargs: Any) -> ClipDataset:
     """Build a data set from a spec string; ``kwargs`` go to its constructor.
 
-    ``synthetic`` (256 clips) | ``synthetic:N`` | ``folder:PATH`` | ``fma:PATH``
-    (kwargs subset=, split=) | ``musicnet:PATH`` (kwarg split=).
+    ``synthetic`` (256 clips) | ``synthetic:N`` | ``folder:PATH`` | ``fma[:PATH]``
+    (kwargs subset=, split=) | ``musicnet[:PATH]`` (kwarg split=); without a PATH, FMA and
+    MusicNet are read from their default folders (:mod:`cqtml_env.datasets.locations`).
     """
     if not isinstance(spec, str) or not spec.strip():
         raise ValueError(f"empty data set spec; valid forms: {', '.join(SPEC_FORMS)}")
@@ -38,7 +41,7 @@ def make_dataset(spec: str, **kwargs: Any) -> ClipDataset:
             kwargs.setdefault("num_clips", n)
         return SyntheticMusic(**kwargs)
     if kind in ("folder", "fma", "musicnet"):
-        if not arg:
+        if not arg and kind == "folder":
             raise ValueError(f"bad spec {spec!r}: '{kind}:PATH' needs a path")
         if kind == "folder":
             from cqtml_env.datasets.folder import AudioFolder
@@ -47,10 +50,10 @@ def make_dataset(spec: str, **kwargs: Any) -> ClipDataset:
         if kind == "fma":
             from cqtml_env.datasets.fma import FreeMusic
 
-            return FreeMusic(arg, **kwargs)
+            return FreeMusic(arg or None, **kwargs)  # no path: the default location
         from cqtml_env.datasets.musicnet import MusicNet
 
-        return MusicNet(arg, **kwargs)
+        return MusicNet(arg or None, **kwargs)
     raise ValueError(f"unknown data set spec {spec!r}; valid forms: {', '.join(SPEC_FORMS)}")
 
 

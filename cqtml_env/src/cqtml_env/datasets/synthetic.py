@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from cqtml_env.datasets.base import ClipDataset, OutputFormat
+from cqtml_env.datasets.windowing import Windowing
 from cqtml_env.features.cache import FeatureCache
 from cqtml_env.features.cqt import CQTProcessor
 
@@ -778,13 +779,22 @@ class SyntheticMusic(ClipDataset):
         self,
         num_clips: int = 256,
         seed: int = 0,
-        max_duration: float = 5.0,
+        *,
+        max_duration: float | None = None,
         processor: CQTProcessor | None = None,
         output_format: OutputFormat = "cqt",
         cache: FeatureCache | str | os.PathLike | None = None,
         presets: list[str] | tuple[str, ...] | None = None,
+        windowing: Windowing | None = None,
     ) -> None:
-        super().__init__(processor, max_duration, output_format, cache, seed)
+        super().__init__(
+            processor=processor,
+            windowing=windowing,
+            max_duration=max_duration,
+            output_format=output_format,
+            cache=cache,
+            seed=seed,
+        )
         if int(num_clips) < 1:
             raise ValueError(f"num_clips must be >= 1, got {num_clips}")
         if presets is not None:

@@ -38,7 +38,10 @@ class Scorer(Protocol):
 
 def _to_numpy(x: Any) -> np.ndarray:
     if hasattr(x, "detach"):  # torch tensor
-        x = x.detach().cpu().numpy()
+        x = x.detach().cpu()
+        if x.is_floating_point():  # bf16/fp16 have no (or a lossy) numpy dtype: float32
+            x = x.float()
+        x = x.numpy()
     return np.asarray(x)
 
 
@@ -189,6 +192,14 @@ class CQTMLCore:
         arr = np.array(arr, dtype=np.float32)  # our own copy: the data set may reuse its array
         if arr.shape != self.obs_shape:
             raise ValueError(f"data set clip {clip} has shape {arr.shape}, expected {self.obs_shape}")
+        if not (np.all(np.isfinite(arr)) and arr.min() >= 0.0 and arr.max() <= 1.0):
+            info = self.dataset.clip_info(clip)
+            raise ValueError(
+                f"data set clip {clip} ({info.get('clip_id', '?')}, source "
+                f"{info.get('source', '?')}) has values outside the observation space "
+                f"(finite, in [0, 1]): min {np.nanmin(arr):g}, max {np.nanmax(arr):g}, "
+                f"{int(np.sum(~np.isfinite(arr)))} non-finite"
+            )
         arr.flags.writeable = False  # cached: nobody may edit it in place
         self._cache[clip] = arr
         while len(self._cache) > self.cache_size:
@@ -214,6 +225,25 @@ class CQTMLCore:
         for k, c in enumerate(clips):
             out[k] = self.observation(c)
         return out
+
+    def draw_observations(self, draw: Any, tries: int = 64) -> tuple[np.ndarray, np.ndarray]:
+        """``(clips, observations)`` for randomly drawn clips, redrawing when the data set
+        finds a drawn clip bad (``BadClipError``: already skipped, counted and reported in
+        the data set), so one bad file never stops a long run. ``draw()`` -> clip indices."""
+        from cqtml_env.features.audio import AudioLoadError
+
+        last: Exception | None = None
+        for _ in range(tries):
+            clips = np.asarray(draw(), dtype=np.int64)
+            try:
+                return clips, self.observations(clips)
+            except AudioLoadError as exc:
+                last = exc
+        bad = getattr(self.dataset, "bad_clips", {})
+        raise RuntimeError(
+            f"{tries} draws in a row hit bad clips ({len(bad)} of {self.num_clips} known bad; "
+            f"last: {last}); fix or remove the files listed in the data set's .skipped"
+        ) from last
 
     def clear_cache(self) -> None:
         self._cache.clear()

@@ -79,12 +79,16 @@ class CQTMLEnv(gym.Env[np.ndarray, np.ndarray]):
             raise ValueError(f"unknown reset option(s) {sorted(unknown)}; CQTML-v0 accepts 'clip'")
         if options.get("clip") is not None:
             clip = self.core.check_clip(options["clip"], "options['clip']")
-        else:
-            clip = int(self.np_random.integers(self.core.num_clips))
+            obs = self.core.observation(clip)
+        else:  # a drawn clip that turns out bad is skipped (the data set counts it)
+            clips, stack = self.core.draw_observations(
+                lambda: [int(self.np_random.integers(self.core.num_clips))]
+            )
+            clip, obs = int(clips[0]), stack[0]
         self._clip = clip
         self._last_activations = None
         self._last_scores = None
-        return self.core.observation(clip).copy(), self.core.reset_info(clip)
+        return obs.copy(), self.core.reset_info(clip)
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         if self._clip is None:

@@ -271,17 +271,23 @@ class CQTMLVectorEnv(VectorEnv):
                     f"with group_size={groups}, options['reset_mask'] must cover whole groups of {groups} "
                     "consecutive sub-envs"
                 )
-            new = self._draw(groups, mask if partial else None)
+            new = None  # drawn below, skipping clips the data set finds bad
         self._autoreset_groups = groups
         self._last = None
+        if new is None:
+            new, new_obs = self.core.draw_observations(
+                lambda: self._draw(groups, mask if partial else None)
+            )
+        else:
+            new_obs = self.core.observations(new)
         if partial:
             assert self._clips is not None and self._obs is not None
             clips, obs = self._clips.copy(), self._obs.copy()
             clips[mask] = new
-            obs[mask] = self.core.observations(new)
+            obs[mask] = new_obs
             self._ended &= ~mask
         else:
-            clips, obs = new, self.core.observations(new)
+            clips, obs = new, new_obs
             self._ended[:] = False
         self._clips, self._obs = clips, obs
         return obs, self._infos(clips, present=mask if partial else None)
@@ -313,8 +319,9 @@ class CQTMLVectorEnv(VectorEnv):
         for i in range(self.num_envs):
             final_obs[i] = self._obs[i]
         # SAME_STEP autoreset: every episode has just ended
-        self._clips = self._draw(self._autoreset_groups)
-        self._obs = self.core.observations(self._clips)
+        self._clips, self._obs = self.core.draw_observations(
+            lambda: self._draw(self._autoreset_groups)
+        )
         info = self._infos(self._clips)
         info["final_obs"] = final_obs
         info["_final_obs"] = np.ones(self.num_envs, dtype=np.bool_)

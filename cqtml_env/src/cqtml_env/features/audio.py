@@ -13,9 +13,51 @@ SOUNDFILE_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff
 AV_EXTENSIONS = (".m4a", ".aac")
 AUDIO_EXTENSIONS = SOUNDFILE_EXTENSIONS + AV_EXTENSIONS
 
+SILENCE_PEAK = 1e-4
+"""A file whose peak |sample| stays below this (-80 dBFS) is ``silent``: no music to follow."""
+MAX_PEAK = 1e3
+"""A peak |sample| above this (+60 dBFS) is not audio a CQT can use (float files scaled by
+mistake, garbage; librosa fails near 1e35): reason ``too_loud``."""
+
 
 class AudioLoadError(ValueError):
-    """A file that cannot be used as audio (empty, truncated, not audio, silent, too short)."""
+    """A file that cannot be used as audio (empty, truncated, not audio, silent, too short).
+
+    ``reason`` is the data sets' skip reason for it (``decode_error`` unless known better).
+    """
+
+    def __init__(self, message: str, reason: str = "decode_error") -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class BadClipError(AudioLoadError):
+    """A clip whose file turned out bad only when it was decoded (``ds[i]``, batch reads).
+
+    ``path``, ``reason`` (a skip reason: decode_error, too_loud, silent, unreadable...) and
+    ``clips`` (the data set indices that failed) say what; the data set has already recorded
+    the file in ``ds.skipped`` (and the clips in ``ds.bad_clips``), so a caller can catch
+    this, count the clip as skipped and go on.
+    """
+
+    def __init__(self, message: str, path: str = "", reason: str = "decode_error",
+                 clips: tuple[int, ...] = ()) -> None:
+        super().__init__(message, reason)
+        self.path = path
+        self.clips = tuple(clips)
+
+
+def soundfile_path(path: str | os.PathLike) -> str | bytes:
+    """What to hand soundfile: bytes on POSIX, so file names that are not valid UTF-8
+    (``b"caf\\xe9.wav"``, surrogate-escaped by ``os.fsdecode``) open like any other."""
+    if os.name == "nt":  # pragma: no cover - Windows paths are UTF-16, soundfile takes str
+        return str(path)
+    return os.fsencode(path)
+
+
+def display_path(path: str | os.PathLike) -> str:
+    """A file name safe to print on any terminal: bytes that are not UTF-8 as ``\\xe9``."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
 def to_stereo(audio: np.ndarray) -> np.ndarray:
@@ -89,14 +131,14 @@ def audio_info(path: str | os.PathLike) -> tuple[int, int, int]:
     import soundfile as sf
 
     try:
-        info = sf.info(str(path))
+        info = sf.info(soundfile_path(path))
     except Exception as exc:  # soundfile raises several types for bad files
         if Path(path).suffix.lower() in AV_EXTENSIONS:
             data, sr = _decode_av(Path(path))
             return sr, int(data.shape[0]), int(data.shape[1])
-        raise AudioLoadError(f"{path}: not readable as audio ({exc})") from exc
+        raise AudioLoadError(f"{display_path(path)}: not readable as audio ({exc})") from exc
     if info.frames <= 0 or info.samplerate <= 0:
-        raise AudioLoadError(f"{path}: empty audio (frames={info.frames})")
+        raise AudioLoadError(f"{display_path(path)}: empty audio (frames={info.frames})")
     return int(info.samplerate), int(info.frames), int(info.channels)
 
 
@@ -115,11 +157,16 @@ def load_audio(
 
     path = Path(path)
     if not path.is_file():
-        raise AudioLoadError(f"{path}: no such file")
+        raise AudioLoadError(f"{display_path(path)}: no such file", "missing")
     if path.stat().st_size == 0:
-        raise AudioLoadError(f"{path}: empty file")
+        raise AudioLoadError(f"{display_path(path)}: empty file", "empty_file")
     try:
-        with sf.SoundFile(str(path)) as f:
+        with open(path, "rb"):
+            pass
+    except OSError as exc:
+        raise AudioLoadError(f"{display_path(path)}: unreadable ({exc.strerror or exc})", "unreadable") from exc
+    try:
+        with sf.SoundFile(soundfile_path(path)) as f:
             sr = int(f.samplerate)
             start = int(round(offset * sr))
             if start > 0:
@@ -128,12 +175,18 @@ def load_audio(
             data = f.read(frames=frames, dtype="float32", always_2d=True)
     except Exception as exc:
         if path.suffix.lower() not in AV_EXTENSIONS:
-            raise AudioLoadError(f"{path}: cannot decode audio ({exc})") from exc
+            raise AudioLoadError(f"{display_path(path)}: cannot decode audio ({exc})") from exc
         data, sr = _decode_av(path, offset, duration)
     if data.size == 0:
-        raise AudioLoadError(f"{path}: no samples at offset {offset:.2f}s")
+        raise AudioLoadError(f"{display_path(path)}: no samples at offset {offset:.2f}s", "truncated")
     if not np.all(np.isfinite(data)):
-        raise AudioLoadError(f"{path}: audio contains NaN or inf")
+        raise AudioLoadError(f"{display_path(path)}: audio contains NaN or inf")
+    peak = float(np.max(np.abs(data)))
+    if peak > MAX_PEAK:
+        raise AudioLoadError(
+            f"{display_path(path)}: peak sample {peak:.3g} is above {MAX_PEAK:g} (+60 dBFS): not usable audio",
+            "too_loud",
+        )
     audio = to_stereo(data.T)
     if sample_rate is not None and sr != sample_rate:
         audio = resample(audio, sr, sample_rate).astype(np.float32, copy=False)

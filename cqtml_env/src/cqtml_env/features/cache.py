@@ -3,24 +3,45 @@
 Keys hash everything that changes the features: the clip's source identity (absolute path +
 size + mtime_ns for files, so an edited file misses; generator version + seed + index for
 synthetic clips), the clip window (offset, duration) and the processor config JSON. Entries
-are plain ``.npy`` files (read with ``allow_pickle=False``) written atomically (temp file +
+are ``.npy`` files (read with ``allow_pickle=False``) written atomically (temp file +
 ``os.replace``), so concurrent writers (``cqtml-data cache --workers N``) and crashes never
 leave a half-written entry behind.
+
+Every entry is verified on read, so bit rot or a stray write is never served as features:
+the file ends with a 24-byte trailer (``CQTMLsum`` + BLAKE2b-128 of the ``.npy`` bytes before
+it; ``np.load`` ignores trailing bytes, so entries stay plain ``.npy`` to other tools), and
+the array must be finite, within ``value_range`` (CQT features: [0, 1]) and, when the caller
+says, of the expected shape and float32. A bad entry warns (:class:`CacheWarning`, naming the
+file and why), is deleted and counts as a miss, so the data set recomputes and replaces it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import os
 import tempfile
+import warnings
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 CACHE_ENV_VAR = "CQTML_CACHE_DIR"
-KEY_VERSION = "cqtml-cache-v1"
+KEY_VERSION = "cqtml-cache-v2"  # v2: entries carry a checksum trailer (v1 entries just miss)
+TRAILER_MAGIC = b"CQTMLsum"
+DIGEST_SIZE = 16
+TRAILER_SIZE = len(TRAILER_MAGIC) + DIGEST_SIZE
+
+
+class CacheWarning(UserWarning):
+    """A corrupt feature-cache entry was found (and removed, to be recomputed)."""
+
+
+def _digest(data: bytes | memoryview) -> bytes:
+    return hashlib.blake2b(data, digest_size=DIGEST_SIZE).digest()
 
 
 def default_cache_dir() -> Path:
@@ -37,22 +58,36 @@ def file_identity(path: str | os.PathLike) -> str:
 
 
 class FeatureCache:
-    """Content-keyed ``.npy`` store: ``root/<key[:2]>/<key>.npy``. Counts hits and misses."""
+    """Content-keyed, verified ``.npy`` store: ``root/<key[:2]>/<key>.npy``.
 
-    def __init__(self, root: str | os.PathLike | None = None) -> None:
+    Counts hits, misses and ``corrupt`` entries found (each also a miss). ``value_range``
+    is what every stored value must lie in (None: only finiteness is checked).
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike | None = None,
+        value_range: tuple[float, float] | None = (0.0, 1.0),
+    ) -> None:
         self.root = Path(root).expanduser() if root is not None else default_cache_dir()
+        self.value_range = value_range
         self.hits = 0
         self.misses = 0
+        self.corrupt = 0
 
     def __repr__(self) -> str:
-        return f"FeatureCache(root={str(self.root)!r}, hits={self.hits}, misses={self.misses})"
+        return (
+            f"FeatureCache(root={str(self.root)!r}, hits={self.hits}, misses={self.misses}, "
+            f"corrupt={self.corrupt})"
+        )
 
     # -- keys ----------------------------------------------------------------------------
     @staticmethod
     def key(identity: str, offset: float, duration: float, config_json: str) -> str:
         """Hex digest of (identity, window, processor config)."""
         text = f"{KEY_VERSION}\n{identity}\n{offset:.6f}\n{duration:.6f}\n{config_json}"
-        return hashlib.sha256(text.encode("utf-8")).hexdigest()
+        # surrogateescape: file names that are not UTF-8 (same bytes as strict UTF-8 otherwise)
+        return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()
 
     def path_for(self, key: str) -> Path:
         return self.root / key[:2] / f"{key}.npy"
@@ -61,30 +96,80 @@ class FeatureCache:
     def __contains__(self, key: str) -> bool:
         return self.path_for(key).is_file()
 
-    def get(self, key: str) -> np.ndarray | None:
-        """The cached array, or None (a corrupt entry counts as a miss and is removed)."""
+    def get(
+        self, key: str, shape: tuple[int, ...] | None = None, dtype: Any = np.float32
+    ) -> np.ndarray | None:
+        """The cached array, or None. A corrupt entry (checksum, values, or not ``shape`` /
+        ``dtype`` when ``shape`` is given) warns naming the file, is removed and is a miss."""
         path = self.path_for(key)
         try:
-            arr = np.load(path, allow_pickle=False)
+            data = path.read_bytes()
         except FileNotFoundError:
             self.misses += 1
             return None
-        except (OSError, ValueError, EOFError):
-            self.misses += 1
-            with contextlib.suppress(OSError):
-                path.unlink()
-            return None
+        except OSError as exc:
+            return self._bad(path, f"unreadable ({exc.strerror or exc})")
+        if len(data) < TRAILER_SIZE or data[-TRAILER_SIZE:-DIGEST_SIZE] != TRAILER_MAGIC:
+            return self._bad(path, "no checksum trailer (truncated or not written by FeatureCache)")
+        body = memoryview(data)[:-TRAILER_SIZE]
+        if _digest(body) != data[-DIGEST_SIZE:]:
+            return self._bad(path, "checksum mismatch (bit rot or a foreign write)")
+        try:
+            arr = np.load(io.BytesIO(body), allow_pickle=False)
+        except (OSError, ValueError, EOFError) as exc:
+            return self._bad(path, f"not a readable .npy ({exc})")
+        why = self._check_array(arr, shape, dtype)
+        if why:
+            return self._bad(path, why)
         self.hits += 1
         return arr
 
+    def _check_array(
+        self, arr: np.ndarray, shape: tuple[int, ...] | None = None, dtype: Any = np.float32
+    ) -> str | None:
+        """Why ``arr`` may not be served (None: fine)."""
+        if shape is not None and (tuple(arr.shape) != tuple(shape) or arr.dtype != dtype):
+            return f"{arr.dtype}{list(arr.shape)}, expected {np.dtype(dtype)}{list(shape)}"
+        if arr.dtype.kind in "fc" and arr.size:
+            if not np.all(np.isfinite(arr)):
+                return "NaN or inf values"
+            if self.value_range is not None:
+                lo, hi = float(arr.min()), float(arr.max())
+                if lo < self.value_range[0] or hi > self.value_range[1]:
+                    return f"values in [{lo:g}, {hi:g}], outside {list(self.value_range)}"
+        return None
+
+    def _bad(self, path: Path, why: str) -> None:
+        self.misses += 1
+        self.corrupt += 1
+        warnings.warn(
+            f"feature cache entry {path} is corrupt ({why}); removed, it will be recomputed",
+            CacheWarning,
+            stacklevel=3,
+        )
+        with contextlib.suppress(OSError):
+            path.unlink()
+        return None
+
     def put(self, key: str, array: np.ndarray) -> None:
-        """Write atomically: a reader sees either nothing or the whole array."""
+        """Write atomically (a reader sees nothing or the whole entry), with its checksum.
+
+        Refuses (ValueError) an array that :meth:`get` would reject: bad data never enters.
+        """
+        array = np.ascontiguousarray(array)
+        why = self._check_array(array, None)
+        if why:
+            raise ValueError(f"refusing to cache {key}: {why}")
+        buf = io.BytesIO()
+        np.save(buf, array, allow_pickle=False)
+        body = buf.getbuffer()
         path = self.path_for(key)
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npy", dir=path.parent)
         try:
             with os.fdopen(fd, "wb") as f:
-                np.save(f, np.ascontiguousarray(array), allow_pickle=False)
+                f.write(body)
+                f.write(TRAILER_MAGIC + _digest(body))
             os.replace(tmp, path)
         except BaseException:
             with contextlib.suppress(OSError):
@@ -110,7 +195,7 @@ class FeatureCache:
         return sum(p.stat().st_size for p in self.root.glob("*/*.npy"))
 
     def stats(self) -> dict[str, int]:
-        return {"hits": self.hits, "misses": self.misses}
+        return {"hits": self.hits, "misses": self.misses, "corrupt": self.corrupt}
 
     def clear(self) -> None:
         """Delete every entry (and stray temp files) under root."""
@@ -130,4 +215,11 @@ def as_cache(cache: FeatureCache | str | os.PathLike | None) -> FeatureCache | N
     raise TypeError(f"cache must be None, a directory path or a FeatureCache, got {type(cache)}")
 
 
-__all__ = ["FeatureCache", "default_cache_dir", "file_identity", "as_cache", "CACHE_ENV_VAR"]
+__all__ = [
+    "CACHE_ENV_VAR",
+    "CacheWarning",
+    "FeatureCache",
+    "as_cache",
+    "default_cache_dir",
+    "file_identity",
+]
