@@ -220,10 +220,56 @@ def create_app(
     return app
 
 
+class ThreadedServer:
+    """uvicorn serving ``app`` from a background thread (tests, benches, notebooks).
+
+    Example:
+        >>> srv = ThreadedServer(create_app(service), port=0).start()  # doctest: +SKIP
+        >>> srv.url, srv.stop()  # doctest: +SKIP
+    """
+
+    def __init__(self, app, host: str = "127.0.0.1", port: int = 0) -> None:
+        import socket
+
+        import uvicorn
+
+        if port == 0:
+            with socket.socket() as s:
+                s.bind((host, 0))
+                port = s.getsockname()[1]
+        self.host, self.port = host, port
+        self.server = uvicorn.Server(
+            uvicorn.Config(app, host=host, port=port, log_level="warning", limit_concurrency=64)
+        )
+        self._thread = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def start(self, timeout: float = 30.0) -> "ThreadedServer":
+        import threading
+        import time
+
+        self._thread = threading.Thread(target=self.server.run, daemon=True, name="cqtml-label")
+        self._thread.start()
+        t0 = time.time()
+        while not self.server.started:
+            if not self._thread.is_alive() or time.time() - t0 > timeout:
+                raise RuntimeError(f"labelling server did not start on {self.url}")
+            time.sleep(0.02)
+        return self
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+
+
 async def _run(fn, *args):
     from starlette.concurrency import run_in_threadpool
 
     return await run_in_threadpool(fn, *args)
 
 
-__all__ = ["MAX_BODY", "create_app"]
+__all__ = ["MAX_BODY", "ThreadedServer", "create_app"]
