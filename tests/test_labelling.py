@@ -320,3 +320,28 @@ def test_kill_9_loses_no_acknowledged_label(tmp_path):
 
     res = merge_journals(store, Journal(store / "journal"), lambda *a: None, GoldScorer())
     assert res.merged == 0
+
+
+def test_finetune_from_default_reports_agreement_next_to_the_shipped_model(dataset, tmp_path):
+    from cqtml_env.cli import reward as reward_cli
+
+    svc = service(dataset, tmp_path / "s", pairs_per_clip=3)
+    c = client(svc)
+    for name in ("ann", "bob"):
+        answer_n(c, name, ["a", "b", "a", "b", "a", "b", "b", "a", "a", "b", "a", "a"])
+    svc.close()
+    out = tmp_path / "m"
+    assert reward_cli.main(["train", "--prefs", str(tmp_path / "s"), "--init", "default",
+                            "--out", str(out), "--epochs", "2", "--quiet"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    p = report["person"]
+    assert p["test_pairs"] > 0 and p["fit_pairs"] > 0
+    assert p["fit_pairs"] + p["early_stop_pairs"] + p["test_pairs"] == p["human_pairs"] == 24
+    assert 0.0 <= p["agreement_init"] <= 1.0 and 0.0 <= p["agreement_finetuned"] <= 1.0
+    from cqtml_env import RewardModel
+
+    RewardModel.from_pretrained(out)  # loadable by agents/grpo.py --reward-model
+    with pytest.raises(ValueError, match="no labeller 'zed'"):
+        from cqtml_env.reward.finetune import finetune_reward_model
+
+        finetune_reward_model([tmp_path / "s"], tmp_path / "z", person="zed", progress=False)
