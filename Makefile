@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml cqtml_env/pyproject.toml cqtml_policy/pyproject.toml Ma
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(TORCH)
-	$(PY) -m pip install -q -e "./cqtml_env[show]" -e "./cqtml_policy[sb3,int8]" -e ".[dev]"
+	$(PY) -m pip install -q -e "./cqtml_env[show,label]" -e "./cqtml_policy[sb3,int8]" -e ".[dev]"
 	touch $(STAMP)
 
 train: venv
@@ -26,6 +26,8 @@ train: venv
 
 test: venv
 	$(PY) -m ruff check .
+	@# the labelling page's browser test drives Debian's chromium (skipped when absent)
+	command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && { apt-get update -qq; apt-get install -y -qq chromium; }; } || true
 	$(PY) -m cqtml_env.warmup  # compile numba kernels once before parallel workers
 	$(PY) -m pytest -n 2 --durations=15
 

@@ -26,9 +26,10 @@ from cqtml_env.reward.default import (
 def _train(args: argparse.Namespace) -> int:
     from cqtml_env.reward.training import TrainConfig, train_reward_model
 
+    ft = args.init is not None
     cfg = TrainConfig(
-        epochs=args.epochs,
-        lr=args.lr,
+        epochs=args.epochs if args.epochs is not None else (30 if ft else DEFAULT_EPOCHS),
+        lr=args.lr if args.lr is not None else (1e-3 if ft else 3e-3),
         seed=args.seed,
         patience=args.patience,
         threads=args.threads,
@@ -37,8 +38,12 @@ def _train(args: argparse.Namespace) -> int:
         max_minutes=args.max_minutes,
     )
     log_dir = args.log_dir or str(Path(args.out) / "tb")
+    if args.init is not None:
+        return _finetune(args, cfg, log_dir)
+    if len(args.prefs) > 1:
+        raise SystemExit("several --prefs are combined only when fine-tuning (--init)")
     _, report = train_reward_model(
-        args.prefs, args.out, cfg, log_dir=log_dir, progress=not args.quiet
+        args.prefs[0], args.out, cfg, log_dir=log_dir, progress=not args.quiet
     )
     print(
         json.dumps(
@@ -49,6 +54,24 @@ def _train(args: argparse.Namespace) -> int:
             },
             indent=1,
         )
+    )
+    return 0
+
+
+def _finetune(args: argparse.Namespace, cfg, log_dir: str) -> int:
+    from cqtml_env.reward.finetune import finetune_reward_model
+
+    _, report = finetune_reward_model(
+        args.prefs, args.out, init=args.init, person=args.labeller, mix_gold=args.mix_gold,
+        test_fraction=args.test_fraction,
+        config=cfg, seed=args.seed, progress=not args.quiet, log_dir=log_dir,
+    )
+    p = report["person"]
+    print(json.dumps(p, indent=1))
+    print(
+        f"held-out agreement with {p['labeller']} on {p['test_decided_pairs']} pairs of "
+        f"{p['test_clips']} unseen clips: starting model {p['agreement_init']:.3f}, "
+        f"fine-tuned {p['agreement_finetuned']:.3f} (weights in {args.out})"
     )
     return 0
 
@@ -105,10 +128,20 @@ def main(argv: list[str] | None = None) -> int:
     )
     sub = p.add_subparsers(dest="cmd", required=True)
     t = sub.add_parser("train", help="train on a cqtml-prefs directory")
-    t.add_argument("--prefs", required=True)
+    t.add_argument("--prefs", required=True, action="append",
+                   help="cqtml-prefs directory (repeat to combine stores when fine-tuning)")
     t.add_argument("--out", required=True)
-    t.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS)
-    t.add_argument("--lr", type=float, default=3e-3)
+    t.add_argument("--init", default=None,
+                   help="fine-tune: 'default' (the shipped weights) or a model directory; "
+                        "trains on human labels, held out by clip")
+    t.add_argument("--labeller", default=None, help="fine-tune on this person's labels only")
+    t.add_argument("--mix-gold", type=float, default=0.0,
+                   help="fine-tune: share of gold-labelled pairs mixed into the fit set")
+    t.add_argument("--test-fraction", type=float, default=0.2,
+                   help="fine-tune: share of the person's clips held out for the report")
+    t.add_argument("--epochs", type=int, default=None,
+                   help=f"default {DEFAULT_EPOCHS} (30 when fine-tuning)")
+    t.add_argument("--lr", type=float, default=None, help="default 3e-3 (1e-3 when fine-tuning)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--patience", type=int, default=6)
     t.add_argument("--hidden", type=int, default=DEFAULT_HIDDEN)

@@ -14,6 +14,9 @@ On-disk format ``cqtml-prefs`` version 1 (a directory):
   the shard: first, second; both of one clip), ``label`` float32 ``[P]`` (probability that the
   first is preferred: 1, 0, or 0.5 for "equal"), ``labeller`` uint8 ``[P]`` (index in
   ``manifest["labellers"]``: oracle, bt, mistake, human).
+* optional ``meta`` in a shard entry: a JSON sidecar ``{"rows": [...]}`` with one object per
+  pair row of that shard (human labels: ``labeller`` name, ``time``, ``seconds`` spent,
+  ``both_played``; see :mod:`cqtml_env.labelling.journal`). Stores without it load as before.
 
 Candidates come from :mod:`cqtml_env.preferences.candidates`, labels from
 :mod:`~cqtml_env.preferences.labellers`, whole directories from
@@ -137,7 +140,44 @@ class PreferenceDataset:
         """All problems as ``'file row R: what'`` lines (empty list = valid)."""
         problems: list[str] = []
         self._load(problems)
+        self._check_label_meta(problems)
         return problems
+
+    def _check_label_meta(self, problems: list[str]) -> None:
+        """Optional per-row sidecars of human labels (``"meta"`` in a shard entry)."""
+        for entry in self.shards:
+            meta = entry.get("meta")
+            if meta is None:
+                continue
+            name = entry.get("file", "?")
+            path = self.root / str(meta)
+            if Path(str(meta)).name != str(meta) or not path.is_file():
+                problems.append(f"{name}: label metadata {meta!r} missing")
+                continue
+            try:
+                rows = json.loads(path.read_text()).get("rows")
+            except (json.JSONDecodeError, UnicodeDecodeError, AttributeError) as exc:
+                problems.append(f"{meta}: not a JSON object with 'rows' ({exc})")
+                continue
+            if not isinstance(rows, list) or len(rows) != entry.get("pairs"):
+                problems.append(f"{meta}: needs one row per pair ({entry.get('pairs')})")
+                continue
+            for r, row in enumerate(rows):
+                ok = isinstance(row, dict) and isinstance(row.get("labeller"), str)
+                ok = ok and all(isinstance(row.get(k), (int, float)) for k in ("time", "seconds"))
+                ok = ok and isinstance(row.get("both_played"), bool) and row["seconds"] >= 0
+                if not ok:
+                    problems.append(
+                        f"{meta} row {r}: needs labeller (str), time, seconds >= 0, both_played (bool)"
+                    )
+
+    def label_meta(self) -> list[dict]:
+        """Per-row metadata of human labels (labeller name, time, seconds, both played)."""
+        out: list[dict] = []
+        for entry in self.shards:
+            if entry.get("meta"):
+                out += json.loads((self.root / entry["meta"]).read_text())["rows"]
+        return out
 
     def load(self) -> PreferenceArrays:
         if self._arrays is None:

@@ -155,31 +155,49 @@ def train_reward_model(
     log_dir: str | os.PathLike | None = None,
     progress: bool = True,
     name: str = "model",
+    init: RewardModel | None = None,
+    split: tuple[np.ndarray, np.ndarray] | None = None,
+    arrays: PreferenceArrays | None = None,
 ) -> tuple[RewardModel, dict[str, Any]]:
-    """Train, early-stop, calibrate; write ``name.safetensors``/``.json`` and ``report.json``."""
+    """Train, early-stop, calibrate; write ``name.safetensors``/``.json`` and ``report.json``.
+
+    ``init``: start from these weights (fine-tuning, e.g. ``RewardModel.load_default()``;
+    a copy is trained). ``split``: (train, held-out) clip rows instead of a random split.
+    ``arrays``: train on these (e.g. a filtered or combined view) instead of ``prefs.load()``.
+    """
     cfg = config or TrainConfig()
     ds = prefs if isinstance(prefs, PreferenceDataset) else PreferenceDataset(prefs)
-    arr = ds.load()
+    arr = arrays if arrays is not None else ds.load()
     if len(arr.pairs) == 0:
         raise ValueError(f"{ds.root}: no usable pairs to train on")
     prev_threads = torch.get_num_threads()
     torch.set_num_threads(max(1, int(cfg.threads)))  # restored at the end
     try:
-        return _train(ds, arr, out_dir, cfg, log_dir, progress, name)
+        return _train(ds, arr, out_dir, cfg, log_dir, progress, name, init, split)
     finally:
         torch.set_num_threads(prev_threads)
 
 
-def _train(ds, arr, out_dir, cfg: TrainConfig, log_dir, progress: bool, name: str):
+def _train(ds, arr, out_dir, cfg: TrainConfig, log_dir, progress: bool, name: str,
+           init=None, split=None):
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     data = _Data(arr)
-    train_clips, val_clips = split_clips(len(arr.cqt), cfg.val_fraction, cfg.seed)
-    model = RewardModel(
-        RewardModelConfig(
-            num_devices=arr.actions.shape[1], n_bins=arr.cqt.shape[2], hidden=cfg.hidden
+    if split is not None:
+        train_clips, val_clips = (np.asarray(s, dtype=np.int64) for s in split)
+    else:
+        train_clips, val_clips = split_clips(len(arr.cqt), cfg.val_fraction, cfg.seed)
+    if init is not None:
+        import copy
+
+        model = copy.deepcopy(init)
+        model.config.metrics = {}
+    else:
+        model = RewardModel(
+            RewardModelConfig(
+                num_devices=arr.actions.shape[1], n_bins=arr.cqt.shape[2], hidden=cfg.hidden
+            )
         )
-    )
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = int(np.ceil(len(train_clips) / cfg.clips_per_batch))
     sched = torch.optim.lr_scheduler.OneCycleLR(
