@@ -1,29 +1,6 @@
 """The gold scorer: a documented, deterministic stand-in for a human judge (``docs/GOLD.md``)."""
 
-from cqtml_env.gold.scorer import (
-    COMPONENTS,
-    DEFAULT_WEIGHTS,
-    GOLD_V2,
-    GOLD_VERSIONS,
-    V2_WEIGHTS,
-    ClipFeatures,
-    GoldConfig,
-    GoldScorer,
-    count_transitions,
-    device_bands,
-    rise,
-)
+from cqtml_env.gold import scorer as _scorer
+from cqtml_env.gold.scorer import *  # noqa: F403  (the public surface is scorer.__all__)
 
-__all__ = [
-    "COMPONENTS",
-    "DEFAULT_WEIGHTS",
-    "GOLD_V2",
-    "GOLD_VERSIONS",
-    "V2_WEIGHTS",
-    "ClipFeatures",
-    "GoldConfig",
-    "GoldScorer",
-    "count_transitions",
-    "device_bands",
-    "rise",
-]
+__all__ = list(_scorer.__all__)
