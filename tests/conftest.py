@@ -32,6 +32,17 @@ def write_audio() -> Callable[..., Path]:
     return _write
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Small models are latency-bound; one torch thread avoids contention on shared CPUs."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(autouse=True)
 def _no_home_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch):
     """A FeatureCache() without a root must never write into the real ~/.cache in tests."""

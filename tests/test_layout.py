@@ -32,3 +32,15 @@ def test_old_names_are_the_same_objects() -> None:
     from cqtml_env import PreferenceDataset, RewardModel
 
     assert Old is PreferenceDataset and OldRM is RewardModel
+
+
+@pytest.mark.parametrize(
+    "package", ["cqtml_env", "cqtml_env.datasets", "cqtml_env.show", "cqtml_env.labelling"]
+)
+def test_every_lazy_export_resolves_and_unknown_names_fail(package):
+    mod = importlib.import_module(package)
+    for name in mod._EXPORTS:
+        assert getattr(mod, name) is getattr(importlib.import_module(mod._EXPORTS[name]), name)
+    assert set(mod._EXPORTS) <= set(dir(mod))
+    with pytest.raises(AttributeError, match=f"{package}.*no_such_name"):
+        mod.no_such_name  # noqa: B018

@@ -13,13 +13,7 @@ import torch
 from cqtml_policy import BandFollowPolicy, RandomPolicy, TemporalCNNModel, load_policy
 from cqtml_policy.baselines import FRAME_RATE, band_energy, band_slices
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _cqt(n_bins: int = 84, frames: int = 216, level: float = 0.05) -> torch.Tensor:

@@ -13,13 +13,7 @@ from cqtml_policy import CQTViTModel, LogProbabilityHead, PolicyModel, load_poli
 SMALL = (2, 24, 44)  # small CQT for the slower checks: a 2 x 3 patch grid at patch 16
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """The ViT is latency-bound at these sizes; one thread avoids contention on shared CPUs."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -19,12 +19,7 @@ from cqtml_policy.sb3 import CategoricalSB3Policy, FrameCategoricalDistribution 
 N_BINS, FRAMES, DEVICES, LEVELS = 24, 44, 2, 8
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 class BandStubEnv(gym.Env):

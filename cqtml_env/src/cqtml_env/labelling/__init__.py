@@ -9,8 +9,7 @@ the ``cqtml-prefs`` store), :mod:`~cqtml_env.labelling.service` (the session) an
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from cqtml_env._lazy import lazy_exports
 
 _EXPORTS: dict[str, str] = {
     "Journal": "cqtml_env.labelling.journal",
@@ -27,11 +26,4 @@ _EXPORTS: dict[str, str] = {
 
 __all__ = list(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'cqtml_env.labelling' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

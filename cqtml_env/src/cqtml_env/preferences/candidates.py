@@ -141,13 +141,7 @@ class CandidateFactory:
     def _good(self, rng: np.random.Generator) -> np.ndarray:
         if rng.random() < 0.5:
             return self.ideal.copy()
-        return smoothed_band_level(
-            self.cqt,
-            self.num_devices,
-            attack=rng.uniform(0.3, 1.0),
-            decay=rng.uniform(0.05, 0.5),
-            gate=rng.uniform(0.2, 0.4),
-        )
+        return self._follower(rng)
 
     def _uniform(self, rng):
         return rng.random(self.shape, dtype=np.float32) * rng.uniform(0.3, 1.0)
