@@ -192,7 +192,9 @@ class PreferenceDataset:
                 head = "\n  ".join(problems[:20])
                 more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
                 if self.strict:
-                    raise PrefsFormatError(f"{self.root}: {len(problems)} bad rows\n  {head}{more}")
+                    raise PrefsFormatError(
+                        f"{self.root}: {len(problems)} problem(s)\n  {head}{more}"
+                    )
                 warnings.warn(f"{self.root}: dropped bad rows\n  {head}{more}", stacklevel=2)
             self._arrays = arrays
         return self._arrays
@@ -255,7 +257,7 @@ class PreferenceDataset:
         good &= ~same
         bad_label = ~np.isin(label, LABEL_VALUES)  # NaN is never in
         for r in np.flatnonzero(bad_label):
-            problems.append(f"{name} row {r}: label {label[r]} not 0, 0.5 or 1")
+            problems.append(f"{name} row {r}: label {float(label[r]):.6g} not 0, 0.5 or 1")
         good &= ~bad_label
         bad_lab = lab >= len(self.manifest["labellers"])
         for r in np.flatnonzero(bad_lab):
@@ -304,25 +306,25 @@ class PreferenceDataset:
             if not np.all(np.isfinite(cqt)) or cqt.min() < 0 or cqt.max() > 1:
                 problems.append(f"{name}: cqt values must be finite and in [0, 1]")
                 continue
-            bad = (
-                (cc < 0)
-                | (cc >= c)
-                | ~np.isfinite(arrs["gold"])
-                | (arrs["gold"] < 0)
-                | (arrs["gold"] > 1)
-                | (arrs["source"] < 0)
-                | (arrs["source"] >= n_sources)
-            )
-            for r in np.flatnonzero(bad):
-                problems.append(
-                    f"{name} candidate row {r}: clip {cc[r]} (of {c}), gold {arrs['gold'][r]}, source {arrs['source'][r]} invalid"
-                )
+            gold, src = arrs["gold"], arrs["source"]
+            checks = {
+                f"cand_clip {{}} not in [0, {c})": (cc < 0) | (cc >= c),
+                "gold {:.6g} not finite in [0, 1]": ~np.isfinite(gold) | (gold < 0) | (gold > 1),
+                f"source {{}} not in [0, {n_sources})": (src < 0) | (src >= n_sources),
+            }
+            cols = (cc, gold, src)
+            bad = np.zeros(m, bool)
+            for (what, mask), col in zip(checks.items(), cols):
+                for r in np.flatnonzero(mask):
+                    problems.append(f"{name} candidate row {r}: {what.format(col[r])}")
+                bad |= mask
             cc = np.where(bad, -1, cc)  # pairs touching a bad candidate are dropped
             self._check_counts(entry, arrs, problems)
             good = self._check_pairs(name, arrs, cc, problems)
             if good is None:  # pair columns disagree: keep the candidates, not the pairs
                 good = np.zeros(0, bool)
-                arrs = {**arrs, **{k: arrs[k][:0] for k in _PAIR_ARRAYS}}
+                arrs = {**arrs, "pairs": np.zeros((0, 2), np.int32),
+                        "label": np.zeros(0, np.float32), "labeller": np.zeros(0, np.uint8)}
             data_offsets[name] = (n_cands, cc)
             parts["cqt"].append(cqt)
             parts["cand_clip"].append(np.where(cc >= 0, cc + n_clips, -1))
