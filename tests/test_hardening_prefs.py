@@ -154,6 +154,7 @@ CASES = {
     "clip_ids_short": (_manifest(_sh(0, clip_ids=["c0"])), ["shards[0].clip_ids"]),
     "ref_unknown": (_manifest(_sh(2, ref="nope.safetensors")), ["shards[2].ref"]),
     "meta_int": (_manifest(_sh(2, meta=5)), ["shards[2].meta"]),
+    "meta_outside": (_manifest(_sh(2, meta="../meta.json")), ["shards[2].meta", "plain file"]),
     "duplicate_shard_names": (_manifest(_sh(1, file=S0)), ["shards[1].file", "twice"]),
     # shard paths must stay inside the store
     "path_dotdot": (_dotdot, ["shards[1].file", "plain file name"]),

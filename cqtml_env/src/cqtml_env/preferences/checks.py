@@ -113,8 +113,11 @@ def manifest_problems(manifest: dict, root: Path) -> list[str]:
                 out.append(f"{at}.clip_ids is {ids!r:.60}, expected a list of strings")
             elif _is_count(s.get("clips")) and len(ids) != s["clips"]:
                 out.append(f"{at}.clip_ids has {len(ids)} ids, but clips is {s['clips']}")
-        if "meta" in s and not isinstance(s["meta"], str):
-            out.append(f"{at}.meta is {s['meta']!r}, expected a file name")
+        if "meta" in s:
+            why = (member_problem(root, s["meta"]) if isinstance(s["meta"], str)
+                   else "expected a file name")
+            if why:
+                out.append(f"{at}.meta {s['meta']!r} {why}")
     return out
 
 
