@@ -257,6 +257,14 @@ def test_nan_gold_drops_only_its_pairs(good_store, tmp_path):
     assert np.isfinite(arr.gold[arr.pairs]).all()
 
 
+def test_info_on_nan_gold_store_averages_only_finite_gold(good_store, tmp_path, capsys):
+    root = _broken(good_store, tmp_path, "gold_nan_inf")
+    with pytest.warns(UserWarning, match="dropped"):
+        assert prefs_main(["info", str(root)]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert all(np.isfinite(v) for v in info["mean_gold_by_source"].values()), info
+
+
 def test_shard_path_never_leaves_the_store(good_store, tmp_path):
     """A '../' shard is refused before it is opened, even if the outside file is valid."""
     root = _broken(good_store, tmp_path, "path_dotdot")

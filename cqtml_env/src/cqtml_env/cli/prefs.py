@@ -67,7 +67,10 @@ def _info(args: argparse.Namespace) -> int:
         "candidates": len(arr.actions),
         "pairs": len(arr.pairs),
         "pairs_by_labeller": dict(by_lab),
-        "mean_gold_by_source": {k: round(float(np.mean(v)), 4) for k, v in sorted(by_src.items())},
+        "mean_gold_by_source": {  # candidates with bad gold are reported, not averaged
+            k: round(float(np.mean(np.asarray(v)[np.isfinite(v)])), 4)
+            for k, v in sorted(by_src.items())
+        },
         "generation": ds.manifest.get("generation", {}),
     }
     print(json.dumps(info, indent=1))
