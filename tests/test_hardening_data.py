@@ -255,13 +255,9 @@ CORRUPTIONS = {
 
 def _resave(arr: np.ndarray) -> bytes:
     """A well-formed entry (valid checksum) holding bad values, as a buggy writer would."""
-    import hashlib
-    import io
+    from cqtml_env.features.cache import encode_entry
 
-    buf = io.BytesIO()
-    np.save(buf, np.ascontiguousarray(arr), allow_pickle=False)
-    body = buf.getvalue()
-    return body + b"CQTMLsum" + hashlib.blake2b(body, digest_size=16).digest()
+    return encode_entry(arr)
 
 
 @pytest.mark.parametrize("kind", sorted(CORRUPTIONS))

@@ -45,8 +45,8 @@ def _validate(args: argparse.Namespace) -> int:
     problems = PreferenceDataset(args.dir).validate()
     for p in problems:
         print(p)
-    print(f"{len(problems)} problem(s)" if problems else "ok")
-    return 1 if problems else 0
+    print(f"{args.dir}: {len(problems)} problem(s)" if problems else "ok")
+    return 2 if problems else 0
 
 
 def _info(args: argparse.Namespace) -> int:
@@ -67,7 +67,10 @@ def _info(args: argparse.Namespace) -> int:
         "candidates": len(arr.actions),
         "pairs": len(arr.pairs),
         "pairs_by_labeller": dict(by_lab),
-        "mean_gold_by_source": {k: round(float(np.mean(v)), 4) for k, v in sorted(by_src.items())},
+        "mean_gold_by_source": {  # candidates with bad gold are reported, not averaged
+            k: round(float(np.mean(np.asarray(v)[np.isfinite(v)])), 4)
+            for k, v in sorted(by_src.items())
+        },
         "generation": ds.manifest.get("generation", {}),
     }
     print(json.dumps(info, indent=1))
@@ -114,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--quiet", action="store_true", help="no progress bar")
     g.set_defaults(fn=_generate)
-    v = sub.add_parser("validate", help="report bad rows (file and row); exit 1 if any")
+    v = sub.add_parser("validate", help="report bad rows (file and row); exit 2 if any")
     v.add_argument("dir")
     v.set_defaults(fn=_validate)
     i = sub.add_parser("info", help="summary of a preference directory")
@@ -125,7 +128,19 @@ def main(argv: list[str] | None = None) -> int:
     h.add_argument("--csv", required=True, help="columns shard,first,second,label")
     h.set_defaults(fn=_add_human)
     args = p.parse_args(argv)
-    return int(args.fn(args))
+    return _run(p.prog, args)
+
+
+def _run(prog: str, args: argparse.Namespace) -> int:
+    """``args.fn(args)``; a bad store or shard is one message on stderr and exit code 2."""
+    from cqtml_env.preferences.store import PrefsFormatError
+    from cqtml_env.safetensors_io import SafetensorsFileError
+
+    try:
+        return int(args.fn(args))
+    except (PrefsFormatError, SafetensorsFileError) as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -173,7 +173,9 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("--seed", type=int, default=0)
     e.set_defaults(fn=_eval)
     args = p.parse_args(argv)
-    return int(args.fn(args))
+    from cqtml_env.cli.prefs import _run
+
+    return _run(p.prog, args)
 
 
 if __name__ == "__main__":  # pragma: no cover

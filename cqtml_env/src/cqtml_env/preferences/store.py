@@ -68,6 +68,7 @@ _DATA_ARRAYS = {
     "gold": (np.float32, 1),
     "source": (np.int16, 1),
 }
+LABEL_VALUES = (0.0, 0.5, 1.0)  # P(first preferred): second, equal, first
 _PAIR_ARRAYS = {"pairs": (np.int32, 2), "label": (np.float32, 1), "labeller": (np.uint8, 1)}
 
 
@@ -101,14 +102,14 @@ class PreferenceDataset:
     """
 
     def __init__(self, root: str | os.PathLike, strict: bool = True) -> None:
+        from cqtml_env.preferences.checks import manifest_problems, read_manifest
+
         self.root = Path(root)
         path = self.root / "manifest.json"
-        if not path.is_file():
-            raise PrefsFormatError(f"{path}: no manifest (not a {FORMAT} directory)")
-        try:
-            self.manifest = json.loads(path.read_text())
-        except json.JSONDecodeError as exc:
-            raise PrefsFormatError(f"{path}: invalid JSON ({exc})") from exc
+        manifest, why = read_manifest(self.root)
+        if manifest is None:
+            raise PrefsFormatError(why)
+        self.manifest = manifest
         if self.manifest.get("format") != FORMAT:
             raise PrefsFormatError(
                 f"{path}: format is {self.manifest.get('format')!r}, not {FORMAT}"
@@ -117,6 +118,9 @@ class PreferenceDataset:
             raise PrefsFormatError(
                 f"{path}: version {self.manifest.get('version')} not supported (expected {VERSION})"
             )
+        bad = manifest_problems(self.manifest, self.root)
+        if bad:
+            raise PrefsFormatError(f"{self.root}: bad manifest\n  " + "\n  ".join(bad))
         self.strict = strict
         self.problems: list[str] = []
         self._arrays: PreferenceArrays | None = None
@@ -188,22 +192,24 @@ class PreferenceDataset:
                 head = "\n  ".join(problems[:20])
                 more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
                 if self.strict:
-                    raise PrefsFormatError(f"{self.root}: {len(problems)} bad rows\n  {head}{more}")
+                    raise PrefsFormatError(
+                        f"{self.root}: {len(problems)} problem(s)\n  {head}{more}"
+                    )
                 warnings.warn(f"{self.root}: dropped bad rows\n  {head}{more}", stacklevel=2)
             self._arrays = arrays
         return self._arrays
 
     def _read(self, name: str, problems: list[str]) -> dict[str, np.ndarray] | None:
-        from safetensors.numpy import load_file
+        from cqtml_env.safetensors_io import SafetensorsFileError, load_safetensors
 
         path = self.root / name
         if not path.is_file():
             problems.append(f"{name}: missing file")
             return None
         try:
-            return load_file(str(path))
-        except Exception as exc:  # safetensors raises several types on corrupt files
-            problems.append(f"{name}: unreadable ({exc})")
+            return load_safetensors(path, expected=f"a {FORMAT} shard")
+        except SafetensorsFileError as exc:
+            problems.append(str(exc))
             return None
 
     def _check_columns(self, name, arrs, spec, problems) -> bool:
@@ -228,7 +234,7 @@ class PreferenceDataset:
             problems.append(
                 f"{name}: pairs {list(pairs.shape)}, label {list(label.shape)}, labeller {list(lab.shape)} disagree (expected [P, 2], [P], [P])"
             )
-            return np.zeros(p, bool)
+            return None
         m = len(cand_clip)
         good = np.ones(p, bool)
         bad_idx = (pairs < 0) | (pairs >= m)
@@ -236,7 +242,11 @@ class PreferenceDataset:
             problems.append(f"{name} row {r}: pair {pairs[r].tolist()} out of range [0, {m})")
         good &= ~bad_idx.any(axis=1)
         safe = np.clip(pairs, 0, max(m - 1, 0))
-        if m:
+        if m:  # a candidate marked invalid (clip -1: bad gold/source/clip) is not "another clip"
+            invalid = good & (cand_clip[safe] < 0).any(axis=1)
+            for r in np.flatnonzero(invalid):
+                problems.append(f"{name} row {r}: pair {pairs[r].tolist()} uses an invalid candidate")
+            good &= ~invalid
             cross = good & (cand_clip[safe[:, 0]] != cand_clip[safe[:, 1]])
             for r in np.flatnonzero(cross):
                 problems.append(f"{name} row {r}: pair {pairs[r].tolist()} mixes two clips")
@@ -245,14 +255,27 @@ class PreferenceDataset:
         for r in np.flatnonzero(same):
             problems.append(f"{name} row {r}: pair compares candidate {pairs[r, 0]} with itself")
         good &= ~same
-        bad_label = ~np.isfinite(label) | (label < 0) | (label > 1)
+        bad_label = ~np.isin(label, LABEL_VALUES)  # NaN is never in
         for r in np.flatnonzero(bad_label):
-            problems.append(f"{name} row {r}: label {label[r]} not in [0, 1]")
+            problems.append(f"{name} row {r}: label {float(label[r]):.6g} not 0, 0.5 or 1")
         good &= ~bad_label
         bad_lab = lab >= len(self.manifest["labellers"])
         for r in np.flatnonzero(bad_lab):
             problems.append(f"{name} row {r}: labeller id {lab[r]} unknown")
         return good & ~bad_lab
+
+    def _check_counts(self, entry: dict, arrs: dict, problems: list[str]) -> None:
+        """The manifest's counts must be what the shard holds (a lying manifest is an error)."""
+        held = {"pairs": len(arrs["pairs"])}
+        if "ref" not in entry:
+            held.update(clips=len(arrs["cqt"]), candidates=len(arrs["actions"]))
+        i = self.shards.index(entry)
+        for key, n in held.items():
+            if entry.get(key) != n:
+                problems.append(
+                    f"manifest.json: shards[{i}].{key} is {entry.get(key)}, "
+                    f"but {entry['file']} holds {n}"
+                )
 
     def _load(self, problems: list[str]) -> PreferenceArrays:
         parts: dict[str, list] = {k: [] for k in (*_DATA_ARRAYS, *_PAIR_ARRAYS)}
@@ -283,26 +306,25 @@ class PreferenceDataset:
             if not np.all(np.isfinite(cqt)) or cqt.min() < 0 or cqt.max() > 1:
                 problems.append(f"{name}: cqt values must be finite and in [0, 1]")
                 continue
-            bad = (
-                (cc < 0)
-                | (cc >= c)
-                | ~np.isfinite(arrs["gold"])
-                | (arrs["gold"] < 0)
-                | (arrs["gold"] > 1)
-                | (arrs["source"] < 0)
-                | (arrs["source"] >= n_sources)
-            )
-            for r in np.flatnonzero(bad):
-                problems.append(
-                    f"{name} candidate row {r}: clip {cc[r]} (of {c}), gold {arrs['gold'][r]}, source {arrs['source'][r]} invalid"
-                )
-            cc = np.where(bad, -1, cc)  # pairs touching a bad candidate are dropped below
+            gold, src = arrs["gold"], arrs["source"]
+            checks = {
+                f"cand_clip {{}} not in [0, {c})": (cc < 0) | (cc >= c),
+                "gold {:.6g} not finite in [0, 1]": ~np.isfinite(gold) | (gold < 0) | (gold > 1),
+                f"source {{}} not in [0, {n_sources})": (src < 0) | (src >= n_sources),
+            }
+            cols = (cc, gold, src)
+            bad = np.zeros(m, bool)
+            for (what, mask), col in zip(checks.items(), cols):
+                for r in np.flatnonzero(mask):
+                    problems.append(f"{name} candidate row {r}: {what.format(col[r])}")
+                bad |= mask
+            cc = np.where(bad, -1, cc)  # pairs touching a bad candidate are dropped
+            self._check_counts(entry, arrs, problems)
             good = self._check_pairs(name, arrs, cc, problems)
-            if bad.any():
-                touch = bad[np.clip(arrs["pairs"], 0, m - 1)].any(axis=1)
-                for r in np.flatnonzero(good & touch):
-                    problems.append(f"{name} row {r}: pair uses an invalid candidate")
-                good &= ~touch
+            if good is None:  # pair columns disagree: keep the candidates, not the pairs
+                good = np.zeros(0, bool)
+                arrs = {**arrs, "pairs": np.zeros((0, 2), np.int32),
+                        "label": np.zeros(0, np.float32), "labeller": np.zeros(0, np.uint8)}
             data_offsets[name] = (n_cands, cc)
             parts["cqt"].append(cqt)
             parts["cand_clip"].append(np.where(cc >= 0, cc + n_clips, -1))
@@ -327,7 +349,10 @@ class PreferenceDataset:
             if arrs is None or not self._check_columns(name, arrs, _PAIR_ARRAYS, problems):
                 continue
             base, cc = data_offsets[entry["ref"]]
+            self._check_counts(entry, arrs, problems)
             good = self._check_pairs(name, arrs, cc, problems)
+            if good is None:
+                continue
             parts["pairs"].append(arrs["pairs"][good].astype(np.int64) + base)
             parts["label"].append(arrs["label"][good])
             parts["labeller"].append(arrs["labeller"][good])

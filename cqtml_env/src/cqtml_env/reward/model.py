@@ -426,7 +426,7 @@ class RewardModel(nn.Module):
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike, name: str = "model") -> RewardModel:
         """Load from a directory (``name.*``), a ``.safetensors`` file or its ``.json``."""
-        from safetensors.torch import load_file
+        from cqtml_env.safetensors_io import SafetensorsFileError, load_safetensors
 
         p = Path(path)
         if p.is_dir():
@@ -435,10 +435,19 @@ class RewardModel(nn.Module):
         cpath = p.with_suffix(".json")
         if not wpath.is_file() or not cpath.is_file():
             raise FileNotFoundError(f"reward model needs {wpath} and {cpath}")
-        cfg = RewardModelConfig.from_dict(json.loads(cpath.read_text()))
+        try:
+            cfg = RewardModelConfig.from_dict(json.loads(cpath.read_text()))
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            raise ValueError(f"{cpath}: not a reward model config ({exc})") from None
         with torch.random.fork_rng(devices=[]):  # the throwaway random init must not move the caller's RNG
             model = cls(cfg)
-        model.load_state_dict(load_file(str(wpath)))
+        state = load_safetensors(wpath, expected="reward model weights", backend="torch")
+        try:
+            model.load_state_dict(state)
+        except RuntimeError as exc:  # missing/unexpected keys or wrong shapes
+            raise SafetensorsFileError(
+                f"{wpath}: tensors do not match the reward model of {cpath.name} ({exc})"
+            ) from None
         model.eval()
         return model
 
