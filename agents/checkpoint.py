@@ -199,3 +199,87 @@ def load_trainer_state(
 def latest_checkpoint(ckpt_root: str | os.PathLike) -> Path | None:
     link = Path(ckpt_root) / "latest"
     return link.resolve() if link.exists() else None
+
+
+# -- warm starts: a saved policy's weights into a fresh policy ---------------------------------
+def resolve_policy_dir(path: str | os.PathLike) -> Path:
+    """The saved-policy directory ``path`` names: a policy directory itself (``config.json`` +
+    ``model.safetensors``, e.g. ``iter-000100``, ``best`` or an ``agents/sft.py`` output), or a
+    checkpoints root / run directory, whose ``latest`` checkpoint is taken."""
+    p = Path(path)
+    for cand in (p, p / "latest", p / "checkpoints" / "latest"):
+        if (cand / "config.json").is_file():
+            return cand.resolve()
+    raise FileNotFoundError(
+        f"{p}: not a saved policy (expected a directory with config.json and model.safetensors, "
+        "or a checkpoints root / run directory with a 'latest' checkpoint)"
+    )
+
+
+def load_policy_weights(path: str | os.PathLike) -> tuple[str, dict[str, Any], dict[str, torch.Tensor]]:
+    """``(policy_name, config, state_dict)`` of a saved policy, without building it.
+
+    This is the format ``policy.save_pretrained`` and :func:`save_checkpoint` write (and
+    ``agents/sft.py``'s warm starts): ``config.json`` = ``{"model_type", "config"}`` plus
+    ``model.safetensors``. ``policy_name`` is the registry's canonical name (``cnn``, ``vit``;
+    0.1 names such as ``cqt_cnn`` are mapped). Raises ``ValueError`` naming the file when it
+    holds no weights.
+
+        >>> name, config, state = load_policy_weights("runs/sft/checkpoints/best")  # doctest: +SKIP
+    """
+    from cqtml_policy import io, registry
+
+    d = resolve_policy_dir(path)
+    model_type, config = io.read_config(d)
+    try:
+        name = registry.canonical_name(model_type)
+    except ValueError:
+        name = model_type
+    state = io.read_weights(d)
+    if not state:
+        raise ValueError(f"{d / io.WEIGHTS_NAME}: missing; the {name!r} policy in {d} has no weights")
+    return name, config, state
+
+
+def init_policy_from(policy: Any, path: str | os.PathLike, expected_name: str) -> Path:
+    """Load the weights saved at ``path`` into ``policy`` (an ``expected_name`` policy, already
+    built for this run's shapes). A different kind of policy, missing/unexpected tensors or a
+    shape mismatch is a ``ValueError`` naming the file and what this run expected. Returns the
+    resolved directory."""
+    from cqtml_policy import registry
+
+    name, config, state = load_policy_weights(path)
+    d = resolve_policy_dir(path)
+    want = registry.canonical_name(expected_name)
+    if name != want:
+        raise ValueError(
+            f"--init-from {d}: holds a {name!r} policy but this run trains a {want!r} policy "
+            f"(pass --policy {name}, or a {want!r} checkpoint)"
+        )
+    own = policy.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    shapes = [
+        f"{k}: file {tuple(state[k].shape)}, expected {tuple(own[k].shape)}"
+        for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)
+    ]
+    if missing or unexpected or shapes:
+        ours = policy.get_config() if hasattr(policy, "get_config") else {}
+        differs = {k: (config.get(k), v) for k, v in ours.items() if config.get(k) != v}
+        parts = []
+        if shapes:
+            parts.append("shape mismatch: " + "; ".join(shapes[:5]))
+        if missing:
+            parts.append(f"missing tensors: {missing[:5]}")
+        if unexpected:
+            parts.append(f"unexpected tensors: {unexpected[:5]}")
+        if differs:
+            parts.append("config (file, this run): " + ", ".join(f"{k}={a!r}/{b!r}" for k, (a, b) in differs.items()))
+        raise ValueError(
+            f"--init-from {d / 'model.safetensors'}: does not fit this run's {want!r} policy; "
+            + " | ".join(parts)
+        )
+    with torch.no_grad():
+        for k, v in own.items():
+            v.copy_(state[k].to(dtype=v.dtype, device=v.device))
+    return d

@@ -28,7 +28,12 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from agents.checkpoint import latest_checkpoint, load_trainer_state, save_checkpoint
+from agents.checkpoint import (
+    init_policy_from,
+    latest_checkpoint,
+    load_trainer_state,
+    save_checkpoint,
+)
 from agents.common import (
     Evaluator,
     default_threads,
@@ -89,6 +94,8 @@ class Args:
     """log an image of one held-out clip's CQT with the policy's activations every N iterations"""
     resume: bool = False
     """continue from <run-dir>/checkpoints/latest (same flags as the interrupted run)"""
+    init_from: str | None = None
+    """start from a saved policy's weights (a policy/checkpoint dir, e.g. agents/sft.py's output, or a run dir: its latest); with --beta > 0 it is also the KL reference. Ignored by --resume"""
     learning_rate: float = 3e-4
     """AdamW learning rate (peak, after warm-up)"""
     lr_schedule: Literal["constant", "linear", "cosine"] = "cosine"
@@ -329,6 +336,8 @@ def train(args: Args) -> dict[str, float]:
     # the policy's initial weights depend on the seed alone, not on what set-up drew before
     torch.manual_seed(args.seed)
     policy = make_policy(args.policy, cqt_shape, args.num_devices, args.distribution_size, device=device)
+    if args.init_from and not args.resume:  # warm start; the reference below is a copy of it
+        init_policy_from(policy, args.init_from, args.policy)
     policy.train()
     reference = copy.deepcopy(policy).eval() if args.beta > 0 else None
     if reference is not None:
