@@ -137,7 +137,7 @@ class Args:
     final_report: bool = True
     """at the end, write an evaluation report (agents/evaluate.py) into <run-dir>/eval"""
     progress: bool = True
-    """show a progress bar"""
+    """show progress: a bar on a terminal; when stderr is not a TTY, a plain line every min(50, eval-every) iterations or 30 s"""
     stop_at: int | None = None
     """stop after this iteration as if interrupted (no final checkpoint; tests resume from here)"""
 
