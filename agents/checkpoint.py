@@ -352,6 +352,9 @@ def init_policy_from(policy: Any, path: str | os.PathLike, expected_name: str) -
             f"--init-from {d}: holds a {name!r} policy but this run trains a {want!r} policy "
             f"(pass --policy {name}, or a {want!r} checkpoint)"
         )
+    bad = non_finite_tensors(state)
+    if bad:
+        raise ValueError(f"--init-from {d / 'model.safetensors'}: non-finite weights (NaN/inf) in {bad[:5]}")
     own = policy.state_dict()
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
