@@ -29,6 +29,8 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from cqtml_env.safetensors_io import load_safetensors
+
 CKPT_PREFIX = "iter-"
 
 
@@ -190,9 +192,10 @@ def load_trainer_state(
     ckpt_dir = Path(ckpt_dir)
     trainer = json.loads((ckpt_dir / "trainer.json").read_text())
     if optimizer is not None and "optimizer" in trainer:
-        optimizer_from_tensors(
-            optimizer, load_file(str(ckpt_dir / "optimizer.safetensors")), trainer["optimizer"]
+        tensors = load_safetensors(
+            ckpt_dir / "optimizer.safetensors", expected="optimizer state", backend="torch"
         )
+        optimizer_from_tensors(optimizer, tensors, trainer["optimizer"])
     if scheduler is not None and "scheduler" in trainer:
         scheduler.load_state_dict({**scheduler.state_dict(), **trainer["scheduler"]})
     if restore_rng:

@@ -414,9 +414,11 @@ def restore(run: Run) -> None:
     run.resumed_metrics = dict(trainer["extra"].get("metrics", {}))
     run.last_good = ckpt
     if run.reference is not None and (ckpt / "reference.safetensors").exists():
-        from safetensors.torch import load_file
+        from cqtml_env.safetensors_io import load_safetensors
 
-        run.reference.load_state_dict(load_file(str(ckpt / "reference.safetensors")))
+        run.reference.load_state_dict(load_safetensors(
+            ckpt / "reference.safetensors", expected="the KL reference policy's weights",
+            backend="torch"))
 
 
 def open_logging(run: Run) -> None:

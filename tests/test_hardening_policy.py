@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 CODE = """
 import sys
 import torch
@@ -25,3 +27,14 @@ def test_building_and_saving_policies_does_not_import_bitsandbytes():
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().endswith("ok")
     assert "gemm_4bit" not in out.stderr
+
+
+def test_a_garbage_policy_weights_file_is_named_in_the_error(tmp_path):
+    from cqtml_policy import TemporalCNNModel, load_policy
+
+    model = TemporalCNNModel.create_model((2, 24, 40), num_devices=2, distribution_size=4,
+                                          device="cpu")
+    model.save_pretrained(tmp_path / "p")
+    (tmp_path / "p" / "model.safetensors").write_bytes(b"\x00garbage" * 10)
+    with pytest.raises(ValueError, match=r"p/model\.safetensors.*expected policy weights"):
+        load_policy(tmp_path / "p")

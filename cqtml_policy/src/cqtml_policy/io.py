@@ -88,7 +88,15 @@ def read_weights(directory: str | Path) -> dict[str, torch.Tensor] | None:
     from safetensors.torch import load_file
 
     path = Path(directory) / WEIGHTS_NAME
-    return load_file(str(path)) if path.is_file() else None
+    if not path.is_file():
+        return None
+    try:
+        return load_file(str(path))
+    except Exception as exc:  # safetensors' own error types name neither file nor content
+        raise ValueError(
+            f"{path}: not a readable safetensors file of {path.stat().st_size} bytes "
+            f"(expected policy weights): {type(exc).__name__}: {exc}"
+        ) from None
 
 
 def load_policy(path: str | Path, **overrides: Any) -> CategoricalPolicy:
