@@ -147,6 +147,7 @@ def make_show(
             lim_info.update(lim.report.to_dict(), **{
                 "max_flashes": rig.limiter.max_flashes, "window_s": rig.limiter.window_s,
                 "threshold": rig.limiter.threshold, "dark_level": rig.limiter.dark_level,
+                "rig_threshold": rig.limiter.rig_threshold,
                 "rig_as_whole": "mean intensity of all devices"})
         else:
             log(UNSAFE_WARNING)
