@@ -212,6 +212,10 @@ def test_show_files_read_back(band_show):
     assert doc["frame_rate"] == fr and doc["num_frames"] == levels.shape[1]
     assert [d["name"] for d in doc["devices"]] == band_show.rig.names
     np.testing.assert_allclose(doc["levels"]["bass"], levels[0], atol=1e-4)
+    # the raw policy activations (pre-gamma, pre-limiter) travel too, per device
+    assert list(doc["activations"]) == band_show.rig.names
+    for i, n in enumerate(band_show.rig.names):
+        np.testing.assert_allclose(doc["activations"][n], band_show.activations[i], atol=1e-4)
     assert doc["limiter"]["enabled"] is True
     # MIDI: tempo detected (120 BPM song), one CC lane per device, values at frame times
     assert band_show.bpm is not None and abs(band_show.bpm - 120) < 6

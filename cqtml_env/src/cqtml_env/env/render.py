@@ -175,6 +175,7 @@ def render_activations(
     num_devices: int | None = None,
     px_per_frame: int | None = None,
     px_per_bin: int = 4,
+    colours: Sequence[Sequence[int]] | None = None,
 ) -> np.ndarray:
     """RGB ``uint8 [H, W, 3]`` picture of a CQT ``[2, F, T]`` (or ``[F, T]``) and activations ``[D, T]``.
 
@@ -182,7 +183,8 @@ def render_activations(
     ``num_devices`` (default: from ``actions``) keeps the layout, and so the image size,
     the same before the first action (video recorders need a fixed frame size);
     ``frame_rate`` (frames/s) labels the time axis in seconds (frames if ``None``);
-    ``px_per_frame`` defaults to what makes the plot ~860 px wide (4 for 5 s clips).
+    ``px_per_frame`` defaults to what makes the plot ~860 px wide (4 for 5 s clips);
+    ``colours`` (RGB 0-255 per device, e.g. a rig's) replace the default device colours.
     """
     c = np.asarray(cqt, dtype=np.float32)
     if c.ndim == 3:
@@ -199,6 +201,13 @@ def render_activations(
         raise ValueError(f"actions have {acts.shape[0]} devices, num_devices={num_devices}")
     if bands is None:
         bands = device_bands(n_bins, num_devices) if num_devices else []
+    if colours is not None and len(colours) < num_devices:
+        raise ValueError(f"colours: need {num_devices}, got {len(colours)}")
+
+    def device_colour(d: int) -> np.ndarray:  # noqa: F811 - the rig's colours when given
+        if colours is not None:
+            return np.asarray(colours[d], dtype=np.float32)
+        return DEVICE_COLOURS[d % len(DEVICE_COLOURS)]
 
     sx = int(px_per_frame) if px_per_frame is not None else max(1, -(-860 // t))
     sy = int(px_per_bin)

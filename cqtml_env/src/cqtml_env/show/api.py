@@ -170,7 +170,7 @@ def make_show(
             if "csv" in outputs:
                 write_csv(tmp / "show.csv", levels, rig, fr)
             if "json" in outputs:
-                write_json(tmp / "show.json", levels, rig, fr, meta)
+                write_json(tmp / "show.json", levels, rig, fr, meta, activations=acts)
             if "midi" in outputs:
                 meta["midi_bpm"] = write_midi(tmp / "show.mid", levels, rig, fr, bpm)
             if "overview" in outputs:
