@@ -96,55 +96,63 @@ def bench_pipeline(seconds: float, quick: bool) -> list[dict]:
     return rows
 
 
-class _ArtNet:
-    def __init__(self) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.settimeout(0.2)
-        self.port = self.sock.getsockname()[1]
-        self.count = 0
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        while not self.stop.is_set():
-            try:
-                data, _ = self.sock.recvfrom(1024)
-            except OSError:
-                continue
-            if data[:8] == b"Art-Net\x00":
-                self.count += 1
-
-    def close(self) -> None:
-        self.stop.set()
-        self.thread.join(2)
-        self.sock.close()
-
-
-def bench_live(seconds: float) -> dict:
+def _receivers(ports_q, stop_ev, result_q) -> None:
+    """Real receivers on 127.0.0.1, in their own process (so they do not compete with the
+    player for the GIL): sacn's sACNreceiver, a UDP socket for Art-Net, a python-osc server."""
     import sacn
     from pythonosc import dispatcher, osc_server
 
+    counts = {"sacn": 0, "artnet": 0, "osc_messages": 0}
+    art = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    art.bind(("127.0.0.1", 0))
+    art.settimeout(0.2)
+
+    def art_loop() -> None:
+        while not stop_ev.is_set():
+            try:
+                data, _ = art.recvfrom(1024)
+            except OSError:
+                continue
+            if data[:8] == b"Art-Net\x00":
+                counts["artnet"] += 1
+
+    def on_osc(*_a) -> None:
+        counts["osc_messages"] += 1
+
+    disp = dispatcher.Dispatcher()
+    disp.set_default_handler(on_osc)
+    osc = osc_server.ThreadingOSCUDPServer(("127.0.0.1", 0), disp)
+    threading.Thread(target=osc.serve_forever, daemon=True).start()
+    threading.Thread(target=art_loop, daemon=True).start()
+    receiver = sacn.sACNreceiver(bind_address="127.0.0.1", bind_port=5568)
+
+    @receiver.listen_on("universe", universe=1)
+    def _on(packet) -> None:
+        counts["sacn"] += 1
+
+    receiver.start()
+    ports_q.put((art.getsockname()[1], osc.server_address[1]))
+    stop_ev.wait()
+    receiver.stop()
+    osc.shutdown()
+    result_q.put(counts)
+
+
+def bench_live(seconds: float) -> dict:
+    import multiprocessing as mp
+
+    import cqtml_policy
+    from cqtml_env import CQTProcessor
     from cqtml_env.show import make_show
     from cqtml_env.show.outputs import make_outputs
     from cqtml_env.show.player import WallClock, play_show
     from cqtml_env.show.rig import parse_rig
 
-    artnet = _ArtNet()
-    osc_count = [0]
-    disp = dispatcher.Dispatcher()
-    disp.set_default_handler(lambda *a: osc_count.__setitem__(0, osc_count[0] + 1))
-    osc = osc_server.ThreadingOSCUDPServer(("127.0.0.1", 0), disp)
-    threading.Thread(target=osc.serve_forever, daemon=True).start()
-    receiver = sacn.sACNreceiver(bind_address="127.0.0.1", bind_port=5568)
-    sacn_count = [0]
-
-    @receiver.listen_on("universe", universe=1)
-    def _on(packet):  # noqa: ANN001
-        sacn_count[0] += 1
-
-    receiver.start()
+    ctx = mp.get_context("fork")
+    ports_q, result_q, stop_ev = ctx.Queue(), ctx.Queue(), ctx.Event()
+    proc = ctx.Process(target=_receivers, args=(ports_q, stop_ev, result_q), daemon=True)
+    proc.start()
+    art_port, osc_port = ports_q.get(timeout=30)
     rig = parse_rig(f"""
 refresh_hz = 40
 [sacn]
@@ -153,20 +161,16 @@ bind_address = "127.0.0.1"
 bind_port = 5570
 [artnet]
 destination = "127.0.0.1"
-port = {artnet.port}
+port = {art_port}
 [osc]
 host = "127.0.0.1"
-port = {osc.server_address[1]}
+port = {osc_port}
 """ + "".join(f'[[devices]]\nname = "d{i}"\nuniverse = 1\nchannel = {i + 1}\n'
               for i in range(4)), "bench-rig")
     try:
-        import cqtml_policy
-
         with tempfile.TemporaryDirectory(prefix="bench-live-") as d:
             song = Path(d) / "song.wav"
             make_song(song, seconds + 1.0)
-            from cqtml_env import CQTProcessor
-
             fr = CQTProcessor().frame_rate
             show = make_show(song, cqtml_policy.BandFollowPolicy(num_devices=4, frame_rate=fr),
                              rig=rig, out=None, progress=False)
@@ -174,14 +178,11 @@ port = {osc.server_address[1]}
                                seconds=seconds, log=lambda m: None)
         time.sleep(0.5)
     finally:
-        receiver.stop()
-        osc.shutdown()
-        osc.server_close()
-        artnet.close()
+        stop_ev.set()
+        received = result_q.get(timeout=30)
+        proc.join(10)
     return {"frames": report.frames, "refresh_hz": report.refresh_hz, **report.summary(),
-            "sent": report.sent, "received": {"sacn": sacn_count[0], "artnet": artnet.count,
-                                              "osc_messages": osc_count[0]},
-            "errors": report.errors}
+            "sent": report.sent, "received": received, "errors": report.errors}
 
 
 def main(argv: list[str] | None = None) -> None:
