@@ -326,3 +326,25 @@ def test_show_does_not_import_the_policy_package():
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_cli_bad_input_is_a_clear_error_and_writes_nothing(show_song, tmp_path, capsys):
+    from cqtml_env.cli.show import main
+
+    out = tmp_path / "out"
+    junk = tmp_path / "junk.wav"
+    junk.write_bytes(b"RIFF not really" * 50)
+    assert main([str(junk), "--policy", "band-follow", "--out", str(out), "--quiet"]) == 2
+    assert "junk.wav" in capsys.readouterr().err
+    text = tmp_path / "song.txt"
+    text.write_text("la la la")
+    assert main([str(text), "--policy", "band-follow", "--out", str(out), "--quiet"]) == 2
+    assert "not a supported extension" in capsys.readouterr().err
+    rig = tmp_path / "rig.toml"
+    rig.write_text("[[devices]]\nname = 'a'\ngamma = 'steep'\n")
+    assert main([str(show_song), "--policy", "band-follow", "--rig", str(rig), "--out",
+                 str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "bad rig file" in err and "line 3" in err and "gamma" in err
+    assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == [
+        "junk.wav", "rig.toml", "song.txt"]

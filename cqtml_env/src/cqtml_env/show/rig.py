@@ -283,6 +283,9 @@ def parse_rig(text: str, source: str = "<rig>") -> Rig:
         rig_threshold=float(_number(lim.get("rig_threshold", 0.5), "limiter.rig_threshold",
                                     0.1, 0.9, loc, "limiter", "rig_threshold")),
     )
+    if limiter.rig_threshold < limiter.threshold:
+        raise loc.error(f"limiter.rig_threshold ({limiter.rig_threshold:g}) must be at least "
+                        f"limiter.threshold ({limiter.threshold:g})", "limiter", "rig_threshold")
     outputs: dict[str, dict[str, Any] | None] = {}
     for name, keys in _OUTPUT_KEYS.items():
         table = data.get(name)
