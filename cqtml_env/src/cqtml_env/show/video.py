@@ -89,6 +89,7 @@ def write_preview(path: str | os.PathLike, *, song: str | os.PathLike, songcqt, 
         vs.options = {"preset": "ultrafast", "crf": "30"}
         aus = c.add_stream("aac", rate=AUDIO_RATE)
         aus.layout = "stereo"
+        aus.options = {"aac_coder": "fast"}  # ffmpeg's fast AAC search: ~25 % less audio time
         fifo = av.AudioFifo()
         audio_pts = 0
         audio_done = False
