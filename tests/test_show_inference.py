@@ -212,6 +212,10 @@ def test_show_files_read_back(band_show):
     assert doc["frame_rate"] == fr and doc["num_frames"] == levels.shape[1]
     assert [d["name"] for d in doc["devices"]] == band_show.rig.names
     np.testing.assert_allclose(doc["levels"]["bass"], levels[0], atol=1e-4)
+    # the raw policy activations (pre-gamma, pre-limiter) travel too, per device
+    assert list(doc["activations"]) == band_show.rig.names
+    for i, n in enumerate(band_show.rig.names):
+        np.testing.assert_allclose(doc["activations"][n], band_show.activations[i], atol=1e-4)
     assert doc["limiter"]["enabled"] is True
     # MIDI: tempo detected (120 BPM song), one CC lane per device, values at frame times
     assert band_show.bpm is not None and abs(band_show.bpm - 120) < 6
@@ -240,7 +244,9 @@ def test_show_respects_the_flash_limit(band_show):
 
     for d in range(4):
         assert max_flashes_per_window(band_show.levels[d], band_show.frame_rate) <= 3
-    assert max_flashes_per_window(band_show.levels.mean(0), band_show.frame_rate) <= 3
+    rig_th = band_show.rig.limiter.rig_threshold  # the rig as a whole (see limiter doc)
+    assert max_flashes_per_window(band_show.levels.mean(0), band_show.frame_rate,
+                                  threshold=rig_th) <= 3
 
 
 class ExplodingPolicy(MeanPolicy):
@@ -320,3 +326,25 @@ def test_show_does_not_import_the_policy_package():
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_cli_bad_input_is_a_clear_error_and_writes_nothing(show_song, tmp_path, capsys):
+    from cqtml_env.cli.show import main
+
+    out = tmp_path / "out"
+    junk = tmp_path / "junk.wav"
+    junk.write_bytes(b"RIFF not really" * 50)
+    assert main([str(junk), "--policy", "band-follow", "--out", str(out), "--quiet"]) == 2
+    assert "junk.wav" in capsys.readouterr().err
+    text = tmp_path / "song.txt"
+    text.write_text("la la la")
+    assert main([str(text), "--policy", "band-follow", "--out", str(out), "--quiet"]) == 2
+    assert "not a supported extension" in capsys.readouterr().err
+    rig = tmp_path / "rig.toml"
+    rig.write_text("[[devices]]\nname = 'a'\ngamma = 'steep'\n")
+    assert main([str(show_song), "--policy", "band-follow", "--rig", str(rig), "--out",
+                 str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "bad rig file" in err and "line 3" in err and "gamma" in err
+    assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == [
+        "junk.wav", "rig.toml", "song.txt"]

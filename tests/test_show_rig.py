@@ -89,6 +89,8 @@ def test_parse_good_rig_and_mapping(tmp_path):
         ("[limiter]\nenabled = false\n[[devices]]\nname='a'\n",
          ["line 2", "--unsafe-no-limiter"]),
         ("[limiter]\nmax_flashes = 5\n[[devices]]\nname='a'\n", ["line 2", "max_flashes"]),
+        ("[limiter]\nthreshold = 0.3\nrig_threshold = 0.2\n[[devices]]\nname='a'\n",
+         ["line 3", "limiter.rig_threshold", "at least"]),
         ("[[devices]]\nname = 'a'\nchannel = 510\nlayout = 'rgb'\nfine = true\n",
          ["line 3", "past slot 512"]),
         ("refresh_hz = \n", ["not valid TOML", "line 1"]),

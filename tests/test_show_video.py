@@ -50,3 +50,32 @@ def test_overview_png(band_show):
     with av.open(str(band_show.files["overview.png"])) as c:
         img = next(c.decode(video=0)).to_ndarray(format="rgb24")
     assert img.ndim == 3 and img.shape[1] >= 400 and img.std() > 10
+
+
+class _FlatSong:
+    """The bits of a song CQT ``overview_image`` reads: a dark, flat spectrum."""
+
+    n_bins, frame_rate = 84, 40.0
+
+    def pooled(self, width: int) -> np.ndarray:
+        return np.zeros((self.n_bins, width), np.float32)
+
+
+def test_overview_draws_devices_in_the_rigs_colours(tmp_path):
+    from cqtml_env.env.render import DEVICE_COLOURS
+    from cqtml_env.show.export import overview_image
+    from cqtml_env.show.rig import load_rig
+
+    colours = [(255, 0, 255), (0, 255, 255), (255, 128, 0)]
+    rig_file = tmp_path / "rig.toml"
+    rig_file.write_text("".join(
+        f'[[devices]]\nname = "d{i}"\ncolour = "#{r:02x}{g:02x}{b:02x}"\nchannel = {i + 1}\n'
+        for i, (r, g, b) in enumerate(colours)))
+    rig = load_rig(rig_file, num_devices=3)
+    levels = np.ones((3, 400), np.float32)  # full on: the light lanes are the pure colours
+    img = overview_image(_FlatSong(), levels, rig, width=400)
+    pixels = {tuple(p) for p in img.reshape(-1, 3)}
+    for c in colours:
+        assert c in pixels, c  # the rig's colour, exactly, in its lane
+    for c in DEVICE_COLOURS[:3]:
+        assert tuple(int(v) for v in c) not in pixels  # not the renderer defaults

@@ -175,6 +175,7 @@ def render_activations(
     num_devices: int | None = None,
     px_per_frame: int | None = None,
     px_per_bin: int = 4,
+    colours: Sequence[Sequence[int]] | None = None,
 ) -> np.ndarray:
     """RGB ``uint8 [H, W, 3]`` picture of a CQT ``[2, F, T]`` (or ``[F, T]``) and activations ``[D, T]``.
 
@@ -182,7 +183,8 @@ def render_activations(
     ``num_devices`` (default: from ``actions``) keeps the layout, and so the image size,
     the same before the first action (video recorders need a fixed frame size);
     ``frame_rate`` (frames/s) labels the time axis in seconds (frames if ``None``);
-    ``px_per_frame`` defaults to what makes the plot ~860 px wide (4 for 5 s clips).
+    ``px_per_frame`` defaults to what makes the plot ~860 px wide (4 for 5 s clips);
+    ``colours`` (RGB 0-255 per device, e.g. a rig's) replace the default device colours.
     """
     c = np.asarray(cqt, dtype=np.float32)
     if c.ndim == 3:
@@ -199,6 +201,13 @@ def render_activations(
         raise ValueError(f"actions have {acts.shape[0]} devices, num_devices={num_devices}")
     if bands is None:
         bands = device_bands(n_bins, num_devices) if num_devices else []
+    if colours is not None and len(colours) < num_devices:
+        raise ValueError(f"colours: need {num_devices}, got {len(colours)}")
+
+    def colour_of(d: int) -> np.ndarray:  # the rig's colours when given
+        if colours is not None:
+            return np.asarray(colours[d], dtype=np.float32)
+        return device_colour(d)
 
     sx = int(px_per_frame) if px_per_frame is not None else max(1, -(-860 // t))
     sy = int(px_per_bin)
@@ -226,7 +235,7 @@ def render_activations(
         lo, hi = bands[d]
         top = (n_bins - hi) * sy  # panel row of the band's top edge
         bottom = (n_bins - lo) * sy - 1
-        col = device_colour(d)
+        col = colour_of(d)
         # band separator (dashed) at the band's upper edge
         if top > 0:
             sep = panel[top, :]
@@ -245,7 +254,7 @@ def render_activations(
     for d in range(num_devices):
         lo, hi = bands[d]
         top, bottom = y0 + (n_bins - hi) * sy, y0 + (n_bins - lo) * sy
-        col = device_colour(d).astype(np.uint8)
+        col = colour_of(d).astype(np.uint8)
         img[top + 1 : bottom - 1, margin_l - 8 : margin_l - 3] = col
         draw_text(img, f"D{d}", 10, (top + bottom) // 2 - 7, col, 2)
     if num_devices == 0:
@@ -255,7 +264,7 @@ def render_activations(
     ly = y0 + cqt_h + 8
     for d in range(num_devices):
         a = np.zeros(t, np.float32) if acts is None else np.clip(np.nan_to_num(acts[d]), 0.0, 1.0)
-        col = device_colour(d)
+        col = colour_of(d)
         row = (a[:, None] * col[None, :] + (1 - a[:, None]) * 0.12 * col[None, :]).astype(np.uint8)
         img[ly : ly + lane_h, margin_l : margin_l + cqt_w] = np.repeat(row, sx, axis=0)[None]
         draw_text(img, f"D{d}", 10, ly + lane_h // 2 - 7, col.astype(np.uint8), 2)

@@ -147,6 +147,7 @@ def make_show(
             lim_info.update(lim.report.to_dict(), **{
                 "max_flashes": rig.limiter.max_flashes, "window_s": rig.limiter.window_s,
                 "threshold": rig.limiter.threshold, "dark_level": rig.limiter.dark_level,
+                "rig_threshold": rig.limiter.rig_threshold,
                 "rig_as_whole": "mean intensity of all devices"})
         else:
             log(UNSAFE_WARNING)
@@ -166,14 +167,21 @@ def make_show(
             t0 = time.perf_counter()
             meta = {"song": Path(song).name, "duration_s": songcqt.duration, "bpm": bpm,
                     "limiter": lim_info, "contract": contract.to_dict()}
-            if "csv" in outputs:
-                write_csv(tmp / "show.csv", levels, rig, fr)
-            if "json" in outputs:
-                write_json(tmp / "show.json", levels, rig, fr, meta)
             if "midi" in outputs:
                 meta["midi_bpm"] = write_midi(tmp / "show.mid", levels, rig, fr, bpm)
+                timings["midi_s"] = time.perf_counter() - t0
+            if "csv" in outputs:
+                t1 = time.perf_counter()
+                write_csv(tmp / "show.csv", levels, rig, fr)
+                timings["csv_s"] = time.perf_counter() - t1
+            if "json" in outputs:
+                t1 = time.perf_counter()
+                write_json(tmp / "show.json", levels, rig, fr, meta, activations=acts)
+                timings["json_s"] = time.perf_counter() - t1
             if "overview" in outputs:
+                t1 = time.perf_counter()
                 write_png(tmp / "overview.png", overview_image(songcqt, levels, rig))
+                timings["overview_s"] = time.perf_counter() - t1
             timings["files_s"] = time.perf_counter() - t0
             if "video" in outputs:
                 from cqtml_env.show.video import write_preview

@@ -33,7 +33,20 @@ def write_csv(path: Path, levels: np.ndarray, rig: Rig, frame_rate: float) -> No
 
 
 def write_json(path: Path, levels: np.ndarray, rig: Rig, frame_rate: float,
-               meta: dict[str, Any]) -> None:
+               meta: dict[str, Any], activations: np.ndarray | None = None) -> None:
+    """``show.json`` (format ``cqtml-show-v1``), one object:
+
+    - ``frame_rate``: frames per second of every per-frame list (the contract's action grid);
+      frame ``k`` is at ``k / frame_rate`` seconds. ``num_frames``: the length of each list.
+    - ``devices``: the rig's devices (name, colour, layout, addresses, gamma, min/max).
+    - ``levels``: ``{device name: [value per frame]}``, what the lights get, in [0, 1]
+      (after the rig's gamma and min/max and the flash limiter: the values CSV/MIDI hold).
+    - ``activations``: ``{device name: [value per frame]}``, the policy's raw cross-faded
+      activations in [0, 1], before gamma, min/max and the limiter.
+    - ``song``, ``duration_s``, ``bpm`` (``null`` when no clear beat), ``midi_bpm``,
+      ``limiter`` (enabled, settings, how much it changed), ``contract`` (the CQT/action
+      contract the policy was run under).
+    """
     doc = {
         "format": "cqtml-show-v1",
         "frame_rate": frame_rate,
@@ -42,6 +55,11 @@ def write_json(path: Path, levels: np.ndarray, rig: Rig, frame_rate: float,
         "levels": {n: [round(float(v), 4) for v in levels[i]] for i, n in enumerate(rig.names)},
         **meta,
     }
+    if activations is not None:
+        if activations.shape != levels.shape:
+            raise ValueError(f"activations {activations.shape} and levels {levels.shape} differ")
+        doc["activations"] = {n: [round(float(v), 4) for v in activations[i]]
+                              for i, n in enumerate(rig.names)}
     path.write_text(json.dumps(doc, indent=None, separators=(",", ":")), encoding="utf-8")
 
 
@@ -111,7 +129,8 @@ def write_png(path: Path, rgb: np.ndarray) -> None:
 
 def overview_image(song, levels: np.ndarray, rig: Rig, width: int = 1200) -> np.ndarray:
     """The whole song's CQT with each device's limited intensity traced over its band and
-    a light lane per device (the clip renderer, with time pooled to ``width`` columns)."""
+    a light lane per device, in the rig's colours (the clip renderer, with time pooled to
+    ``width`` columns)."""
     from cqtml_env.contract import device_bands
     from cqtml_env.env.render import render_activations
 
@@ -123,7 +142,8 @@ def overview_image(song, levels: np.ndarray, rig: Rig, width: int = 1200) -> np.
     cols_per_s = width / max(levels.shape[1] / song.frame_rate, 1e-6)
     return render_activations(cqt, lv, frame_rate=cols_per_s, px_per_frame=1, px_per_bin=3,
                               bands=device_bands(song.n_bins, rig.num_devices),
-                              title="cqtml show", subtitle=", ".join(rig.names))
+                              title="cqtml show", subtitle=", ".join(rig.names),
+                              colours=[d.colour for d in rig.devices])
 
 
 __all__ = ["write_csv", "write_json", "write_midi", "write_png", "overview_image",

@@ -4,6 +4,12 @@ WCAG counts a *general flash* as a pair of opposing changes of at least 10 % of 
 where the darker state is below 0.80, and allows at most 3 in any 1-second period. A rig is
 not a screen, so we apply the rule twice: to every device's intensity on its own, and to
 the rig as a whole, defined as the mean intensity of all devices (the light the room gets).
+WCAG combines only *concurrent* flashes of separate areas: lights taking turns (a kick on
+lights 1 and 3, the snare on 2 and 4; a chase) are separate areas, each within its own
+limit. So the rig rule counts a rig flash only when the room's light as a whole changes by
+at least ``rig_threshold`` (default 0.5: half the rig's full light going on and off
+together), which stops a room strobe spread over groups of devices (each group within its
+own limit) without flattening alternating or chasing patterns of a normal musical show.
 
 How: a hysteresis detector registers a *change* each time the signal retraces at least
 ``threshold`` from its last extreme (the zig-zag count of opposing changes), computed on
@@ -117,17 +123,21 @@ class FlashLimiter:
         threshold: float = 0.1,
         dark_level: float = 0.8,
         rig_mean: bool = True,
+        rig_threshold: float = 0.5,
     ) -> None:
         if frame_rate <= 0 or num_devices < 1 or max_flashes < 1:
             raise ValueError("frame_rate, num_devices and max_flashes must be positive")
         if not 0 < threshold < 1:
             raise ValueError(f"threshold must be in (0, 1), got {threshold}")
+        if not threshold <= rig_threshold < 1:
+            raise ValueError(f"rig_threshold must be in [threshold, 1), got {rig_threshold}")
         # frames t-window+1..t: any window_s-long span of frame times holds at most this many
         window = int(np.floor(window_s * frame_rate + 1e-9)) + 1
         cap = dark_level + threshold
         budget = 2 * int(max_flashes) - 1
         self.devices = [_Detector(threshold, cap, budget, window) for _ in range(num_devices)]
-        self.rig = _Detector(threshold, cap, budget, window) if rig_mean else None
+        self.rig = (_Detector(rig_threshold, dark_level + rig_threshold, budget, window)
+                    if rig_mean else None)
         self.t = 0
         self.prev: np.ndarray | None = None
         self.report = LimiterReport()
@@ -136,7 +146,8 @@ class FlashLimiter:
     def from_settings(cls, settings, *, num_devices: int, frame_rate: float) -> FlashLimiter:
         return cls(num_devices=num_devices, frame_rate=frame_rate,
                    max_flashes=settings.max_flashes, window_s=settings.window_s,
-                   threshold=settings.threshold, dark_level=settings.dark_level)
+                   threshold=settings.threshold, dark_level=settings.dark_level,
+                   rig_threshold=getattr(settings, "rig_threshold", 0.5))
 
     def _device_step(self, x: list[float]) -> list[float]:
         t = self.t

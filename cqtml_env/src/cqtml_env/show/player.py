@@ -141,6 +141,7 @@ def play_frames(
     latency_s: float = 0.0,
     log: Callable[[str], None] | None = None,
     spin_s: float = 0.002,
+    max_nap_s: float = 0.01,
 ) -> PlayReport:
     """Send ``values[:, k]`` at clock time ``times[k] - latency_s`` to every live output."""
     log = log or (lambda m: print(m, file=sys.stderr))
@@ -162,7 +163,9 @@ def play_frames(
                 dt = target - clock.now()
                 if dt <= 0:
                     break
-                time.sleep(dt - spin_s if dt > spin_s else 0)
+                # sleep in short naps: the audio clock may not have started yet (its first
+                # callback re-anchors it) or may run at a slightly different rate
+                time.sleep(min(dt - spin_s, max_nap_s) if dt > spin_s else 0)
             late[k] = clock.now() - target
             frame = values[:, k]
             for o in list(live):

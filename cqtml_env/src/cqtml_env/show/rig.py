@@ -9,6 +9,7 @@ TOML, validated field by field; every error names the file, the line and the fie
     max_flashes = 3            # per window_s, per device and for the rig as a whole
     threshold = 0.10           # a change of at least this much of full scale
     dark_level = 0.80          # ... where the darker state is below this
+    rig_threshold = 0.5        # a rig flash: the mean of all devices changes this much
 
     [sacn]                     # any of sacn / artnet / osc / midi; absent = not used live
     destination = "127.0.0.1"  # unicast; or multicast = true
@@ -112,6 +113,7 @@ class LimiterSettings:
     window_s: float = 1.0
     threshold: float = 0.10
     dark_level: float = 0.80
+    rig_threshold: float = 0.5
 
 
 @dataclass(frozen=True)
@@ -188,7 +190,8 @@ _OUTPUT_KEYS = {
     "osc": {"host", "port"},
     "midi": {"port", "channel"},
 }
-_LIMITER_KEYS = {"enabled", "max_flashes", "window_s", "threshold", "dark_level"}
+_LIMITER_KEYS = {"enabled", "max_flashes", "window_s", "threshold", "dark_level",
+                 "rig_threshold"}
 
 
 def parse_colour(value: Any, where: str) -> tuple[int, int, int]:
@@ -277,7 +280,12 @@ def parse_rig(text: str, source: str = "<rig>") -> Rig:
                                 "limiter", "threshold")),
         dark_level=float(_number(lim.get("dark_level", 0.8), "limiter.dark_level", 0.0, 1.0,
                                  loc, "limiter", "dark_level")),
+        rig_threshold=float(_number(lim.get("rig_threshold", 0.5), "limiter.rig_threshold",
+                                    0.1, 0.9, loc, "limiter", "rig_threshold")),
     )
+    if limiter.rig_threshold < limiter.threshold:
+        raise loc.error(f"limiter.rig_threshold ({limiter.rig_threshold:g}) must be at least "
+                        f"limiter.threshold ({limiter.threshold:g})", "limiter", "rig_threshold")
     outputs: dict[str, dict[str, Any] | None] = {}
     for name, keys in _OUTPUT_KEYS.items():
         table = data.get(name)

@@ -48,13 +48,15 @@ class PreviewRenderer:
             x0, _, x1, y1 = self.boxes[i]
             draw_text(base, d.name[: max(1, (x1 - x0) // 12)], x0, y1 + 6, scale=2)
         self.base = base
-        # display copy: mono uint8 [F, N] (84 bytes a frame, 13 MB an hour), built by slices
+        # display copy: mono uint8 [screen rows, N] (~136 bytes a frame, 21 MB an hour)
         n = songcqt.num_frames
-        self.display = np.zeros((songcqt.n_bins, n + self.span), np.uint8)
+        display = np.zeros((songcqt.n_bins, n + self.span), np.uint8)
         for s in range(0, n, 8192):
             block = songcqt.frames(s, min(s + 8192, n)).max(axis=0)
-            self.display[:, self.span // 2 + s : self.span // 2 + s + block.shape[1]] = np.clip(
+            display[:, self.span // 2 + s : self.span // 2 + s + block.shape[1]] = np.clip(
                 block * 255, 0, 255).astype(np.uint8)
+        # rows already in screen order, so a frame is one column gather and one colour map
+        self.display = np.ascontiguousarray(display[self.rows])
 
     def frame(self, t: float) -> np.ndarray:
         img = self.base.copy()
@@ -63,8 +65,8 @@ class PreviewRenderer:
         for i, d in enumerate(self.rig.devices):
             x0, y0, x1, y1 = self.boxes[i]
             img[y0:y1, x0:x1] = np.round(np.array(d.colour) * float(self.levels[i, idx]))
-        window = self.display[:, idx : idx + self.span]  # centred on idx (padded copy)
-        img[self.top :] = _LUT[window[self.rows][:, self.cols]]
+        # the span centred on idx (the display copy is padded by span/2 on each side)
+        np.take(_LUT, np.take(self.display, idx + self.cols, axis=1), axis=0, out=img[self.top:])
         img[self.top :, self.w // 2] = 255
         return img
 
@@ -87,6 +89,7 @@ def write_preview(path: str | os.PathLike, *, song: str | os.PathLike, songcqt, 
         vs.options = {"preset": "ultrafast", "crf": "30"}
         aus = c.add_stream("aac", rate=AUDIO_RATE)
         aus.layout = "stereo"
+        aus.options = {"aac_coder": "fast"}  # ffmpeg's fast AAC search: ~25 % less audio time
         fifo = av.AudioFifo()
         audio_pts = 0
         audio_done = False

@@ -1,0 +1,228 @@
+"""Show benches (CPU), ratios measured side by side in one run.
+
+1. End-to-end real-time factor of ``make_show`` on a generated 4-minute song (decode + CQT +
+   policy + limiter + every file: show.csv, show.json, show.mid, overview.png,
+   preview.mp4) against the CQT alone (decode + streamed CQT to disk, the pipeline's own
+   first stage run by itself), for the CNN and ViT policies (random-init weights: timing
+   only, the shows are meaningless) and the band follower. Target: pipeline <= 1.5x CQT.
+   Each stage is timed too (``Show.timings``), so you can see where the time goes.
+2. Live timing on loopback: the band-follow show played on a wall clock to real receivers on
+   127.0.0.1 (sacn's sACNreceiver, a UDP socket for Art-Net, a python-osc server) for
+   ``--seconds`` (default 60); lateness of each sent frame against its schedule,
+   p50/p99/max. Target: p99 <= 2 ms.
+
+The song: 30 s of ``record_like_audio`` (plucked strings, kick, snares, a room) repeated
+with a slowly changing gain to the length asked for, written to a temp WAV.
+
+Run: ``python bench/bench_show.py`` (about 3-5 minutes on 2 cores; ``--quick``: a 1-minute
+song, the band follower and CNN only, 10 s of live play). ``--threads`` sets torch's
+intra-op threads (default 1: stable numbers on a shared machine).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def make_song(path: Path, seconds: float) -> None:
+    import soundfile as sf
+
+    from cqtml_env.contract import SAMPLE_RATE
+    from cqtml_env.datasets.record_like import record_like_audio
+
+    piece = record_like_audio(0, duration=min(30.0, seconds)).T  # [n, 2]
+    reps = int(np.ceil(seconds * SAMPLE_RATE / len(piece)))
+    gain = np.repeat(0.7 + 0.3 * np.sin(np.arange(reps)), len(piece))[:, None]
+    song = (np.tile(piece, (reps, 1)) * gain[: reps * len(piece)])[: int(seconds * SAMPLE_RATE)]
+    sf.write(str(path), song.astype(np.float32), SAMPLE_RATE)
+
+
+def cqt_alone(song: Path, scratch: Path) -> float:
+    from cqtml_env import CQTProcessor
+    from cqtml_env.show.inference import cqt_to_disk
+    from cqtml_env.show.stream import AudioReader
+
+    proc = CQTProcessor(max_duration=5.0)
+    t0 = time.perf_counter()
+    cqt_to_disk(AudioReader(song, proc.sample_rate), proc, scratch / "alone.f16")
+    return time.perf_counter() - t0
+
+
+def policies(quick: bool):
+    import cqtml_policy
+    from cqtml_env import CQTProcessor
+    from cqtml_env.contract import Contract
+
+    proc = CQTProcessor(max_duration=5.0)
+    c = Contract.from_processor(proc, num_devices=4)
+    shape = (2, proc.n_bins, c.num_frames)
+    yield "band-follow", cqtml_policy.BandFollowPolicy(num_devices=4, frame_rate=c.frame_rate)
+    yield "cnn (random init)", cqtml_policy.create_policy("cnn", shape, num_devices=4,
+                                                          device="cpu")
+    if not quick:
+        yield "vit (random init)", cqtml_policy.create_policy("vit", shape, num_devices=4,
+                                                              device="cpu")
+
+
+def bench_pipeline(seconds: float, quick: bool) -> list[dict]:
+    import torch
+
+    from cqtml_env.show import make_show
+
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="bench-show-") as d:
+        d = Path(d)
+        song = d / "song.wav"
+        make_song(song, seconds)
+        cqt_s = min(cqt_alone(song, d) for _ in range(2))  # best of two: less noise
+        for name, policy in policies(quick):
+            if hasattr(policy, "eval"):
+                policy.eval()
+            t0 = time.perf_counter()
+            with torch.inference_mode():
+                show = make_show(song, policy, out=d / "out", progress=False)
+            total = time.perf_counter() - t0
+            rows.append({"policy": name, "song_s": show.duration, "cqt_alone_s": cqt_s,
+                         "pipeline_s": total, **show.timings})
+    return rows
+
+
+def _receivers(ports_q, stop_ev, result_q) -> None:
+    """Real receivers on 127.0.0.1, in their own process (so they do not compete with the
+    player for the GIL): sacn's sACNreceiver, a UDP socket for Art-Net, a python-osc server."""
+    import sacn
+    from pythonosc import dispatcher, osc_server
+
+    counts = {"sacn": 0, "artnet": 0, "osc_messages": 0}
+    art = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    art.bind(("127.0.0.1", 0))
+    art.settimeout(0.2)
+
+    def art_loop() -> None:
+        while not stop_ev.is_set():
+            try:
+                data, _ = art.recvfrom(1024)
+            except OSError:
+                continue
+            if data[:8] == b"Art-Net\x00":
+                counts["artnet"] += 1
+
+    def on_osc(*_a) -> None:
+        counts["osc_messages"] += 1
+
+    disp = dispatcher.Dispatcher()
+    disp.set_default_handler(on_osc)
+    osc = osc_server.ThreadingOSCUDPServer(("127.0.0.1", 0), disp)
+    threading.Thread(target=osc.serve_forever, daemon=True).start()
+    threading.Thread(target=art_loop, daemon=True).start()
+    receiver = sacn.sACNreceiver(bind_address="127.0.0.1", bind_port=5568)
+
+    @receiver.listen_on("universe", universe=1)
+    def _on(packet) -> None:
+        counts["sacn"] += 1
+
+    receiver.start()
+    ports_q.put((art.getsockname()[1], osc.server_address[1]))
+    stop_ev.wait()
+    receiver.stop()
+    osc.shutdown()
+    result_q.put(counts)
+
+
+def bench_live(seconds: float) -> dict:
+    import multiprocessing as mp
+
+    import cqtml_policy
+    from cqtml_env import CQTProcessor
+    from cqtml_env.show import make_show
+    from cqtml_env.show.outputs import make_outputs
+    from cqtml_env.show.player import WallClock, play_show
+    from cqtml_env.show.rig import parse_rig
+
+    ctx = mp.get_context("fork")
+    ports_q, result_q, stop_ev = ctx.Queue(), ctx.Queue(), ctx.Event()
+    proc = ctx.Process(target=_receivers, args=(ports_q, stop_ev, result_q), daemon=True)
+    proc.start()
+    art_port, osc_port = ports_q.get(timeout=30)
+    rig = parse_rig(f"""
+refresh_hz = 40
+[sacn]
+destination = "127.0.0.1"
+bind_address = "127.0.0.1"
+bind_port = 5570
+[artnet]
+destination = "127.0.0.1"
+port = {art_port}
+[osc]
+host = "127.0.0.1"
+port = {osc_port}
+""" + "".join(f'[[devices]]\nname = "d{i}"\nuniverse = 1\nchannel = {i + 1}\n'
+              for i in range(4)), "bench-rig")
+    try:
+        with tempfile.TemporaryDirectory(prefix="bench-live-") as d:
+            song = Path(d) / "song.wav"
+            make_song(song, seconds + 1.0)
+            fr = CQTProcessor().frame_rate
+            show = make_show(song, cqtml_policy.BandFollowPolicy(num_devices=4, frame_rate=fr),
+                             rig=rig, out=None, progress=False)
+            report = play_show(show, clock=WallClock(), outputs=make_outputs(rig),
+                               seconds=seconds, log=lambda m: None)
+        time.sleep(0.5)
+    finally:
+        stop_ev.set()
+        received = result_q.get(timeout=30)
+        proc.join(10)
+    return {"frames": report.frames, "refresh_hz": report.refresh_hz, **report.summary(),
+            "sent": report.sent, "received": received, "errors": report.errors}
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="1-minute song, no ViT, 10 s live")
+    ap.add_argument("--song-seconds", type=float, default=None, help="default 240 (60 quick)")
+    ap.add_argument("--seconds", type=float, default=None, help="live play, default 60 (10)")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--skip-live", action="store_true")
+    ap.add_argument("--skip-pipeline", action="store_true")
+    a = ap.parse_args(argv)
+    import torch
+
+    torch.set_num_threads(a.threads)
+    song_s = a.song_seconds or (60.0 if a.quick else 240.0)
+    live_s = a.seconds or (10.0 if a.quick else 60.0)
+    print(f"cores: {os.cpu_count()}, torch threads: {a.threads}")
+    if not a.skip_pipeline:
+        rows = bench_pipeline(song_s, a.quick)
+        stages = ["cqt_s", "policy_s", "limiter_s", "midi_s", "csv_s", "json_s", "overview_s",
+                  "video_s"]
+        print(f"\n1. make_show on a {song_s:g} s song vs the CQT alone (target ratio <= 1.5)")
+        print(f"{'policy':<20}{'CQT alone':>10}{'pipeline':>10}{'ratio':>7}{'no video':>9}"
+              f"{'x realtime':>11}  " + " ".join(f"{s[:-2]:>8}" for s in stages))
+        for r in rows:
+            no_video = (r['pipeline_s'] - r.get('video_s', 0.0)) / r['cqt_alone_s']
+            print(f"{r['policy']:<20}{r['cqt_alone_s']:>9.2f}s{r['pipeline_s']:>9.2f}s"
+                  f"{r['pipeline_s'] / r['cqt_alone_s']:>6.2f}x{no_video:>8.2f}x"
+                  f"{r['song_s'] / r['pipeline_s']:>10.1f}x  "
+                  + " ".join(f"{r.get(s, float('nan')):>7.2f}s" for s in stages))
+    if not a.skip_live:
+        live = bench_live(live_s)
+        print(f"\n2. live play on loopback, {live_s:g} s at {live['refresh_hz']:g} Hz, wall clock "
+              "(target p99 <= 2 ms)")
+        print(f"{'frames':>7}{'p50':>9}{'p99':>9}{'max':>9}  sent / received")
+        print(f"{live['frames']:>7}{live.get('p50_ms', float('nan')):>7.3f}ms"
+              f"{live.get('p99_ms', float('nan')):>7.3f}ms{live.get('max_ms', float('nan')):>7.3f}ms"
+              f"  {live['sent']} / {live['received']}"
+              + (f"  errors: {live['errors']}" if live["errors"] else ""))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
