@@ -400,3 +400,21 @@ def test_finetune_mix_gold_mixes_the_share_and_keeps_held_out_clips_out(dataset,
                             str(tmp_path / "m0"), "--epochs", "2", "--quiet"]) == 0
     p0 = json.loads((tmp_path / "m0" / "report.json").read_text())["person"]
     assert p0["gold_pairs_mixed"] == 0 and int((seen["arrays"].labeller != human).sum()) == 0
+
+
+def test_finetune_on_a_handful_of_labels_with_a_short_schedule_runs(dataset, tmp_path):
+    # a person with a few labels and a short fine-tune: OneCycleLR's warm-up of 0.1 x 10 steps
+    # used to be zero steps long (ZeroDivisionError)
+    from cqtml_env.reward.finetune import finetune_reward_model
+    from cqtml_env.reward.training import TrainConfig
+
+    svc = service(dataset, tmp_path / "s", pairs_per_clip=2)
+    answer_n(client(svc), "ann", ["a", "b", "a", "b", "a", "b", "a", "b"])
+    svc.close()
+    for epochs in (10,):
+        model, rep = finetune_reward_model(
+            [tmp_path / "s"], tmp_path / f"m{epochs}", config=TrainConfig(epochs=epochs),
+            progress=False,
+        )
+        assert rep["person"]["human_pairs"] == 8 and rep["person"]["test_pairs"] > 0
+        assert all(np.isfinite(p.detach().numpy()).all() for p in model.parameters())
