@@ -155,14 +155,16 @@ def agreement(model, pools) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--quick", action="store_true", help="60 labels, 10 held-out clips, 5 epochs")
+    ap.add_argument("--quick", action="store_true", help="60 labels, 10 held-out clips, 30 epochs")
     ap.add_argument("--marks", default="50,100,200,300", help="label counts to fine-tune at")
     ap.add_argument("--heldout-clips", type=int, default=30)
-    ap.add_argument("--epochs", type=int, default=30)
+    ap.add_argument("--epochs", type=int, default=150, help="fine-tune epochs (early-stopped)")
+    ap.add_argument("--lr", type=float, default=1e-2, help="fine-tune peak learning rate")
+    ap.add_argument("--patience", type=int, default=20, help="early-stopping patience (epochs)")
     ap.add_argument("--json", default=None, help="also write the results here")
     args = ap.parse_args(argv)
     if args.quick:
-        args.marks, args.heldout_clips, args.epochs = "20,40,60", 10, 5
+        args.marks, args.heldout_clips, args.epochs = "20,40,60", 10, 30
     marks = sorted(int(m) for m in args.marks.split(","))
     if not Path(CHROMIUM).is_file():
         print("needs Debian chromium: apt-get install -y chromium", file=sys.stderr)
@@ -196,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     shipped = RewardModel.load_default()
     res = {"shipped": agreement(shipped, pools), "rows": [], "answers_per_s": rate,
            "label_seconds": t_label}
-    cfg = TrainConfig(lr=1e-3, epochs=args.epochs, patience=5, seed=0)
+    cfg = TrainConfig(lr=args.lr, epochs=args.epochs, patience=args.patience, seed=0)
     for n in marks:
         row = {"labels": n}
         for sel, name in names.items():
@@ -211,6 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     n_pairs = sum(len(p.all_pairs()) for p, _ in pools)
     print(f"\ntaste labeller through the page: {rate:.1f} answers/s, labelling {t_label:.0f} s,"
           f" total {res['total_seconds']:.0f} s")
+    print(f"fine-tune: lr {args.lr}, <= {args.epochs} epochs, patience {args.patience}")
     print(f"held-out: {len(pools)} unseen clips, {n_pairs} candidate pairs; "
           f"shipped (gold-trained) model agrees with the taste on {res['shipped']:.3f}\n")
     print("| labels | random: held-out clips | uncertain: held-out clips "
