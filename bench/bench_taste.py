@@ -50,7 +50,7 @@ def taste(acts: np.ndarray, strip: np.ndarray) -> float:
     onset = np.maximum(np.diff(low, prepend=low[:1]), 0.0)
     t = min(acts.shape[-1], onset.shape[0])
     bass, onset, treble = acts[0, :t], onset[:t], acts[-1, :t]
-    kick = onset >= np.quantile(onset, 0.85)
+    kick = (onset >= np.quantile(onset, 0.85)) & (onset > 0)  # sparse kicks: q may be 0
     if kick.all() or not kick.any():
         pump = 0.0
     else:  # the bass lamp near a kick (this or the next 2 frames) vs elsewhere
