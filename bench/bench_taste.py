@@ -162,6 +162,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lr", type=float, default=1e-2, help="fine-tune peak learning rate")
     ap.add_argument("--patience", type=int, default=20, help="early-stopping patience (epochs)")
     ap.add_argument("--json", default=None, help="also write the results here")
+    ap.add_argument("--save-model", default=None,
+                    help="keep the model fine-tuned on all random-selection labels here (for "
+                         "agents/grpo.py --reward-model DIR)")
     args = ap.parse_args(argv)
     if args.quick:
         args.marks, args.heldout_clips, args.epochs = "20,40,60", 10, 30
@@ -225,6 +228,9 @@ def main(argv: list[str] | None = None) -> int:
               f"| {r['uncertain_split']:.3f} ({r['uncertain_split_init']:.3f}) |")
     if args.json:
         Path(args.json).write_text(json.dumps(res, indent=1))
+    if args.save_model:
+        shutil.copytree(work / f"ft-random-{marks[-1]}", args.save_model, dirs_exist_ok=True)
+        print(f"fine-tuned model ({marks[-1]} random labels): {args.save_model}")
     shutil.rmtree(work, ignore_errors=True)
     return 0
 
