@@ -345,3 +345,76 @@ def test_finetune_from_default_reports_agreement_next_to_the_shipped_model(datas
         from cqtml_env.reward.finetune import finetune_reward_model
 
         finetune_reward_model([tmp_path / "s"], tmp_path / "z", person="zed", progress=False)
+
+
+def test_finetune_mix_gold_mixes_the_share_and_keeps_held_out_clips_out(dataset, tmp_path,
+                                                                         monkeypatch):
+    from cqtml_env import generate_preferences
+    from cqtml_env.cli import reward as reward_cli
+    from cqtml_env.reward import training
+
+    store = tmp_path / "s"
+    generate_preferences(dataset, store, num_clips=6, candidates_per_clip=6, pairs_per_clip=8,
+                         progress=False)
+    gold_total = PreferenceDataset(store).num_pairs
+    svc = service(dataset, store, pairs_per_clip=3)
+    c = client(svc)
+    for name in ("ann", "bob"):
+        answer_n(c, name, ["a", "b", "a", "b", "a", "b", "b", "a", "a", "b", "a", "a"])
+    svc.close()
+    seen = {}
+    real = training.train_reward_model
+
+    def spy(ds, out_dir, cfg, **kw):
+        seen.update(kw)
+        return real(ds, out_dir, cfg, **kw)
+
+    monkeypatch.setattr(training, "train_reward_model", spy)
+    out = tmp_path / "m"
+    assert reward_cli.main(["train", "--prefs", str(store), "--init", "default", "--out",
+                            str(out), "--epochs", "2", "--mix-gold", "0.5", "--quiet"]) == 0
+    p = json.loads((out / "report.json").read_text())["person"]
+    assert p["human_pairs"] == 24 and gold_total == 6 * 8
+    # half of the fit pairs are gold: as many gold pairs as the person's fit pairs
+    assert p["gold_pairs_mixed"] == p["fit_pairs"] > 0
+    assert p["fit_pairs"] + p["early_stop_pairs"] + p["test_pairs"] == 24
+    assert {"agreement_init", "agreement_finetuned"} <= p.keys()
+    assert 0.0 <= p["agreement_init"] <= 1.0 and 0.0 <= p["agreement_finetuned"] <= 1.0
+    # what training saw: the person's fit + early-stop pairs and the mixed gold pairs ...
+    view = seen["arrays"]
+    ds = PreferenceDataset(store)
+    human = ds.manifest["labellers"].index("human")
+    is_h = view.labeller == human
+    assert int(is_h.sum()) == p["fit_pairs"] + p["early_stop_pairs"]
+    assert int((~is_h).sum()) == p["gold_pairs_mixed"]
+    # ... and no pair of a held-out clip id, human or gold (the split is by clip)
+    ids = np.array(view.clip_ids, dtype=object)
+    all_h = ds.load()
+    h_ids = set(np.array(all_h.clip_ids, dtype=object)[all_h.pair_clip[all_h.labeller == human]])
+    train_ids = set(ids[view.pair_clip])
+    held_out = h_ids - set(ids[view.pair_clip[is_h]])
+    assert len(held_out) == p["test_clips"] >= 1
+    assert not held_out & train_ids
+    # without --mix-gold no gold pair is used
+    assert reward_cli.main(["train", "--prefs", str(store), "--init", "default", "--out",
+                            str(tmp_path / "m0"), "--epochs", "2", "--quiet"]) == 0
+    p0 = json.loads((tmp_path / "m0" / "report.json").read_text())["person"]
+    assert p0["gold_pairs_mixed"] == 0 and int((seen["arrays"].labeller != human).sum()) == 0
+
+
+def test_finetune_on_a_handful_of_labels_with_a_short_schedule_runs(dataset, tmp_path):
+    # a person with a few labels and a short fine-tune: OneCycleLR's warm-up of 0.1 x 10 steps
+    # used to be zero steps long (ZeroDivisionError)
+    from cqtml_env.reward.finetune import finetune_reward_model
+    from cqtml_env.reward.training import TrainConfig
+
+    svc = service(dataset, tmp_path / "s", pairs_per_clip=2)
+    answer_n(client(svc), "ann", ["a", "b", "a", "b", "a", "b", "a", "b"])
+    svc.close()
+    for epochs in (10,):
+        model, rep = finetune_reward_model(
+            [tmp_path / "s"], tmp_path / f"m{epochs}", config=TrainConfig(epochs=epochs),
+            progress=False,
+        )
+        assert rep["person"]["human_pairs"] == 8 and rep["person"]["test_pairs"] > 0
+        assert all(np.isfinite(p.detach().numpy()).all() for p in model.parameters())

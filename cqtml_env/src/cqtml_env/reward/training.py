@@ -200,8 +200,11 @@ def _train(ds, arr, out_dir, cfg: TrainConfig, log_dir, progress: bool, name: st
         )
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = int(np.ceil(len(train_clips) / cfg.clips_per_batch))
+    # OneCycleLR divides by its warm-up length: a short run (a few labels, few epochs) needs
+    # at least one warm-up step and one step after it
+    total_steps = max(3, cfg.epochs * steps_per_epoch)
     sched = torch.optim.lr_scheduler.OneCycleLR(
-        opt, max_lr=cfg.lr, total_steps=max(1, cfg.epochs * steps_per_epoch), pct_start=0.1
+        opt, max_lr=cfg.lr, total_steps=total_steps, pct_start=max(0.1, 2.0 / total_steps)
     )
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
