@@ -6,6 +6,7 @@ Layout under ``<run-dir>/checkpoints/``::
         model.safetensors + config.json   (the policy's own save_pretrained)
         optimizer.safetensors              (optimizer tensors, flattened)
         trainer.json                       (iteration, scheduler, RNG states, param groups, extra)
+        checksums.json                     (SHA-256 of each file, verified on load)
     latest -> iter-000100 best -> iter-000075 final -> iter-000300   (symlinks)
 
 Every publish is a ``rename``/``os.replace``, which POSIX makes atomic, so a ``kill -9`` at
@@ -14,11 +15,13 @@ any moment leaves each name pointing at a complete checkpoint (or not existing y
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import random
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -152,6 +155,7 @@ def save_checkpoint(
                 k: v for k, v in scheduler.state_dict().items() if not callable(v) and k != "lr_lambdas"
             }
         (tmp / "trainer.json").write_text(json.dumps(trainer, default=_json_default))
+        write_checksums(tmp)
         for f in tmp.iterdir():
             with open(f, "rb") as fh:
                 os.fsync(fh.fileno())
@@ -196,9 +200,101 @@ def load_trainer_state(
     return trainer
 
 
-def latest_checkpoint(ckpt_root: str | os.PathLike) -> Path | None:
-    link = Path(ckpt_root) / "latest"
-    return link.resolve() if link.exists() else None
+def latest_checkpoint(ckpt_root: str | os.PathLike, verify: bool = True) -> Path | None:
+    """The checkpoint to resume from: ``latest``'s target if it is intact, else (with a
+    warning naming the bad one) the newest intact ``iter-*``; ``None`` when there is none.
+    A dangling ``latest`` link never hides older intact checkpoints."""
+    root = Path(ckpt_root)
+    link = root / "latest"
+    candidates: list[Path] = []
+    if link.is_symlink() or link.exists():
+        if link.exists():
+            candidates.append(link.resolve())
+        else:
+            warnings.warn(f"{link} points at {os.readlink(link)!r}, which does not exist; "
+                          "looking for an older intact checkpoint", stacklevel=2)
+    if root.is_dir():
+        older = sorted((p for p in root.iterdir() if p.name.startswith(CKPT_PREFIX) and p.is_dir()),
+                       reverse=True)
+        candidates += [p.resolve() for p in older if p.resolve() not in candidates]
+    for cand in candidates:
+        if not verify:
+            return cand
+        try:
+            verify_checkpoint(cand)
+        except CorruptCheckpointError as exc:
+            warnings.warn(f"skipping corrupt checkpoint: {exc}", stacklevel=2)
+            continue
+        return cand
+    return None
+
+
+# -- integrity: a checksum per file at save, verified (with finite tensors) on load ----------
+CHECKSUMS_NAME = "checksums.json"
+
+
+class CorruptCheckpointError(ValueError):
+    """A checkpoint whose files do not match their checksums, or hold NaN/inf tensors."""
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def write_checksums(ckpt_dir: str | os.PathLike) -> Path:
+    """Write ``checksums.json`` (SHA-256 of every other file) into a checkpoint directory."""
+    d = Path(ckpt_dir)
+    sums = {f.name: _sha256(f) for f in sorted(d.iterdir())
+            if f.is_file() and f.name != CHECKSUMS_NAME and not f.name.startswith(".")}
+    atomic_write_text(d / CHECKSUMS_NAME, json.dumps(sums, indent=1, sort_keys=True))
+    return d / CHECKSUMS_NAME
+
+
+def non_finite_tensors(tensors: dict[str, torch.Tensor]) -> list[str]:
+    """Names of the floating-point tensors holding NaN or inf."""
+    return [k for k, v in tensors.items()
+            if torch.is_tensor(v) and v.is_floating_point() and not bool(torch.isfinite(v).all())]
+
+
+def verify_checkpoint(ckpt_dir: str | os.PathLike) -> None:
+    """Raise :class:`CorruptCheckpointError` naming the file unless every file matches
+    ``checksums.json`` (when the checkpoint has one) and every saved tensor is finite."""
+    d = Path(ckpt_dir)
+    sums_path = d / CHECKSUMS_NAME
+    if sums_path.is_file():
+        try:
+            sums = json.loads(sums_path.read_text())
+        except (OSError, ValueError) as exc:
+            raise CorruptCheckpointError(f"{sums_path}: unreadable ({exc})") from None
+        for name, want in sums.items():
+            f = d / name
+            if not f.is_file():
+                raise CorruptCheckpointError(f"{f}: missing (listed in {CHECKSUMS_NAME})")
+            if _sha256(f) != want:
+                raise CorruptCheckpointError(f"{f}: checksum mismatch (file changed after it was saved)")
+    for name in ("model.safetensors", "optimizer.safetensors", "reference.safetensors"):
+        f = d / name
+        if not f.is_file():
+            if name == "model.safetensors":
+                raise CorruptCheckpointError(f"{f}: missing")
+            continue
+        try:
+            tensors = load_file(str(f))
+        except Exception as exc:  # safetensors raises its own error types
+            raise CorruptCheckpointError(f"{f}: unreadable ({type(exc).__name__}: {exc})") from None
+        bad = non_finite_tensors(tensors)
+        if bad:
+            raise CorruptCheckpointError(f"{f}: non-finite values (NaN/inf) in {bad[:5]}")
+    try:
+        json.loads((d / "trainer.json").read_text())
+    except FileNotFoundError:
+        pass  # a plain saved policy (no trainer state) is still a valid policy checkpoint
+    except (OSError, ValueError) as exc:
+        raise CorruptCheckpointError(f"{d / 'trainer.json'}: unreadable ({exc})") from None
 
 
 # -- warm starts: a saved policy's weights into a fresh policy ---------------------------------
@@ -256,6 +352,9 @@ def init_policy_from(policy: Any, path: str | os.PathLike, expected_name: str) -
             f"--init-from {d}: holds a {name!r} policy but this run trains a {want!r} policy "
             f"(pass --policy {name}, or a {want!r} checkpoint)"
         )
+    bad = non_finite_tensors(state)
+    if bad:
+        raise ValueError(f"--init-from {d / 'model.safetensors'}: non-finite weights (NaN/inf) in {bad[:5]}")
     own = policy.state_dict()
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))

@@ -151,16 +151,16 @@ class Evaluator:
                  audio_metrics: bool = True, gold_version: str = "gold-v1") -> None:
         from cqtml_env.reward.scoring import ShowScorer, check_reward_contract, load_reward
 
-        self.indices = np.asarray(indices)
-        self.cqts = np.stack([dataset[int(i)] for i in self.indices]).astype(np.float32)
+        self.indices, cqts, audio, self.skipped = _usable_clips(
+            dataset, indices, audio_metrics and hasattr(dataset, "get_audio"))
+        self.cqts = np.stack(cqts).astype(np.float32)
         self.audio_features: list | None = None
-        if audio_metrics and hasattr(dataset, "get_audio"):
+        if audio is not None:
             from agents.metrics import audio_features
 
             self.audio_features = [
-                audio_features(dataset.get_audio(int(i)), processor=dataset.processor,
-                               num_devices=num_devices)
-                for i in self.indices
+                audio_features(a, processor=dataset.processor, num_devices=num_devices)
+                for a in audio
             ]
         self.clip_ids = [str(dataset.clip_info(int(i)).get("clip_id", i)) for i in self.indices]
         self.num_devices = num_devices
@@ -194,6 +194,30 @@ class Evaluator:
             )
             self._baselines[name] = self.evaluate(policy, temperature=1.0)
         return self._baselines[name]
+
+
+def _usable_clips(dataset: Any, indices: Any, want_audio: bool):
+    """The clips that decode: ``(indices, cqts, audio or None, skipped)``. A clip whose file
+    turns out bad (``BadClipError``) is never scored as silence: it is left out and listed in
+    ``skipped`` (``{"clip", "path", "reason", "detail"}``)."""
+    from cqtml_env.features import BadClipError
+
+    kept, cqts, audio, skipped = [], [], [], []
+    for i in np.asarray(indices).reshape(-1):
+        try:
+            cqt = dataset[int(i)]
+            wav = dataset.get_audio(int(i)) if want_audio else None
+        except BadClipError as exc:
+            skipped.append({"clip": int(i), "path": str(getattr(exc, "path", "")),
+                            "reason": exc.reason, "detail": str(exc)})
+            continue
+        kept.append(int(i))
+        cqts.append(cqt)
+        audio.append(wav)
+    if not kept:
+        reasons = sorted({s["reason"] for s in skipped})
+        raise ValueError(f"no usable clip to evaluate: all {len(skipped)} were bad ({', '.join(reasons)})")
+    return np.asarray(kept, dtype=int), cqts, (audio if want_audio else None), skipped
 
 
 def win_rate(a: np.ndarray, b: np.ndarray, tol: float = 1e-6) -> dict[str, float]:

@@ -66,6 +66,7 @@ def write_report(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     policy = make_policy(policy_spec, evaluator.cqts.shape[1:], evaluator.num_devices, device="cpu")
+    refuse_non_finite(policy, policy_spec)
     if hasattr(policy, "eval"):
         policy.eval()
     torch.manual_seed(0)
@@ -80,6 +81,9 @@ def write_report(
         "data": data,
         "gold_version": evaluator.gold.config.version,
         "clips": len(res.gold),
+        "skipped_clips": len(evaluator.skipped),
+        "skipped_reasons": _count_reasons(evaluator.skipped),
+        "skipped": evaluator.skipped,
         "temperature": temperature,
         **summary,
         "win_rate_vs_band_follow": wr["win_rate"],
@@ -101,6 +105,28 @@ def write_report(
     return report
 
 
+class NonFinitePolicyError(ValueError):
+    """A policy whose weights hold NaN or inf: its scores would be meaningless."""
+
+
+def refuse_non_finite(policy, spec: str) -> None:
+    """Raise :class:`NonFinitePolicyError` naming the tensors when any weight is NaN/inf."""
+    state = policy.state_dict() if hasattr(policy, "state_dict") else {}
+    bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise NonFinitePolicyError(
+            f"policy {spec}: non-finite weights (NaN/inf) in {bad[:5]}"
+            f"{f' and {len(bad) - 5} more' if len(bad) > 5 else ''}; refusing to evaluate it"
+        )
+
+
+def _count_reasons(skipped: list[dict]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for s in skipped:
+        out[s["reason"]] = out.get(s["reason"], 0) + 1
+    return out
+
+
 def _markdown(r: dict) -> str:
     b, rnd = r["baselines"]["band-follow"], r["baselines"]["random"]
     w, t, lo = r["wins_ties_losses_vs_band_follow"]
@@ -116,6 +142,7 @@ def _markdown(r: dict) -> str:
         f"| band-follower | {b['gold_mean']:.4f} ± {b['gold_ci95']:.4f} | {b['proxy_mean']:.4f} |",
         f"| random | {rnd['gold_mean']:.4f} ± {rnd['gold_ci95']:.4f} | {rnd['proxy_mean']:.4f} |",
         "",
+        *_skipped_lines(r),
         f"- normalised score (0 = random, 1 = band-follower): **{r['normalized_score']:.3f}**",
         f"- win rate vs band-follower: **{r['win_rate_vs_band_follow']:.3f}** ({w} wins, {t} ties, {lo} losses)",
         "",
@@ -130,6 +157,19 @@ def _markdown(r: dict) -> str:
         lines += _metrics_table(r)
     lines += ["", "![activations](activations.png)", ""]
     return "\n".join(lines)
+
+
+def _skipped_lines(r: dict) -> list[str]:
+    """report.md: how many clips were left out (bad files found at decode time), and why."""
+    n = r.get("skipped_clips", 0)
+    if not n:
+        return ["- skipped clips: 0", ""]
+    reasons = ", ".join(f"{k}: {v}" for k, v in sorted(r["skipped_reasons"].items()))
+    lines = [f"- skipped clips: **{n}** (never scored; {reasons})"]
+    lines += [f"  - clip {s['clip']} `{s['path']}`: {s['reason']}" for s in r["skipped"][:20]]
+    if n > 20:
+        lines.append(f"  - ... {n - 20} more in report.json")
+    return [*lines, ""]
 
 
 METRIC_ROWS = [  # (key, label) of the independent metrics in report.md
@@ -209,7 +249,21 @@ def main(args: Args) -> dict:
     return report
 
 
-if __name__ == "__main__":
+def cli(argv: list[str] | None = None) -> int:
+    """Command line; a non-finite policy is refused with a message and exit code 2."""
+    import sys
+
     import tyro
 
-    main(tyro.cli(Args))
+    try:
+        main(tyro.cli(Args, args=argv))
+    except NonFinitePolicyError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(cli())

@@ -18,10 +18,11 @@ import json
 import math
 import os
 import random
+import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import gymnasium as gym
 import numpy as np
@@ -33,6 +34,7 @@ from agents.checkpoint import (
     latest_checkpoint,
     load_trainer_state,
     save_checkpoint,
+    write_checksums,
 )
 from agents.common import (
     Evaluator,
@@ -135,7 +137,7 @@ class Args:
     final_report: bool = True
     """at the end, write an evaluation report (agents/evaluate.py) into <run-dir>/eval"""
     progress: bool = True
-    """show a progress bar"""
+    """show progress: a bar on a terminal; when stderr is not a TTY, a plain line every min(50, eval-every) iterations or 30 s"""
     stop_at: int | None = None
     """stop after this iteration as if interrupted (no final checkpoint; tests resume from here)"""
 
@@ -284,7 +286,161 @@ def log_image(evaluator: Evaluator, policy, writer, step: int, max_duration: flo
 
 
 # ---------------------------------------------------------------------------------------
-def train(args: Args) -> dict[str, float]:
+class NonFiniteTrainingError(RuntimeError):
+    """The loss, gradients or weights became NaN/inf: the run stops instead of saving garbage."""
+
+
+@dataclass
+class Run:
+    """Everything :func:`setup` builds and the iteration steps share."""
+
+    args: Args
+    rank: int
+    world: int
+    device: str
+    run_name: str
+    run_dir: Path
+    ckpt_root: Path
+    local_b: int
+    """clips per iteration on this rank"""
+    split: Any
+    envs: Any
+    policy: Any
+    reference: Any
+    params: list
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    start_it: int = 0
+    best_gold: float = -math.inf
+    global_step: int = 0
+    last_good: Path | None = None
+    """the newest checkpoint written or resumed from (named when the run has to stop)"""
+    resumed_metrics: dict = field(default_factory=dict)
+    writer: Any = None
+    evaluator: Any = None
+
+
+@dataclass
+class Rollout:
+    """One iteration's groups: b clips x G generations, scored by the env."""
+
+    states: torch.Tensor
+    """the b clips' CQTs ``[b, 2, F, T]``"""
+    actions: torch.Tensor
+    """``[b, G, D, T]``"""
+    generations: list | None
+    """per-state action lists (for ``get_log_probabilities``), when needed"""
+    full_logp: torch.Tensor | None
+    """fused path: the sampling forward's full log-probs ``[b, D, T, K]`` (with its graph)"""
+    first_logp: torch.Tensor | None
+    """fused path: their values at the sampled bins ``[b, G, D, T]``"""
+    rewards: torch.Tensor
+    """``[b, G]``"""
+    gold: np.ndarray
+    proxy: np.ndarray
+
+
+class Timer:
+    """Seconds per phase of one iteration (the ``perf/<phase>_time`` scalars)."""
+
+    def __init__(self) -> None:
+        self.phase: dict[str, float] = {}
+        self.mark = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        self.mark = _lap(self.phase, name, self.mark)
+
+
+def seed_everything(seed: int) -> None:
+    """Python, NumPy and torch RNGs, deterministic cuDNN."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.backends.cudnn.deterministic = True
+
+
+def make_envs(args: Args, split: Any, num_envs: int, progress: bool) -> Any:
+    """The native vector env (``num_envs`` = b x G sub-envs), every training CQT prefetched."""
+    reward_spec = args.reward_model if (args.reward == "model" and args.reward_model) else args.reward
+    train_data = split.train
+    if args.level_augment_db > 0:
+        from cqtml_env import LevelAugmented
+
+        train_data = LevelAugmented(split.train, args.level_augment_db, seed=args.seed)
+    envs = gym.make_vec(
+        "CQTML-v0",
+        num_envs=num_envs,
+        dataset=train_data,
+        reward=reward_spec,
+        num_devices=args.num_devices,
+        max_duration=args.max_duration,
+        gold=GoldScorer(num_devices=args.num_devices, version=args.gold_version,
+                        frame_rate=split.processor.frame_rate),
+        cache_size=max(512, len(split.train_indices)),
+        autoreset_mode="disabled",  # every iteration resets with its own clips: no autoreset draws
+    )
+    # every training clip's CQT is computed once, up front (and read from --cache-dir next time)
+    envs.unwrapped.prefetch(split.train_indices, progress=progress)
+    return envs
+
+
+def make_policy_and_reference(args: Args, cqt_shape: tuple, device: str) -> tuple[Any, Any]:
+    """A fresh policy (initial weights from the seed alone, or --init-from's) and, with
+    --beta > 0, a frozen copy of it as the KL reference."""
+    torch.manual_seed(args.seed)
+    policy = make_policy(args.policy, cqt_shape, args.num_devices, args.distribution_size, device=device)
+    if args.init_from and not args.resume:  # warm start; the reference below is a copy of it
+        init_policy_from(policy, args.init_from, args.policy)
+    policy.train()
+    reference = copy.deepcopy(policy).eval() if args.beta > 0 else None
+    if reference is not None:
+        for p in reference.parameters():
+            p.requires_grad_(False)
+    return policy, reference
+
+
+def restore(run: Run) -> None:
+    """--resume: weights, optimizer, scheduler, RNG, counters (and the reference) from the
+    newest intact checkpoint."""
+    ckpt = latest_checkpoint(run.ckpt_root)
+    if ckpt is None:
+        raise FileNotFoundError(f"--resume: no checkpoint under {run.ckpt_root}")
+    loaded = type(run.policy).from_pretrained(ckpt)
+    run.policy.load_state_dict(loaded.state_dict())
+    trainer = load_trainer_state(ckpt, run.optimizer, run.scheduler)
+    run.start_it = trainer["iteration"]
+    run.best_gold = trainer["extra"].get("best_gold", -math.inf)
+    run.global_step = trainer["extra"].get("global_step", 0)
+    run.resumed_metrics = dict(trainer["extra"].get("metrics", {}))
+    run.last_good = ckpt
+    if run.reference is not None and (ckpt / "reference.safetensors").exists():
+        from safetensors.torch import load_file
+
+        run.reference.load_state_dict(load_file(str(ckpt / "reference.safetensors")))
+
+
+def open_logging(run: Run) -> None:
+    """Rank 0: args.json, the TensorBoard writer and the held-out evaluator."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    args = run.args
+    run.run_dir.mkdir(parents=True, exist_ok=True)
+    (run.run_dir / "args.json").write_text(json.dumps(asdict(args), indent=2))
+    # Scalars are logged against env steps. The checkpoint's own step was logged (and flushed)
+    # before it was saved, so drop only what a crashed run wrote AFTER it.
+    run.writer = SummaryWriter(str(run.run_dir),
+                               purge_step=run.global_step + 1 if args.resume else None)
+    run.writer.add_text(
+        "hyperparameters",
+        "|param|value|\n|-|-|\n" + "\n".join(f"|{k}|{v}|" for k, v in asdict(args).items()),
+    )
+    # held-out proxy: the reward model trained against (or the shipped one), as in training
+    run.evaluator = Evaluator(run.split.eval, run.split.eval_indices, reward=args.reward_model or "model",
+                              num_devices=args.num_devices, gold_version=args.gold_version)
+
+
+def setup(args: Args) -> Run:
+    """Processes, seeds, data, env, policy (+ reference), optimizer, resume, logging."""
     rank, world, device = setup_distributed(args.device)
     default_threads()
     keep_freed_memory(args.malloc_top_pad_mb)
@@ -296,278 +452,327 @@ def train(args: Args) -> dict[str, float]:
         dist.barrier()
     run_name = f"CQTML-v0__{args.exp_name}__{args.seed}__{int(time.time())}"
     run_dir = Path(args.run_dir or f"runs/{run_name}")
-    ckpt_root = run_dir / "checkpoints"
     if args.clips_per_iteration % world:
         raise ValueError(f"--clips-per-iteration ({args.clips_per_iteration}) must divide by the number of processes ({world})")
-    local_b = args.clips_per_iteration // world
-    G = args.num_generations
-    if G < 2:
+    if args.num_generations < 2:
         raise ValueError("--num-generations must be >= 2: the group mean is the baseline")
-
-    # seeding
-    random.seed(args.seed)
-    np.random.seed(args.seed)
-    torch.manual_seed(args.seed)
-    torch.backends.cudnn.deterministic = True
-
-    # data, env, policy
+    local_b = args.clips_per_iteration // world
+    seed_everything(args.seed)
     split = split_data(args.data, args.max_duration, args.eval_clips, args.train_clips, args.seed, args.cache_dir)
-    reward_spec = args.reward_model if (args.reward == "model" and args.reward_model) else args.reward
-    train_data = split.train
-    if args.level_augment_db > 0:
-        from cqtml_env import LevelAugmented
-
-        train_data = LevelAugmented(split.train, args.level_augment_db, seed=args.seed)
-    envs = gym.make_vec(
-        "CQTML-v0",
-        num_envs=local_b * G,
-        dataset=train_data,
-        reward=reward_spec,
-        num_devices=args.num_devices,
-        max_duration=args.max_duration,
-        gold=GoldScorer(num_devices=args.num_devices, version=args.gold_version,
-                        frame_rate=split.processor.frame_rate),
-        cache_size=max(512, len(split.train_indices)),
-        autoreset_mode="disabled",  # every iteration resets with its own clips: no autoreset draws
-    )
-    # every training clip's CQT is computed once, up front (and read from --cache-dir next time)
-    envs.unwrapped.prefetch(split.train_indices, progress=args.progress and rank == 0)
-    cqt_shape = tuple(envs.single_observation_space.shape)
-    # the policy's initial weights depend on the seed alone, not on what set-up drew before
-    torch.manual_seed(args.seed)
-    policy = make_policy(args.policy, cqt_shape, args.num_devices, args.distribution_size, device=device)
-    if args.init_from and not args.resume:  # warm start; the reference below is a copy of it
-        init_policy_from(policy, args.init_from, args.policy)
-    policy.train()
-    reference = copy.deepcopy(policy).eval() if args.beta > 0 else None
-    if reference is not None:
-        for p in reference.parameters():
-            p.requires_grad_(False)
+    envs = make_envs(args, split, local_b * args.num_generations, progress_enabled(args) and rank == 0)
+    policy, reference = make_policy_and_reference(args, tuple(envs.single_observation_space.shape), device)
     params = [p for p in policy.parameters() if p.requires_grad]
     optimizer = make_optimizer(params, args, device)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda_factory(args))
-
-    start_it, best_gold, global_step = 0, -math.inf, 0
+    run = Run(args, rank, world, device, run_name, run_dir, run_dir / "checkpoints", local_b, split,
+              envs, policy, reference, params, optimizer, scheduler)
     if args.resume:
-        ckpt = latest_checkpoint(ckpt_root)
-        if ckpt is None:
-            raise FileNotFoundError(f"--resume: no checkpoint under {ckpt_root}")
-        loaded = type(policy).from_pretrained(ckpt)
-        policy.load_state_dict(loaded.state_dict())
-        trainer = load_trainer_state(ckpt, optimizer, scheduler)
-        start_it = trainer["iteration"]
-        best_gold = trainer["extra"].get("best_gold", -math.inf)
-        global_step = trainer["extra"].get("global_step", 0)
-        if reference is not None and (ckpt / "reference.safetensors").exists():
-            from safetensors.torch import load_file
-
-            reference.load_state_dict(load_file(str(ckpt / "reference.safetensors")))
+        restore(run)
     if world > 1:  # ranks share the seed; broadcasting makes equal weights a guarantee
         for p in policy.state_dict().values():
             dist.broadcast(p, 0)
-
-    writer = evaluator = None
     if rank == 0:
-        from torch.utils.tensorboard import SummaryWriter
+        open_logging(run)
+    return run
 
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "args.json").write_text(json.dumps(asdict(args), indent=2))
-        # scalars are logged against env steps: drop anything a crashed run wrote after the checkpoint
-        writer = SummaryWriter(str(run_dir), purge_step=global_step if args.resume else None)
-        writer.add_text(
-            "hyperparameters",
-            "|param|value|\n|-|-|\n" + "\n".join(f"|{k}|{v}|" for k, v in asdict(args).items()),
-        )
-        # held-out proxy: the reward model trained against (or the shipped one), as in training
-        evaluator = Evaluator(split.eval, split.eval_indices, reward=args.reward_model or "model",
-                              num_devices=args.num_devices, gold_version=args.gold_version)
 
-    from tqdm.auto import tqdm
+def collect_rollout(run: Run, it: int, timer: Timer) -> Rollout:
+    """Draw this iteration's clips (the same global draw on every rank, then this rank's
+    shard), sample G generations per clip from one policy forward and score them in the env.
 
-    bar = tqdm(range(start_it, args.iterations), initial=start_it, total=args.iterations,
-               disable=rank != 0 or not args.progress, desc="GRPO", dynamic_ncols=True)
-    last_metrics: dict[str, float] = {}
-    t_start = time.time()
-    steps_at_start = global_step
-    for it in bar:
-        t_iter = time.time()
-        phase: dict[str, float] = {}  # seconds per phase of this iteration (perf/* scalars)
-        t_mark = time.perf_counter()
-        # 1) clips: the same global draw on every rank, then each rank takes its shard
-        draw = np.random.default_rng([args.seed, it])
-        replace = len(split.train_indices) < args.clips_per_iteration
-        clips = draw.choice(split.train_indices, size=args.clips_per_iteration, replace=replace)
-        clips = clips[rank * local_b : (rank + 1) * local_b]
-        torch.manual_seed(iteration_seed(args.seed, it, rank))
+    Fused (mu = 1 and a policy exposing its full distribution): that forward keeps its graph
+    and is the update's forward too, so an iteration costs one forward+backward."""
+    args, policy, G = run.args, run.policy, run.args.num_generations
+    draw = np.random.default_rng([args.seed, it])
+    replace = len(run.split.train_indices) < args.clips_per_iteration
+    clips = draw.choice(run.split.train_indices, size=args.clips_per_iteration, replace=replace)
+    clips = clips[run.rank * run.local_b : (run.rank + 1) * run.local_b]
+    torch.manual_seed(iteration_seed(args.seed, it, run.rank))
 
-        obs, _ = envs.reset(options={"clips": np.repeat(clips, G).tolist()})
-        states = torch.as_tensor(obs[::G], device=device)
-        t_mark = _lap(phase, "env_reset", t_mark)
+    obs, _ = run.envs.reset(options={"clips": np.repeat(clips, G).tolist()})
+    states = torch.as_tensor(obs[::G], device=run.device)
+    timer.lap("env_reset")
 
-        # 2) G generations per clip from one forward pass, scored by the env in one batch.
-        # Fused (mu = 1 and a policy exposing its full distribution): that forward keeps its
-        # graph and is the update's forward too, so an iteration costs one forward+backward.
-        fused = args.update_epochs == 1 and hasattr(policy, "log_probs")
-        first_logp = full_logp = None
-        if fused:
-            full_logp = torch.stack(policy.log_probs(states, temperature=args.temperature))  # [b, D, T, K]
-            with torch.no_grad():  # inverse-CDF sampling: ~2x cheaper than Categorical.sample
-                index = sample_indices(full_logp.detach(), G).transpose(0, 1)
-            actions = policy.indices_to_actions(index)  # [b, G, D, T]
-            # per-state lists for get_log_probabilities: needed only by a reference policy or mu > 1
-            generations = [list(a.unbind(0)) for a in actions] if reference is not None else None
-            first_logp = sampled_log_probs(full_logp, index)  # [b, G, D, T]
+    first_logp = full_logp = None
+    if args.update_epochs == 1 and hasattr(policy, "log_probs"):
+        full_logp = torch.stack(policy.log_probs(states, temperature=args.temperature))  # [b, D, T, K]
+        with torch.no_grad():  # inverse-CDF sampling: ~2x cheaper than Categorical.sample
+            index = sample_indices(full_logp.detach(), G).transpose(0, 1)
+        actions = policy.indices_to_actions(index)  # [b, G, D, T]
+        # per-state lists for get_log_probabilities: needed only by a reference policy or mu > 1
+        generations = [list(a.unbind(0)) for a in actions] if run.reference is not None else None
+        first_logp = sampled_log_probs(full_logp, index)  # [b, G, D, T]
+    else:
+        with torch.no_grad():
+            generations = policy.generate_actions(states, num_actions_per_state=G, temperature=args.temperature)
+        actions = stack_actions(generations)  # [b, G, D, T]
+    timer.lap("policy_sample")
+    _, rewards, _, _, infos = run.envs.step(actions.reshape(-1, *actions.shape[2:]).cpu().numpy())
+    timer.lap("env_step")
+    rewards_t = torch.as_tensor(np.asarray(rewards, dtype=np.float32), device=run.device).view(run.local_b, G)
+    return Rollout(
+        states, actions, generations, full_logp, first_logp, rewards_t,
+        gold=np.asarray(infos["gold_score"], dtype=np.float64),  # autoreset DISABLED: the scored episodes
+        proxy=np.asarray(infos["proxy_score"], dtype=np.float64),
+    )
+
+
+STAT_NAMES = ("policy_loss", "approx_kl", "kl_ref", "entropy", "clip_ratio", "clip_low", "clip_high", "grad_norm")
+
+
+def update_policy(run: Run, ro: Rollout, advantages: torch.Tensor, it: int, timer: Timer) -> dict[str, list[float]]:
+    """mu PPO-clip steps on per-element ratios (plus the k3 KL to the reference and the
+    entropy bonus); returns each step's statistics. A non-finite loss or gradient stops the
+    run before the optimizer can write it into the weights."""
+    args, policy, reference = run.args, run.policy, run.reference
+    adv = advantages[:, :, None, None]
+    mask = torch.ones_like(ro.actions)
+    old_logp = None
+    stats: dict[str, list[float]] = {k: [] for k in STAT_NAMES}
+    for epoch in range(args.update_epochs):
+        if epoch == 0 and ro.first_logp is not None:
+            logp = ro.first_logp
         else:
+            logp = policy.get_log_probabilities(ro.states, ro.generations, temperature=args.temperature, reduction="none")
+        if old_logp is None:
+            old_logp = logp.detach()
+        log_ratio = logp - old_logp
+        ratio = log_ratio.exp()
+        lo, hi = 1 - args.clip_eps_low, 1 + args.clip_eps_high
+        per_elem = -torch.min(ratio * adv, ratio.clamp(lo, hi) * adv)
+        kl_ref = torch.zeros((), device=run.device)
+        if reference is not None:
             with torch.no_grad():
-                generations = policy.generate_actions(states, num_actions_per_state=G, temperature=args.temperature)
-            actions = stack_actions(generations)  # [b, G, D, T]
-        t_mark = _lap(phase, "policy_sample", t_mark)
-        _, rewards, _, _, infos = envs.step(actions.reshape(-1, *actions.shape[2:]).cpu().numpy())
-        t_mark = _lap(phase, "env_step", t_mark)
-        rewards_t = torch.as_tensor(np.asarray(rewards, dtype=np.float32), device=device).view(local_b, G)
-        gold = np.asarray(infos["gold_score"], dtype=np.float64)  # autoreset DISABLED: the scored episodes
-        proxy = np.asarray(infos["proxy_score"], dtype=np.float64)
+                ref_logp = reference.get_log_probabilities(ro.states, ro.generations, temperature=args.temperature, reduction="none")
+            d = ref_logp - logp
+            k3 = d.exp() - d - 1
+            per_elem = per_elem + args.beta * k3
+            kl_ref = (k3 * mask).sum() / mask.sum()
+        loss = aggregate(per_elem, mask, args.loss_type)
+        if epoch == 0 and ro.full_logp is not None:  # exact entropy of the sampling distribution
+            with torch.set_grad_enabled(args.ent_coef > 0):
+                ent = -(ro.full_logp.exp() * ro.full_logp).sum(-1).mean()
+        elif args.ent_coef > 0 and hasattr(policy, "entropy"):
+            ent = policy.entropy(ro.states, temperature=args.temperature).mean()
+        else:
+            ent = -(logp.detach() * mask).sum() / mask.sum()  # sample estimate of H
+        if args.ent_coef > 0:
+            loss = loss - args.ent_coef * ent
+        entropy = ent.detach()
+        run.optimizer.zero_grad()
+        timer.lap("loss")
+        loss.backward()
+        allreduce_mean_([p.grad for p in run.params if p.grad is not None], run.world)
+        timer.lap("backward")
+        grad_norm = torch.nn.utils.clip_grad_norm_(run.params, args.max_grad_norm)
+        if not (math.isfinite(loss.item()) and math.isfinite(float(grad_norm))):
+            stop_non_finite(run, it, f"loss {loss.item()} / gradient norm {float(grad_norm)}")
+        run.optimizer.step()
+        timer.lap("optimizer")
+        with torch.no_grad():
+            stats["policy_loss"].append(loss.item())
+            stats["approx_kl"].append(((ratio - 1) - log_ratio).mean().item())
+            stats["kl_ref"].append(float(kl_ref))
+            stats["entropy"].append(float(entropy))
+            low = ((ratio < lo) & (adv < 0)).float().mean().item()
+            high = ((ratio > hi) & (adv > 0)).float().mean().item()
+            stats["clip_low"].append(low)
+            stats["clip_high"].append(high)
+            stats["clip_ratio"].append(low + high)
+            stats["grad_norm"].append(float(grad_norm))
+    run.scheduler.step()
+    timer.lap("loss")  # with the statistics
+    if reference is not None and args.ref_sync_every and (it + 1) % args.ref_sync_every == 0:
+        sync_reference(reference, policy, args.ref_sync_alpha)
+    if not all(bool(torch.isfinite(p).all()) for p in run.params):
+        stop_non_finite(run, it, "the policy's weights")
+    return stats
 
-        # 3) group-relative advantages
-        advantages = group_advantages(rewards_t, args.scale_rewards, args.adv_eps)
-        adv = advantages[:, :, None, None]
-        mask = torch.ones_like(actions)
 
-        # 4) mu PPO-clip updates on per-element ratios
-        old_logp = None
-        stats: dict[str, list[float]] = {k: [] for k in ("policy_loss", "approx_kl", "kl_ref", "entropy", "clip_ratio", "clip_low", "clip_high", "grad_norm")}
-        for epoch in range(args.update_epochs):
-            if epoch == 0 and first_logp is not None:
-                logp = first_logp
-            else:
-                logp = policy.get_log_probabilities(states, generations, temperature=args.temperature, reduction="none")
-            if old_logp is None:
-                old_logp = logp.detach()
-            log_ratio = logp - old_logp
-            ratio = log_ratio.exp()
-            lo, hi = 1 - args.clip_eps_low, 1 + args.clip_eps_high
-            per_elem = -torch.min(ratio * adv, ratio.clamp(lo, hi) * adv)
-            kl_ref = torch.zeros((), device=device)
-            if reference is not None:
-                with torch.no_grad():
-                    ref_logp = reference.get_log_probabilities(states, generations, temperature=args.temperature, reduction="none")
-                d = ref_logp - logp
-                k3 = d.exp() - d - 1
-                per_elem = per_elem + args.beta * k3
-                kl_ref = (k3 * mask).sum() / mask.sum()
-            loss = aggregate(per_elem, mask, args.loss_type)
-            if epoch == 0 and full_logp is not None:  # exact entropy of the sampling distribution
-                with torch.set_grad_enabled(args.ent_coef > 0):
-                    ent = -(full_logp.exp() * full_logp).sum(-1).mean()
-            elif args.ent_coef > 0 and hasattr(policy, "entropy"):
-                ent = policy.entropy(states, temperature=args.temperature).mean()
-            else:
-                ent = -(logp.detach() * mask).sum() / mask.sum()  # sample estimate of H
-            if args.ent_coef > 0:
-                loss = loss - args.ent_coef * ent
-            entropy = ent.detach()
-            optimizer.zero_grad()
-            t_mark = _lap(phase, "loss", t_mark)
-            loss.backward()
-            allreduce_mean_([p.grad for p in params if p.grad is not None], world)
-            t_mark = _lap(phase, "backward", t_mark)
-            grad_norm = torch.nn.utils.clip_grad_norm_(params, args.max_grad_norm)
-            optimizer.step()
-            t_mark = _lap(phase, "optimizer", t_mark)
-            with torch.no_grad():
-                stats["policy_loss"].append(loss.item())
-                stats["approx_kl"].append(((ratio - 1) - log_ratio).mean().item())
-                stats["kl_ref"].append(float(kl_ref))
-                stats["entropy"].append(float(entropy))
-                low = ((ratio < lo) & (adv < 0)).float().mean().item()
-                high = ((ratio > hi) & (adv > 0)).float().mean().item()
-                stats["clip_low"].append(low)
-                stats["clip_high"].append(high)
-                stats["clip_ratio"].append(low + high)
-                stats["grad_norm"].append(float(grad_norm))
-        scheduler.step()
-        t_mark = _lap(phase, "loss", t_mark)  # with the statistics
-        if reference is not None and args.ref_sync_every and (it + 1) % args.ref_sync_every == 0:
-            sync_reference(reference, policy, args.ref_sync_alpha)
+def stop_non_finite(run: Run, it: int, what: str) -> None:
+    """Raise :class:`NonFiniteTrainingError` naming the iteration and the last good checkpoint."""
+    last = run.last_good if run.last_good is not None else latest_checkpoint(run.ckpt_root)
+    where = f"last good checkpoint: {last}" if last is not None else "no checkpoint was written yet"
+    raise NonFiniteTrainingError(
+        f"iteration {it + 1}: {what} became non-finite (NaN/inf); stopped without saving it. "
+        f"{where} (resume from it with a lower --learning-rate, or check the data/reward)"
+    )
 
-        # 5) metrics (averaged over ranks), logging, eval, checkpoints
-        global_step += args.clips_per_iteration * G
-        std_g = rewards_t.std(dim=1)
-        local = torch.tensor([
-            float(proxy.mean()), float(gold.mean()), float(rewards_t.mean()), float(std_g.mean()),
-            float((std_g < 1e-6).float().mean()),
-            *[float(np.mean(v)) for v in stats.values()],
-        ], dtype=torch.float64)
-        allreduce_mean_([local], world)
-        names = ["charts/reward_proxy", "charts/reward_gold", "charts/reward", "charts/reward_std",
-                 "charts/frac_reward_zero_std", *[f"losses/{k}" for k in stats]]
-        last_metrics = dict(zip(names, local.tolist()))
-        if rank == 0:
-            sps = (global_step - steps_at_start) / max(time.time() - t_start, 1e-9)
-            last_metrics["charts/SPS"] = sps
-            last_metrics["charts/learning_rate"] = optimizer.param_groups[0]["lr"]
-            last_metrics["charts/iteration_time"] = time.time() - t_iter
-            for k, v in phase.items():
-                last_metrics[f"perf/{k}_time"] = v
-            for k, v in last_metrics.items():
-                writer.add_scalar(k, v, global_step)
-            bar.set_postfix(gold=f"{last_metrics['charts/reward_gold']:.3f}",
-                            proxy=f"{last_metrics['charts/reward_proxy']:.3f}", sps=f"{sps:.0f}")
-            done = it + 1
-            if args.image_every and done % args.image_every == 0:
-                log_image(evaluator, policy, writer, global_step, args.max_duration)
-            is_last = done == args.iterations
-            links: list[str] = []
-            if (args.eval_every and done % args.eval_every == 0) or is_last:
-                ev = run_eval(evaluator, policy, writer, global_step)
-                last_metrics.update(ev)
-                bar.write(
-                    f"[iter {done}] held-out gold greedy {ev['eval/gold_greedy']:.4f} "
-                    f"sampled {ev['eval/gold_sampled']:.4f} | band-follow {ev['eval/gold_band_follow']:.4f} "
-                    f"random {ev['eval/gold_random']:.4f} | normalised {ev['eval/normalized_score']:.3f}"
-                )
-                if ev["eval/gold_greedy"] > best_gold:
-                    best_gold = ev["eval/gold_greedy"]
-                    links.append("best")
-            if (args.checkpoint_every and done % args.checkpoint_every == 0) or is_last or links:
-                extra = {"best_gold": best_gold, "global_step": global_step, "metrics": last_metrics}
-                path = save_checkpoint(ckpt_root, done, policy, optimizer, scheduler, extra,
-                                       links=("latest", *links, *(("final",) if is_last else ())))
-                if reference is not None:
-                    from safetensors.torch import save_file
 
-                    save_file({k: v.contiguous() for k, v in reference.state_dict().items()},
-                              str(path / "reference.safetensors"))
-        if args.stop_at is not None and it + 1 >= args.stop_at:
-            break
-    bar.close()
+def iteration_metrics(run: Run, ro: Rollout, stats: dict[str, list[float]], t_iter: float,
+                      t_start: float, steps_at_start: int, timer: Timer) -> dict[str, float]:
+    """Rewards and loss statistics averaged over ranks; rank 0 adds speed and timing."""
+    std_g = ro.rewards.std(dim=1)
+    local = torch.tensor([
+        float(ro.proxy.mean()), float(ro.gold.mean()), float(ro.rewards.mean()), float(std_g.mean()),
+        float((std_g < 1e-6).float().mean()),
+        *[float(np.mean(v)) for v in stats.values()],
+    ], dtype=torch.float64)
+    allreduce_mean_([local], run.world)
+    names = ["charts/reward_proxy", "charts/reward_gold", "charts/reward", "charts/reward_std",
+             "charts/frac_reward_zero_std", *[f"losses/{k}" for k in stats]]
+    metrics = dict(zip(names, local.tolist()))
+    if run.rank == 0:
+        metrics["charts/SPS"] = (run.global_step - steps_at_start) / max(time.time() - t_start, 1e-9)
+        metrics["charts/learning_rate"] = run.optimizer.param_groups[0]["lr"]
+        metrics["charts/iteration_time"] = time.time() - t_iter
+        for k, v in timer.phase.items():
+            metrics[f"perf/{k}_time"] = v
+    return metrics
+
+
+def evaluate_and_checkpoint(run: Run, done: int, metrics: dict[str, float], log: Any) -> None:
+    """Rank 0 after iteration ``done``: the activation image, held-out evaluation and the
+    checkpoint (with ``latest``, and ``best`` / ``final`` when they apply), as due."""
+    args, writer = run.args, run.writer
+    if args.image_every and done % args.image_every == 0:
+        log_image(run.evaluator, run.policy, writer, run.global_step, args.max_duration)
+    is_last = done == args.iterations
+    links: list[str] = []
+    if (args.eval_every and done % args.eval_every == 0) or is_last:
+        ev = run_eval(run.evaluator, run.policy, writer, run.global_step)
+        metrics.update(ev)
+        log.write(
+            f"[iter {done}] held-out gold greedy {ev['eval/gold_greedy']:.4f} "
+            f"sampled {ev['eval/gold_sampled']:.4f} | band-follow {ev['eval/gold_band_follow']:.4f} "
+            f"random {ev['eval/gold_random']:.4f} | normalised {ev['eval/normalized_score']:.3f}"
+        )
+        if ev["eval/gold_greedy"] > run.best_gold:
+            run.best_gold = ev["eval/gold_greedy"]
+            links.append("best")
+    if (args.checkpoint_every and done % args.checkpoint_every == 0) or is_last or links:
+        writer.flush()  # everything up to this step is on disk before the checkpoint says so
+        extra = {"best_gold": run.best_gold, "global_step": run.global_step, "metrics": metrics}
+        path = save_checkpoint(run.ckpt_root, done, run.policy, run.optimizer, run.scheduler, extra,
+                               links=("latest", *links, *(("final",) if is_last else ())))
+        if run.reference is not None:
+            from safetensors.torch import save_file
+
+            save_file({k: v.contiguous() for k, v in run.reference.state_dict().items()},
+                      str(path / "reference.safetensors"))
+            write_checksums(path)  # the reference is part of the checkpoint
+        run.last_good = path
+
+
+def finish(run: Run, last_metrics: dict[str, float], ran: bool) -> None:
+    """Check the ranks agree, write hparams and the final evaluation report, close."""
+    args = run.args
     interrupted = args.stop_at is not None and args.stop_at < args.iterations
-    if world > 1:  # every rank must end with the same weights, or the all-reduce is broken
-        checksum = torch.stack([p.detach().double().sum() for p in policy.parameters()]).sum().reshape(1)
-        gathered = [torch.zeros_like(checksum) for _ in range(world)]
+    if run.world > 1:  # every rank must end with the same weights, or the all-reduce is broken
+        checksum = torch.stack([p.detach().double().sum() for p in run.policy.parameters()]).sum().reshape(1)
+        gathered = [torch.zeros_like(checksum) for _ in range(run.world)]
         dist.all_gather(gathered, checksum)
         if not all(torch.equal(g, gathered[0]) for g in gathered):
             raise RuntimeError(f"ranks diverged: parameter checksums {[g.item() for g in gathered]}")
-
-    if rank == 0:
-        if not interrupted:
-            writer.add_hparams(
+    if run.rank == 0:
+        if not interrupted and ran:  # a resumed finished run has logged its hparams already
+            run.writer.add_hparams(
                 {k: (v if isinstance(v, (int, float, str, bool)) else str(v)) for k, v in asdict(args).items()},
                 {f"hparam/{k.split('/')[-1]}": v for k, v in last_metrics.items() if k.startswith("eval/")},
                 run_name=".",
             )
-        writer.close()
-        if not interrupted and args.final_report and (ckpt_root / "best").exists():
+        run.writer.close()
+        report_missing = not (run.run_dir / "eval" / "report.json").exists()
+        if not interrupted and args.final_report and (run.ckpt_root / "best").exists() and (ran or report_missing):
             from agents.evaluate import write_report
 
-            write_report(policy_spec=str(ckpt_root / "best"), evaluator=evaluator, out=run_dir / "eval")
-    envs.close()
-    if world > 1:
+            write_report(policy_spec=str(run.ckpt_root / "best"), evaluator=run.evaluator, out=run.run_dir / "eval")
+    run.envs.close()
+    if run.world > 1:
         dist.destroy_process_group()
+
+
+def train(args: Args) -> dict[str, float]:
+    """GRPO: set up, then per iteration collect a rollout, compute group advantages, update,
+    log, evaluate and checkpoint; returns the last iteration's metrics."""
+    run = setup(args)
+    G = args.num_generations
+    log = progress_log(run, args)
+    last_metrics: dict[str, float] = dict(run.resumed_metrics)
+    t_start, steps_at_start = time.time(), run.global_step
+    ran = False
+    for it in range(run.start_it, args.iterations):
+        t_iter, timer = time.time(), Timer()
+        rollout = collect_rollout(run, it, timer)
+        advantages = group_advantages(rollout.rewards, args.scale_rewards, args.adv_eps)
+        stats = update_policy(run, rollout, advantages, it, timer)
+        run.global_step += args.clips_per_iteration * G
+        last_metrics = iteration_metrics(run, rollout, stats, t_iter, t_start, steps_at_start, timer)
+        ran = True
+        if run.rank == 0:
+            for k, v in last_metrics.items():
+                run.writer.add_scalar(k, v, run.global_step)
+            log.update(it + 1, last_metrics)
+            evaluate_and_checkpoint(run, it + 1, last_metrics, log)
+        if args.stop_at is not None and it + 1 >= args.stop_at:
+            break
+    log.close()
+    finish(run, last_metrics, ran)
     return last_metrics
 
 
-if __name__ == "__main__":
+# -- progress: a bar on a terminal, periodic plain lines in a log file --------------------------
+def progress_enabled(args: Args) -> bool:
+    """--progress, and stderr is a terminal (a redirected log gets plain lines instead)."""
+    return bool(args.progress) and sys.stderr.isatty()
+
+
+class ProgressLog:
+    """tqdm on a terminal; otherwise one plain line every ``every`` iterations or
+    ``seconds`` s (and at the end), so ``make train > log`` stays small."""
+
+    def __init__(self, total: int, initial: int, enabled: bool, bar: bool,
+                 every: int = 50, seconds: float = 30.0) -> None:
+        self.total, self.enabled, self.every, self.seconds = total, enabled, every, seconds
+        self.bar = None
+        self._last = time.time()
+        if enabled and bar:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=total, initial=initial, desc="GRPO", dynamic_ncols=True)
+
+    def update(self, done: int, m: dict[str, float]) -> None:
+        gold, proxy, sps = m["charts/reward_gold"], m["charts/reward_proxy"], m.get("charts/SPS", 0.0)
+        if self.bar is not None:
+            self.bar.update(1)
+            self.bar.set_postfix(gold=f"{gold:.3f}", proxy=f"{proxy:.3f}", sps=f"{sps:.0f}")
+            return
+        now = time.time()
+        if self.enabled and (done % self.every == 0 or done == self.total or now - self._last >= self.seconds):
+            self._last = now
+            print(f"GRPO iter {done}/{self.total} gold {gold:.3f} proxy {proxy:.3f} sps {sps:.0f}",
+                  file=sys.stderr, flush=True)
+
+    def write(self, line: str) -> None:
+        if self.bar is not None:
+            self.bar.write(line)
+        else:
+            print(line, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def progress_log(run: Run, args: Args) -> ProgressLog:
+    every = max(1, min(args.eval_every or 50, 50))
+    return ProgressLog(args.iterations, run.start_it, enabled=args.progress and run.rank == 0,
+                       bar=progress_enabled(args), every=every)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line: ``python agents/grpo.py --help``. Exit 3 when training became
+    non-finite (the message names the iteration and the last good checkpoint)."""
     import tyro
 
-    train(tyro.cli(Args))
+    args = tyro.cli(Args, args=argv)
+    try:
+        train(args)
+    except NonFiniteTrainingError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 3
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

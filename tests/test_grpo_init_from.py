@@ -85,3 +85,14 @@ def test_init_from_a_folder_without_a_policy_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="not a saved policy"):
         grpo.train(tiny(tmp_path / "run", iterations=1, init_from=str(tmp_path / "empty")))
     shutil.rmtree(tmp_path / "empty")
+
+
+def test_init_from_a_non_finite_checkpoint_is_refused(tmp_path):
+    from safetensors.torch import save_file
+
+    state = _saved_policy(tmp_path / "sft")
+    k = next(k for k, v in state.items() if v.is_floating_point())
+    state[k].view(-1)[0] = float("inf")
+    save_file({n: v.contiguous() for n, v in state.items()}, str(tmp_path / "sft" / "model.safetensors"))
+    with pytest.raises(ValueError, match=r"(?s)sft/model.safetensors.*non-finite"):
+        grpo.train(tiny(tmp_path / "run", iterations=1, init_from=str(tmp_path / "sft")))
