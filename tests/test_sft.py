@@ -59,3 +59,19 @@ def test_tiny_sft_lowers_the_loss_and_saves_a_loadable_checkpoint(tmp_path, poli
     init_policy_from(target, run_dir, policy)
     with torch.no_grad():
         assert torch.allclose(target(cqts), trained(cqts), atol=1e-6)
+
+
+def test_vit_sft_checkpoint_fits_a_fresh_registry_vit(tmp_path) -> None:
+    """GRPO's --init-from builds a fresh `vit` from the registry (strip tokens) and copies the
+    SFT weights in: the shapes must match (patch size recorded and rebuilt the same)."""
+    torch.set_num_threads(1)
+    args = sft.Args(policy="vit", data="synthetic:4", eval_clips=2, max_duration=1.0, steps=2,
+                    batch_size=2, log_every=1, run_dir=str(tmp_path / "sft-vit"),
+                    level_augment_db=0.0)
+    run_dir = sft.train(args)
+    name, config, _ = load_policy_weights(run_dir)
+    assert name == "vit" and config["patch_size"][1] <= 4
+    shape = (2, config["cqt_shape"][1], config["cqt_shape"][2])
+    fresh = make_policy("vit", shape, 4, 32, device="cpu")
+    init_policy_from(fresh, run_dir, "vit")
+    assert list(fresh.patch_size) == config["patch_size"]
