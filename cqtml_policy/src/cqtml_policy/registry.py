@@ -115,9 +115,11 @@ for _entry in (
     PolicyEntry(
         "vit", "cqtml_policy.vit:CQTViTModel", True, aliases=("cqt_vit",),
         # fresh ViTs get the per-clip relative channels like the CNN (README, "The ViT");
-        # configs saved without the key still load without them
-        defaults={"relative_input": True},
-        summary="timm ViT-tiny over CQT patches",
+        # configs saved without the key still load without them. Tokens are full-height
+        # strips of 2 frames (patch (0, 2): all bins x 2 frames), so onsets land at frame
+        # precision; saved configs record their patch size (0.1's 16 x 16 still loads).
+        defaults={"relative_input": True, "patch_size": (0, 2)},
+        summary="timm ViT-tiny over CQT strips (all bins x 2 frames)",
     ),
     PolicyEntry(
         "cnn", "cqtml_policy.cnn:TemporalCNNModel", True, aliases=("cqt_cnn",),

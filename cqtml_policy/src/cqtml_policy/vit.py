@@ -16,6 +16,31 @@ from cqtml_policy.inputs import with_relative
 from cqtml_policy.int8 import dequantized_state_dict, swap_linear_for_int8
 
 DEFAULT_BACKBONE = "vit_tiny_patch16_224"
+FULL_HEIGHT = 0
+"""patch height meaning "all of the CQT's bins": full-height strips, one token per ``w`` frames"""
+
+
+def resolve_patch_size(patch_size: Any, n_bins: int) -> tuple[int, int]:
+    """``(bins, frames)`` of one patch: an int is a square patch; ``(h, w)`` a rectangular one
+    (timm takes rectangular patches), ``h = FULL_HEIGHT`` (0) = all ``n_bins`` bins (a strip).
+
+        >>> resolve_patch_size(16, 84), resolve_patch_size((0, 2), 84)
+        ((16, 16), (84, 2))
+    """
+    if isinstance(patch_size, (int, float)) and not isinstance(patch_size, bool):
+        h = w = int(patch_size)
+    else:
+        try:
+            h, w = (int(v) for v in patch_size)
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"patch_size must be an int or (bins, frames), got {patch_size!r}"
+            ) from None
+    if h == FULL_HEIGHT:
+        h = int(n_bins)
+    if h < 1 or w < 1:
+        raise ValueError(f"patch_size must be >= 1 (or height 0 = full height), got {patch_size!r}")
+    return h, w
 
 
 def _check_cqt_shape(cqt_shape: Any) -> tuple[int, int, int]:
@@ -38,7 +63,7 @@ class ViTBackbone(nn.Module):
     def __init__(
         self,
         cqt_shape: tuple[int, int, int],
-        patch_size: int = 16,
+        patch_size: int | tuple[int, int] = 16,
         backbone_name: str = DEFAULT_BACKBONE,
         pretrained: str | Path | None = None,
         relative_input: bool = False,
@@ -48,8 +73,8 @@ class ViTBackbone(nn.Module):
 
         self.relative_input = bool(relative_input)
         _, n_bins, frames = cqt_shape
-        self.patch_size = int(patch_size)
-        img_size = (self.padded(n_bins), self.padded(frames))
+        self.patch_size = resolve_patch_size(patch_size, n_bins)
+        img_size = (self.padded(n_bins, 0), self.padded(frames, 1))
         kwargs: dict[str, Any] = dict(
             in_chans=cqt_shape[0] * (2 if self.relative_input else 1),
             img_size=img_size,
@@ -74,15 +99,17 @@ class ViTBackbone(nn.Module):
         self.embed_dim = int(self.vit.embed_dim)
         self.compute_dtype = torch.float32
 
-    def padded(self, size: int) -> int:
-        return math.ceil(size / self.patch_size) * self.patch_size
+    def padded(self, size: int, axis: int = 1) -> int:
+        """``size`` rounded up to whole patches along ``axis`` (0: bins, 1: frames)."""
+        p = self.patch_size[axis]
+        return math.ceil(size / p) * p
 
     def grid_shape(self, n_bins: int, frames: int) -> tuple[int, int, int]:
         """``(C, H, W)`` of the feature grid for a CQT of ``n_bins × frames``."""
         return (
             self.embed_dim,
-            math.ceil(n_bins / self.patch_size),
-            math.ceil(frames / self.patch_size),
+            math.ceil(n_bins / self.patch_size[0]),
+            math.ceil(frames / self.patch_size[1]),
         )
 
     def forward(self, cqt: torch.Tensor) -> torch.Tensor:
@@ -100,6 +127,10 @@ class CQTViTModel(CategoricalPolicy):
 
     Build it with :meth:`create_model`; the constructor only assembles float32 modules on
     the CPU. Any clip length or bin count works (position embeddings are resampled).
+    ``patch_size``: an int (square patches; 16 = one token per 16 frames, the 0.1 default)
+    or ``(bins, frames)``; ``(0, 2)`` = full-height strips of 2 frames (the registry's
+    ``vit`` default), so each token covers 2 frames and onsets land at frame precision.
+    The config records the resolved ``[bins, frames]``; old configs with an int still load.
     """
 
     model_type = "vit"
@@ -109,7 +140,7 @@ class CQTViTModel(CategoricalPolicy):
         cqt_shape: tuple[int, int, int] = (2, 84, 216),
         num_devices: int = 4,
         distribution_size: int = 32,
-        patch_size: int = 16,
+        patch_size: int | tuple[int, int] = 16,
         backbone_name: str = DEFAULT_BACKBONE,
         pretrained: str | Path | None = None,
         relative_input: bool = False,
@@ -117,16 +148,14 @@ class CQTViTModel(CategoricalPolicy):
         super().__init__(num_devices, distribution_size)
         self.cqt_shape = _check_cqt_shape(cqt_shape)
         self.in_channels = self.cqt_shape[0]
-        self.patch_size = int(patch_size)
-        if self.patch_size < 1:
-            raise ValueError(f"patch_size must be >= 1, got {patch_size}")
+        self.patch_size = resolve_patch_size(patch_size, self.cqt_shape[1])
         self.backbone_name = backbone_name
         self.relative_input = bool(relative_input)
         self.backbone = ViTBackbone(
             self.cqt_shape, self.patch_size, backbone_name, pretrained, self.relative_input
         )
         self.head = LogProbabilityHead(
-            self.backbone.embed_dim, num_devices, distribution_size, self.patch_size
+            self.backbone.embed_dim, num_devices, distribution_size, self.patch_size[1]
         )
         self.use_half_precision = False
         self.use_8bit = False
@@ -138,7 +167,7 @@ class CQTViTModel(CategoricalPolicy):
         cqt_shape: tuple[int, int, int],
         num_devices: int = 4,
         distribution_size: int = 32,
-        patch_size: int = 16,
+        patch_size: int | tuple[int, int] = 16,
         device: str | torch.device = "auto",
         use_half_precision: bool = False,
         use_8bit: bool = False,
@@ -207,7 +236,7 @@ class CQTViTModel(CategoricalPolicy):
             "cqt_shape": list(self.cqt_shape),
             "num_devices": self.num_devices,
             "distribution_size": self.distribution_size,
-            "patch_size": self.patch_size,
+            "patch_size": list(self.patch_size),
             "backbone_name": self.backbone_name,
             "relative_input": self.relative_input,
             "use_half_precision": self.use_half_precision,

@@ -1,0 +1,188 @@
+"""Supervised warm start (SFT): imitate a teacher's levels into a policy, before RL.
+
+The RLHF recipe: first teach the policy to do what a decent show does, then let GRPO improve
+on it with a KL to that start (``agents/grpo.py --init-from <this run> --beta 0.02``). The
+teacher is the band-follower (``cqtml_policy.baselines.BandFollowPolicy``: each device follows
+its band's energy, on the contract's level grid); the student is any trainable policy
+(``cnn``, ``vit``). The loss is the cross-entropy of the student's categorical over the
+``K`` levels against the teacher's level, per (device, frame).
+
+    python agents/sft.py --policy vit --data folder:/tmp/realmusic --steps 300 --run-dir runs/sft-vit
+    python agents/grpo.py --policy vit --init-from runs/sft-vit --beta 0.02 ...
+
+Writes TensorBoard scalars (``losses/sft_ce``, ``charts/teacher_agreement`` = fraction of
+(device, frame) argmax levels equal to the teacher's, ``charts/teacher_level_mae``,
+``charts/SPS``) and checkpoints in ``agents.checkpoint``'s format under
+``<run-dir>/checkpoints/`` (``latest`` and ``final``), which ``--init-from`` reads.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+
+from agents.checkpoint import save_checkpoint
+from agents.common import make_policy, split_data
+
+
+@dataclass
+class Args:
+    exp_name: str = "sft"
+    """name of this experiment (part of the default run directory)"""
+    seed: int = 1
+    """seed of the run: initial weights, batch draws"""
+    policy: Literal["vit", "cnn"] = "cnn"
+    """student architecture, built from the registry exactly as agents/grpo.py builds it"""
+    teacher: Literal["band-follow"] = "band-follow"
+    """teacher whose levels are imitated (the band-follower: the bar RL must then beat)"""
+    data: str = "synthetic"
+    """training data: synthetic | synthetic:N | folder:PATH | fma:PATH | musicnet:PATH"""
+    train_clips: int = 256
+    """number of synthetic training clips (ignored for real data sets)"""
+    eval_clips: int = 32
+    """clips held out (as agents/grpo.py holds them out, same seed -> same split); never trained on"""
+    cache_dir: str | None = None
+    """feature cache directory (CQTs computed once, reused by later runs)"""
+    level_augment_db: float = 24.0
+    """train on clips attenuated by a seeded 0..N dB each, as agents/grpo.py does; 0 = off"""
+    max_duration: float = 5.0
+    """clip length in seconds"""
+    num_devices: int = 4
+    """number of output devices the policy drives"""
+    distribution_size: int = 32
+    """K: levels per device and frame (the contract's level grid)"""
+    steps: int = 300
+    """optimizer steps"""
+    batch_size: int = 16
+    """clips per step"""
+    learning_rate: float = 1e-3
+    """AdamW learning rate (cosine decay to 10 % over the run)"""
+    label_smoothing: float = 0.0
+    """cross-entropy label smoothing (keeps some entropy for the RL that follows)"""
+    max_minutes: float = 0.0
+    """stop (and save) after this many minutes of training; 0 = no limit"""
+    log_every: int = 10
+    """log scalars every N steps"""
+    run_dir: str | None = None
+    """where TensorBoard events and checkpoints go (default: runs/<exp-name>__<seed>__<time>)"""
+    device: str = "cpu"
+    """torch device: auto | cpu | cuda"""
+    threads: int = 0
+    """torch intra-op threads (0: torch's default)"""
+
+
+def teacher_targets(teacher: torch.nn.Module, cqt: torch.Tensor) -> torch.Tensor:
+    """The teacher's greedy level index per (device, frame): ``[B, D, T]`` (int64)."""
+    with torch.no_grad():
+        return teacher(cqt).argmax(dim=-1)
+
+
+def sft_loss(
+    log_probs: torch.Tensor, targets: torch.Tensor, label_smoothing: float = 0.0
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """Cross-entropy of ``log_probs [B, D, T, K]`` against level indices ``[B, D, T]``, and
+    the agreement statistics (argmax == teacher, mean level error as a fraction of full scale)."""
+    k = log_probs.shape[-1]
+    nll = -log_probs.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+    loss = nll.mean()
+    if label_smoothing > 0:
+        loss = (1 - label_smoothing) * loss - label_smoothing * log_probs.mean()
+    with torch.no_grad():
+        pred = log_probs.argmax(dim=-1)
+        stats = {
+            "teacher_agreement": float((pred == targets).float().mean()),
+            "teacher_level_mae": float((pred - targets).abs().float().mean() / max(k - 1, 1)),
+        }
+    return loss, stats
+
+
+def train(args: Args) -> Path:
+    """Run SFT; returns the run directory (its ``checkpoints/latest`` is the trained policy)."""
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    run_dir = Path(args.run_dir or f"runs/{args.exp_name}__{args.seed}__{int(time.time())}")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "args.json").write_text(json.dumps(asdict(args), indent=2))
+
+    split = split_data(args.data, args.max_duration, args.eval_clips, args.train_clips, args.seed,
+                       args.cache_dir)
+    data = split.train
+    if args.level_augment_db > 0:
+        from cqtml_env import LevelAugmented
+
+        data = LevelAugmented(split.train, args.level_augment_db, seed=args.seed)
+    cqts = torch.as_tensor(np.stack([data[int(i)] for i in split.train_indices]).astype(np.float32))
+    cqt_shape = tuple(cqts.shape[1:])
+
+    from cqtml_policy import registry
+
+    teacher = registry.create_policy(
+        args.teacher, num_devices=args.num_devices, distribution_size=args.distribution_size,
+        frame_rate=split.processor.frame_rate,
+    ).eval()
+    targets = torch.cat([teacher_targets(teacher, cqts[s : s + 32]) for s in range(0, len(cqts), 32)])
+
+    torch.manual_seed(args.seed)  # initial weights depend on the seed alone (as in grpo.py)
+    policy = make_policy(args.policy, cqt_shape, args.num_devices, args.distribution_size,
+                         device=args.device)
+    policy.train()
+    dev = next(policy.parameters()).device
+    optimizer = torch.optim.AdamW(policy.parameters(), lr=args.learning_rate)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(s / max(args.steps, 1), 1)))
+    )
+    from torch.utils.tensorboard import SummaryWriter
+
+    writer = SummaryWriter(str(run_dir))
+    writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + "\n".join(
+        f"|{k}|{v}|" for k, v in asdict(args).items()))
+    gen = torch.Generator().manual_seed(args.seed)
+    start = time.time()
+    history: list[dict[str, float]] = []
+    step = 0
+    for step in range(1, args.steps + 1):
+        idx = torch.randint(len(cqts), (min(args.batch_size, len(cqts)),), generator=gen)
+        log_probs = policy(cqts[idx].to(dev))
+        loss, stats = sft_loss(log_probs, targets[idx].to(dev), args.label_smoothing)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(policy.parameters(), 1.0)
+        optimizer.step()
+        scheduler.step()
+        row = {"step": step, "sft_ce": float(loss.detach()), **stats}
+        history.append(row)
+        if step % args.log_every == 0 or step == 1 or step == args.steps:
+            writer.add_scalar("losses/sft_ce", row["sft_ce"], step)
+            writer.add_scalar("charts/teacher_agreement", stats["teacher_agreement"], step)
+            writer.add_scalar("charts/teacher_level_mae", stats["teacher_level_mae"], step)
+            writer.add_scalar("charts/learning_rate", optimizer.param_groups[0]["lr"], step)
+            writer.add_scalar("charts/SPS", step * len(idx) / max(time.time() - start, 1e-9), step)
+            print(f"step {step}: sft_ce {row['sft_ce']:.4f} agreement "
+                  f"{stats['teacher_agreement']:.3f} level_mae {stats['teacher_level_mae']:.3f}",
+                  flush=True)
+        if args.max_minutes > 0 and time.time() - start > args.max_minutes * 60:
+            print(f"stopping after {step} steps: --max-minutes {args.max_minutes}", flush=True)
+            break
+    writer.close()
+    policy.eval()
+    save_checkpoint(run_dir / "checkpoints", step, policy, optimizer, scheduler,
+                    extra={"sft": True, "teacher": args.teacher, "history": history[-5:]},
+                    links=("latest", "final"))
+    return run_dir
+
+
+if __name__ == "__main__":
+    import tyro
+
+    train(tyro.cli(Args))
