@@ -91,7 +91,7 @@ def make_policy(
     except ValueError:
         name = None
     if name is not None:
-        if name == "band_follow" and frame_rate is not None:
+        if name == "band-follow" and frame_rate is not None:
             kwargs["frame_rate"] = frame_rate
         return registry.create_policy(
             name, cqt_shape, num_devices=num_devices, distribution_size=distribution_size,

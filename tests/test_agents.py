@@ -227,3 +227,11 @@ def test_evaluator_matches_the_gold_scorer_clip_by_clip():
         for k, v in comps.items():
             assert res.components[k][i] == pytest.approx(float(np.mean(v)), abs=1e-9), k
     assert res.proxy.shape == (3,) and np.all(np.isfinite(res.proxy))
+
+
+def test_make_policy_passes_the_data_frame_rate_to_the_band_follower():
+    from agents.common import make_policy
+
+    p = make_policy("band-follow", (2, 84, 216), num_devices=4, distribution_size=32,
+                    frame_rate=86.0)
+    assert p.settings["frame_rate"] == 86.0
