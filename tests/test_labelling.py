@@ -418,3 +418,46 @@ def test_finetune_on_a_handful_of_labels_with_a_short_schedule_runs(dataset, tmp
         )
         assert rep["person"]["human_pairs"] == 8 and rep["person"]["test_pairs"] > 0
         assert all(np.isfinite(p.detach().numpy()).all() for p in model.parameters())
+
+
+def test_refit_every_n_answers_swaps_the_selection_model_in_the_background(dataset, tmp_path,
+                                                                          monkeypatch):
+    import cqtml_env.reward.finetune as ft
+
+    made = []
+    real = ft.finetune_reward_model
+
+    def spy(*a, **kw):
+        model, report = real(*a, **kw)
+        made.append((model, kw["init"]))
+        return model, report
+
+    monkeypatch.setattr(ft, "finetune_reward_model", spy)
+    svc = service(dataset, tmp_path / "s", refit_every=6, refit_epochs=3, undo_window_s=0.0)
+    base = svc.reward_model
+    c = client(svc)
+    answer_n(c, "ann", ["a", "b", "a", "b", "a"])
+    assert svc._refit_thread is None  # 5 < 6 answers: no refit yet
+    _, cur = answer_n(c, "ann", ["a"])
+    svc._refit_thread.join(timeout=300)
+    assert len(svc.refits) == 1 and "error" not in svc.refits[0], svc.refits
+    assert svc.refits[0]["pairs"] == 6  # every answer so far was merged and used
+    (model, init), = made
+    assert init is base  # refits start from the model the service started with
+    assert svc.reward_model is model and model is not base
+    pool = svc.pool(parse_pair_id(cur["pair_id"])[0])
+    assert np.allclose(pool.scores, svc._score(pool.cqt, pool.levels))  # re-scored with it
+    svc.close()
+    assert PreferenceDataset(tmp_path / "s").validate() == []
+
+
+def test_a_failing_refit_keeps_the_old_model_and_says_why(dataset, tmp_path):
+    svc = service(dataset, tmp_path / "s", refit_every=2, refit_epochs=1, undo_window_s=0.0)
+    base = svc.reward_model
+    c = client(svc)
+    with pytest.warns(UserWarning, match="refitting the selection model failed"):
+        answer_n(c, "ann", ["a", "b"])  # two labels on one clip: too few clips to hold out
+        svc._refit_thread.join(timeout=120)
+    assert svc.reward_model is base
+    assert "at least 3 clips" in svc.refits[0]["error"]
+    svc.close()

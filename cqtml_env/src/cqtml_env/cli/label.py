@@ -55,6 +55,7 @@ def build_service(args: argparse.Namespace):
         seed=args.seed,
         merge_every_s=args.merge_every,
         undo_window_s=args.undo_window,
+        refit_every=args.refit_every,
     )
     return LabellingService(
         dataset, args.store, config=cfg, reward_model=model, policy=policy,
@@ -115,6 +116,8 @@ def make_parser() -> argparse.ArgumentParser:
     s.add_argument("--merge-every", type=float, default=10.0, help="seconds between merges")
     s.add_argument("--undo-window", type=float, default=120.0,
                    help="seconds the latest answer stays undoable (and out of the store)")
+    s.add_argument("--refit-every", type=int, default=0,
+                   help="fine-tune the model behind 'uncertain' every N answers (0 = never)")
     s.add_argument("--threads", type=int, default=1, help="torch threads")
     s.add_argument("--log-level", default="warning")
     s.set_defaults(fn=_serve)

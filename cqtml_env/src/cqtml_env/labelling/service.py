@@ -76,6 +76,13 @@ class ServiceConfig:
     """clips kept in memory"""
     seed: int = 0
     """seed of the clip order, the candidates and the A/B sides"""
+    refit_every: int = 0
+    """every N new answers, fine-tune the reward model behind ``uncertain`` and the agreement
+    count on the human labels merged so far, in a background thread (0 = keep the model fixed).
+    Without it ``uncertain`` ranks pairs by the shipped model's margins, which know nothing of
+    this person (bench/bench_taste.py measures both)"""
+    refit_epochs: int = 150
+    """most epochs of one refit (early-stopped; lr 1e-2, patience 20, as bench_taste tuned)"""
 
 
 @dataclass
@@ -154,6 +161,10 @@ class LabellingService:
             lab.cursor = max(lab.cursor, int(r.get("pool", -1)) + 1)
             lab.answers += 1
             self._count_agreement(lab, r.get("choice"), r.get("model_margin"), +1)
+        self._refit_base = reward_model
+        self._refit_thread: threading.Thread | None = None
+        self._since_refit = 0
+        self.refits: list[dict] = []
         self._wake = threading.Event()
         self._wake_prefetch = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -410,7 +421,53 @@ class LabellingService:
                                "choice": choice, "margin": margin}
             self._count_agreement(lab, choice, margin, +1)
             self.acknowledged += 1
+        self._maybe_refit()
         return {"saved": rec["id"], "seconds": rec["seconds"]}
+
+    # -- refitting the selection model -------------------------------------------------------
+    def _maybe_refit(self) -> None:
+        if self.cfg.refit_every <= 0 or self._closing:
+            return
+        with self._merge_lock:
+            self._since_refit += 1
+            if self._since_refit < self.cfg.refit_every:
+                return
+            if self._refit_thread is not None and self._refit_thread.is_alive():
+                return  # one refit at a time; the count carries over to the next answer
+            self._since_refit = 0
+            self._refit_thread = threading.Thread(target=self._refit_safely, daemon=True,
+                                                  name="label-refit")
+            self._refit_thread.start()
+
+    def _refit_safely(self) -> None:
+        try:
+            self.refit()
+        except Exception as exc:  # keep serving with the old model; say why
+            import warnings
+
+            self.refits.append({"time": time.time(), "error": f"{type(exc).__name__}: {exc}"})
+            warnings.warn(f"refitting the selection model failed (kept the old one): {exc}",
+                          stacklevel=1)
+
+    def refit(self) -> dict:
+        """Fine-tune the starting reward model on all human labels merged so far and use it for
+        ``uncertain`` and the agreement count from now on. Returns the fine-tune's report."""
+        import tempfile
+
+        from cqtml_env.reward.finetune import finetune_reward_model
+        from cqtml_env.reward.training import TrainConfig
+
+        self.merge()
+        with tempfile.TemporaryDirectory(prefix="cqtml-refit-") as out:
+            model, report = finetune_reward_model(
+                [self.root], out, init=self._refit_base, progress=False,
+                config=TrainConfig(lr=1e-2, epochs=self.cfg.refit_epochs, patience=20,
+                                   seed=self.cfg.seed),
+            )
+        self.set_reward_model(model)
+        self.refits.append({"time": time.time(), "pairs": report["person"]["human_pairs"],
+                            "agreement": report["person"]["agreement_finetuned"]})
+        return report
 
     def undo(self, name: str) -> dict:
         """Cancel the labeller's latest answer (not yet merged); it becomes current again."""
@@ -515,6 +572,8 @@ class LabellingService:
         self._wake_prefetch.set()
         for t in self._threads:
             t.join(timeout=30)
+        if self._refit_thread is not None:
+            self._refit_thread.join(timeout=120)
         try:
             return self.merge(final=True)
         finally:
