@@ -161,6 +161,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--epochs", type=int, default=150, help="fine-tune epochs (early-stopped)")
     ap.add_argument("--lr", type=float, default=1e-2, help="fine-tune peak learning rate")
     ap.add_argument("--patience", type=int, default=20, help="early-stopping patience (epochs)")
+    ap.add_argument("--refit-every", type=int, default=25,
+                    help="third labeller: 'uncertain' on a server that refits its model every N "
+                         "answers (cqtml-label serve --refit-every); 0 = skip it")
     ap.add_argument("--json", default=None, help="also write the results here")
     ap.add_argument("--save-model", default=None,
                     help="keep the model fine-tuned on all random-selection labels here (for "
@@ -196,6 +199,24 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         srv.stop()
         svc.close()
+    variants = dict(names)
+    if args.refit_every > 0:  # its own server and store: its refits see only its own labels
+        store2, work2 = work / "store-refit", work / "refit"
+        work2.mkdir()
+        svc2 = LabellingService(data, store2, config=ServiceConfig(
+            candidates_per_clip=12, pairs_per_clip=pairs_per_clip, prefetch=4, undo_window_s=0.0,
+            refit_every=args.refit_every))
+        srv2 = ThreadedServer(create_app(svc2)).start()
+        name2 = "taste-uncertain-refit"
+        print(f"labelling {marks[-1]} pairs, uncertain + refit every {args.refit_every} ...")
+        try:
+            snaps2, _ = label_through_page(svc2, srv2.url, store2, {"uncertain": name2}, marks,
+                                           work2)
+        finally:
+            srv2.stop()
+            svc2.close()
+        print(f"  refits: {[round(r.get('agreement', float('nan')), 3) for r in svc2.refits]}")
+        variants["uncertain+refit"] = name2
     t_label = time.time() - t_start
     pools = heldout_pools(args.heldout_clips, work)
     shipped = RewardModel.load_default()
@@ -204,8 +225,9 @@ def main(argv: list[str] | None = None) -> int:
     cfg = TrainConfig(lr=args.lr, epochs=args.epochs, patience=args.patience, seed=0)
     for n in marks:
         row = {"labels": n}
-        for sel, name in names.items():
-            model, rep = finetune_reward_model([snaps[n]], work / f"ft-{sel}-{n}", init="default",
+        for sel, name in variants.items():
+            snap = snaps2[n] if sel == "uncertain+refit" else snaps[n]
+            model, rep = finetune_reward_model([snap], work / f"ft-{sel}-{n}", init="default",
                                                person=name, config=cfg, progress=False)
             row[sel] = agreement(model, pools)
             row[f"{sel}_split"] = rep["person"]["agreement_finetuned"]
@@ -219,13 +241,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"fine-tune: lr {args.lr}, <= {args.epochs} epochs, patience {args.patience}")
     print(f"held-out: {len(pools)} unseen clips, {n_pairs} candidate pairs; "
           f"shipped (gold-trained) model agrees with the taste on {res['shipped']:.3f}\n")
-    print("| labels | random: held-out clips | uncertain: held-out clips "
-          "| random: fine-tune split (shipped) | uncertain: fine-tune split (shipped) |")
-    print("|---:|---:|---:|---:|---:|")
+    print("| labels | " + " | ".join(f"{v}: held-out clips" for v in variants) + " | "
+          + " | ".join(f"{v}: fine-tune split (shipped)" for v in variants) + " |")
+    print("|---:|" + "---:|" * (2 * len(variants)))
     for r in res["rows"]:
-        print(f"| {r['labels']} | {r['random']:.3f} | {r['uncertain']:.3f} "
-              f"| {r['random_split']:.3f} ({r['random_split_init']:.3f}) "
-              f"| {r['uncertain_split']:.3f} ({r['uncertain_split_init']:.3f}) |")
+        print(f"| {r['labels']} | " + " | ".join(f"{r[v]:.3f}" for v in variants) + " | "
+              + " | ".join(f"{r[v + '_split']:.3f} ({r[v + '_split_init']:.3f})"
+                           for v in variants) + " |")
     if args.json:
         Path(args.json).write_text(json.dumps(res, indent=1))
     if args.save_model:
