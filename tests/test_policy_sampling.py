@@ -224,3 +224,19 @@ def test_every_policy_satisfies_the_protocol(cnn: TemporalCNNModel, states: torc
         assert logp.shape == (4, 2) and torch.isfinite(logp).all()
         assert torch.allclose(logp, sampled, atol=1e-3), type(policy).__name__
         assert isinstance(list(policy.parameters()), list)
+
+
+@pytest.mark.parametrize("u", [0.0, 1.0 - 2.0**-24])
+def test_extreme_uniforms_never_draw_a_level_the_cdf_cannot_resolve(monkeypatch, u):
+    """A uniform of exactly 0 used to draw the first bin with any probability, here one of
+    e^-99.6 (a denormal): the KL term of a long GRPO run then overflowed (iteration 999)."""
+    import cqtml_policy.categorical as cat
+
+    row = torch.tensor([-157.8, -144.6, -132.6, -121.2, -109.9, -99.6, -89.7, -80.4, -71.8,
+                        -63.6, -55.9, -48.6, -42.1, -35.8, -30.2, -25.2, -20.6, -16.6, -12.5,
+                        -9.5, -7.0, -4.6, -3.0, -2.2, -1.5, -1.1, -1.7, -2.6, -4.4, -6.2, -8.9,
+                        -60.0])
+    log_probs = torch.log_softmax(row, -1)[None]
+    monkeypatch.setattr(cat.torch, "rand", lambda shape, **kw: torch.full(shape, u))
+    index = cat.sample_indices(log_probs, 8)
+    assert log_probs[0, index].min() > -17.0  # e^-17 ~ the float32 CDF's resolution

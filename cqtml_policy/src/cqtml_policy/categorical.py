@@ -45,12 +45,19 @@ def sample_indices(
     or Gumbel noise over every bin. ``probs`` (``log_probs.exp()``) may be passed when
     already computed. Returns ``log_probs.shape[:-1]``, or ``[S, *shape[:-1]]`` with
     ``num_samples=S``.
+
+    The uniforms are kept at or above ``2**-24`` (the smallest step of ``torch.rand``): a
+    uniform of exactly 0 would otherwise pick the first bin with any probability at all, even a
+    denormal one (a level of probability e^-100 was drawn that way, and its KL term to the
+    reference overflowed a long GRPO run). With the floor, a bin is drawn only if the float32
+    CDF can tell it apart, i.e. at a probability the CDF resolves.
     """
     if probs is None:
         probs = log_probs.detach().float().exp()
     cdf = probs.detach().float().cumsum(-1)
     draws = 1 if num_samples is None else int(num_samples)
     u = torch.rand((*cdf.shape[:-1], draws), generator=generator, device=cdf.device)
+    u.clamp_(min=2.0**-24)  # u == 0 would select a bin of denormal probability (see above)
     index = torch.searchsorted(cdf, u * cdf[..., -1:], right=True)
     index = index.clamp_(max=log_probs.shape[-1] - 1)
     return index.squeeze(-1) if num_samples is None else index.movedim(-1, 0)
