@@ -347,8 +347,8 @@ def init_policy_from(policy: Any, path: str | os.PathLike, expected_name: str) -
     resolved directory."""
     from cqtml_policy import registry
 
-    name, config, state = load_policy_weights(path)
     d = resolve_policy_dir(path)
+    name, config, state = load_policy_weights(d)
     want = registry.canonical_name(expected_name)
     if name != want:
         raise ValueError(
@@ -381,7 +381,5 @@ def init_policy_from(policy: Any, path: str | os.PathLike, expected_name: str) -
             f"--init-from {d / 'model.safetensors'}: does not fit this run's {want!r} policy; "
             + " | ".join(parts)
         )
-    with torch.no_grad():
-        for k, v in own.items():
-            v.copy_(state[k].to(dtype=v.dtype, device=v.device))
+    policy.load_state_dict(state)  # names and shapes checked above; copies cast dtype/device
     return d

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import os
+import random
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -262,7 +263,16 @@ def keep_freed_memory(pad_mb: int) -> bool:
         return False
 
 
+def seed_everything(seed: int) -> None:
+    """Python, NumPy and torch RNGs, deterministic cuDNN (GRPO and SFT seed the same way)."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.backends.cudnn.deterministic = True
+
+
 __all__ = [
     "DataSplit", "split_data", "make_policy", "policy_actions", "Evaluator", "EvalResult",
     "win_rate", "normalized_score", "default_threads", "keep_freed_memory",
+    "seed_everything",
 ]

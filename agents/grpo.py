@@ -17,7 +17,6 @@ import copy
 import json
 import math
 import os
-import random
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -43,6 +42,7 @@ from agents.common import (
     make_policy,
     normalized_score,
     policy_actions,
+    seed_everything,
     split_data,
     win_rate,
 )
@@ -349,14 +349,6 @@ class Timer:
 
     def lap(self, name: str) -> None:
         self.mark = _lap(self.phase, name, self.mark)
-
-
-def seed_everything(seed: int) -> None:
-    """Python, NumPy and torch RNGs, deterministic cuDNN."""
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-    torch.backends.cudnn.deterministic = True
 
 
 def make_envs(args: Args, split: Any, num_envs: int, progress: bool) -> Any:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import math
-import random
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -30,7 +29,7 @@ import numpy as np
 import torch
 
 from agents.checkpoint import save_checkpoint
-from agents.common import make_policy, split_data
+from agents.common import make_policy, seed_everything, split_data
 
 
 @dataclass
@@ -91,10 +90,11 @@ def sft_loss(
     """Cross-entropy of ``log_probs [B, D, T, K]`` against level indices ``[B, D, T]``, and
     the agreement statistics (argmax == teacher, mean level error as a fraction of full scale)."""
     k = log_probs.shape[-1]
-    nll = -log_probs.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
-    loss = nll.mean()
-    if label_smoothing > 0:
-        loss = (1 - label_smoothing) * loss - label_smoothing * log_probs.mean()
+    # log_softmax of normalised log-probabilities is the identity, so torch's cross-entropy
+    # (with its label smoothing) applies to them as they are
+    loss = torch.nn.functional.cross_entropy(
+        log_probs.reshape(-1, k), targets.reshape(-1), label_smoothing=label_smoothing
+    )
     with torch.no_grad():
         pred = log_probs.argmax(dim=-1)
         stats = {
@@ -108,9 +108,7 @@ def train(args: Args) -> Path:
     """Run SFT; returns the run directory (its ``checkpoints/latest`` is the trained policy)."""
     if args.threads > 0:
         torch.set_num_threads(args.threads)
-    random.seed(args.seed)
-    np.random.seed(args.seed)
-    torch.manual_seed(args.seed)
+    seed_everything(args.seed)
     run_dir = Path(args.run_dir or f"runs/{args.exp_name}__{args.seed}__{int(time.time())}")
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "args.json").write_text(json.dumps(asdict(args), indent=2))
