@@ -163,6 +163,7 @@ class LabellingService:
             self._count_agreement(lab, r.get("choice"), r.get("model_margin"), +1)
         self._refit_base = reward_model
         self._refit_thread: threading.Thread | None = None
+        self._refit_lock = threading.Lock()  # not the merge lock: answers never wait on a merge
         self._since_refit = 0
         self.refits: list[dict] = []
         self._wake = threading.Event()
@@ -428,7 +429,7 @@ class LabellingService:
     def _maybe_refit(self) -> None:
         if self.cfg.refit_every <= 0 or self._closing:
             return
-        with self._merge_lock:
+        with self._refit_lock:
             self._since_refit += 1
             if self._since_refit < self.cfg.refit_every:
                 return
