@@ -33,13 +33,18 @@ _spec.loader.exec_module(bench_taste)
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--reward-model", required=True, help="the person's fine-tuned reward model")
+    ap.add_argument("--reward-model", default=None, help="the person's fine-tuned reward model "
+                    "(from `python bench/bench_taste.py --save-model DIR`)")
     ap.add_argument("--iterations", type=int, default=40)
     ap.add_argument("--clips-per-iteration", type=int, default=4)
     ap.add_argument("--num-generations", type=int, default=16)
     ap.add_argument("--eval-clips", type=int, default=16)
     ap.add_argument("--seed", type=int, default=1)
     args = ap.parse_args(argv)
+    if args.reward_model is None:  # `make bench` runs every bench without arguments
+        print("skipped: needs --reward-model DIR (make one with "
+              "`python bench/bench_taste.py --save-model DIR`)")
+        return 0
     import torch
 
     torch.set_num_threads(1)
