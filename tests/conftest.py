@@ -47,6 +47,8 @@ def one_torch_thread():
 def _no_home_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch):
     """A FeatureCache() without a root must never write into the real ~/.cache in tests."""
     monkeypatch.setenv("CQTML_CACHE_DIR", str(tmp_path_factory.mktemp("cqtml-cache")))
+    # SB3's default logger (``learn()`` without a tensorboard_log) makes /tmp/SB3-<date> folders
+    monkeypatch.setenv("SB3_LOGDIR", str(tmp_path_factory.getbasetemp() / "sb3-log"))
 
 
 # ---------------------------------------------------------------------------- show fixtures

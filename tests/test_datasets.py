@@ -179,6 +179,23 @@ def test_audio_folder_lists_every_format_sorted(folder):
         ds[len(ds)]
 
 
+def test_audio_folder_follows_symlinked_folders_once(tmp_path, write_audio):
+    """A data set made of links to where the music lives (e.g. tune/check splits built with
+    ``ln -s``) is read through the links; a link loop or a second link to the same folder
+    neither recurses nor lists a file twice."""
+    music = tmp_path / "library"
+    write_audio(music / "rock" / "a.wav", seconds=1.2)
+    write_audio(music / "jazz" / "b.wav", seconds=1.2)
+    split = tmp_path / "split"
+    split.mkdir()
+    (split / "rock").symlink_to(music / "rock", target_is_directory=True)
+    (split / "rock_again").symlink_to(music / "rock", target_is_directory=True)
+    (music / "rock" / "loop").symlink_to(music / "rock", target_is_directory=True)
+    ds = AudioFolder(split, max_duration=DUR, min_duration=0.5)
+    assert [f.rel for f in ds.files] == ["rock/a.wav"]
+    assert not ds.skipped
+
+
 def test_short_file_is_one_zero_padded_clip(folder):
     ds = AudioFolder(folder, max_duration=2.0, min_duration=0.5)
     i = next(i for i in range(len(ds)) if ds.clip_info(i)["source"].endswith("short.wav"))

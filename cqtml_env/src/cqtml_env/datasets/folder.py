@@ -13,16 +13,24 @@ from cqtml_env.features.audio import AUDIO_EXTENSIONS
 def list_audio_files(root: Path, unreadable: list[str] | None = None) -> list[Path]:
     """Audio files under ``root`` (recursive), sorted by relative path so the order (and so
     the clip indices) is the same on every machine. Hidden files and folders (``.x``, e.g.
-    macOS ``._song.mp3`` resource forks) are ignored. Folders that cannot be listed are
-    appended to ``unreadable`` (never skipped silently)."""
+    macOS ``._song.mp3`` resource forks) are ignored. Symlinked folders are followed (a data
+    set is often a folder of links to where the music lives), each real folder once, so a
+    link loop cannot recurse. Folders that cannot be listed are appended to ``unreadable``
+    (never skipped silently)."""
     out = []
+    seen: set[str] = set()
 
     def onerror(exc: OSError) -> None:
         if unreadable is not None:
             unreadable.append(str(exc.filename) if exc.filename is not None else str(root))
 
-    for dirpath, dirnames, filenames in os.walk(root, onerror=onerror):
-        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+    for dirpath, dirnames, filenames in os.walk(root, onerror=onerror, followlinks=True):
+        real = os.path.realpath(dirpath)
+        if real in seen:  # reached again through a link (a loop or a second link)
+            dirnames[:] = []
+            continue
+        seen.add(real)
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))  # same walk everywhere
         for name in filenames:
             if not name.startswith(".") and name.lower().endswith(AUDIO_EXTENSIONS):
                 out.append(Path(dirpath) / name)
