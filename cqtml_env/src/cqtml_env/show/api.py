@@ -154,7 +154,9 @@ def make_show(
             levels = np.clip(intens, 0, 1)
         levels = levels.astype(np.float32)
         timings["limiter_s"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
         bpm = detect_tempo(songcqt.onset, fr)
+        timings["tempo_s"] = time.perf_counter() - t0
         show = Show(frame_rate=fr, rig=rig, activations=acts, levels=levels,
                     duration=songcqt.duration, bpm=bpm, limiter=lim_info, timings=timings,
                     song=str(song))
