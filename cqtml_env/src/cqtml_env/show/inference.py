@@ -187,7 +187,9 @@ def window_starts(num_frames: int, window: int, hop: int) -> list[int]:
     run on them at once), then the tail, from the last regular start that leaves at least
     ``hop * window / (2 hop - window)`` frames to the end, spread evenly (gaps between
     ``window / 2`` and ``hop``). With an overlap of half a window or more, evenly spaced
-    over the whole song."""
+    over the whole song. (A song under ``window + need`` frames may get three windows on a
+    frame; :class:`WindowRunner` divides by the summed weights, so that is still a weighted
+    mean.)"""
     if num_frames <= window:
         return [0]
     hop = max(int(hop), 1)
