@@ -85,10 +85,15 @@ class PreviewRenderer:
         self.base_u = np.rint(c[..., 0]).astype(np.uint8)
         self.base_v = np.rint(c[..., 1]).astype(np.uint8)
         lut = rgb_to_yuv(_LUT)  # [256, 3]
-        self.lut_y, self.lut_u, self.lut_v = (np.ascontiguousarray(lut[:, k]) for k in range(3))
-        # chroma rows of the CQT region (row j covers luma rows 2j, 2j + 1)
+        # the colour map applied once to the whole display copy (per plane), so a frame is
+        # one column gather per plane; chroma rows of the CQT region (row j covers luma
+        # rows 2j, 2j + 1)
         self.ctop = (top + 1) // 2
-        self.display_c = np.ascontiguousarray(self.display[2 * self.ctop - top :: 2])
+        rows_c = self.display[2 * self.ctop - top :: 2]
+        # stored time-major ([frames, rows]): a frame's columns are then contiguous rows
+        self.display_y = np.ascontiguousarray(np.take(lut[:, 0], self.display).T)
+        self.display_u = np.ascontiguousarray(np.take(lut[:, 1], rows_c).T)
+        self.display_v = np.ascontiguousarray(np.take(lut[:, 2], rows_c).T)
         self.cols_c = np.ascontiguousarray(self.cols[::2])
         self.white = rgb_to_yuv(np.array([255, 255, 255]))
         self.colours = np.array([d.colour for d in self.rig.devices], np.float64)  # [D, 3]
@@ -112,11 +117,9 @@ class PreviewRenderer:
             y[y0:y1, x0:x1] = cy
             u[(y0 + 1) // 2 : y1 // 2, (x0 + 1) // 2 : x1 // 2] = cu
             v[(y0 + 1) // 2 : y1 // 2, (x0 + 1) // 2 : x1 // 2] = cv
-        cq = np.take(self.display, idx + self.cols, axis=1)
-        np.take(self.lut_y, cq, out=y[top:])
-        cq = np.take(self.display_c, idx + self.cols_c, axis=1)
-        np.take(self.lut_u, cq, out=u[self.ctop :])
-        np.take(self.lut_v, cq, out=v[self.ctop :])
+        y[top:] = self.display_y[idx + self.cols].T
+        u[self.ctop :] = self.display_u[idx + self.cols_c].T
+        v[self.ctop :] = self.display_v[idx + self.cols_c].T
         y[top:, w // 2] = self.white[0]
         u[self.ctop :, w // 4] = self.white[1]
         v[self.ctop :, w // 4] = self.white[2]
