@@ -143,6 +143,7 @@ def make_show(
         if bar:
             bar.close()
         timings["cqt_s"] = time.perf_counter() - t0  # with the overlapped policy windows
+        timings.update({f"cqt_cpu_{k}": v for k, v in songcqt.stats.cpu.items()})
         t0 = time.perf_counter()
         if runner is not None:
             acts = runner.finish(songcqt.num_frames, songcqt.frames)

@@ -26,6 +26,7 @@ class StreamStats:
     samples: int = 0
     max_block_samples: int = 0  # the largest audio array handed to the CQT at once
     reads: list[int] = field(default_factory=list)
+    cpu: dict[str, float] = field(default_factory=dict)  # thread CPU s (cqt_to_disk)
 
 
 def _probe_av(path: Path) -> tuple[int, float, int]:
