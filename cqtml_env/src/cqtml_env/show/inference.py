@@ -3,10 +3,12 @@
 1. :func:`cqt_to_disk` streams the song's CQT (:mod:`cqtml_env.show.stream`) into a
    frames-major float16 file (about 13 MB per hour per channel pair of 84 bins), so no
    step holds the whole CQT in memory; it also keeps an onset envelope for tempo.
-2. :func:`windowed_actions` runs the policy on windows of its clip length that overlap by
+2. :class:`WindowRunner` runs the policy on windows of its clip length that overlap by
    ``overlap_s`` and cross-fades them (zero weight in a ``margin_s`` at each inner edge,
    where a clip policy's context is cut, then complementary linear ramps), so the show is
-   seamless.
+   seamless. ``make_show`` feeds it the CQT blocks as they stream (``cqt_to_disk(...,
+   on_block=runner.feed, threaded=True)``: the CQT in a worker thread, the policy here, so
+   two cores do both at once); :func:`windowed_actions` feeds it from a stored CQT.
 
 Song-level context. The policies normalise by per-clip statistics (``clip_relative``
 quantiles per bin, the CNN's ``ClipContext`` mean/max, the band-follower's floor/ceiling
