@@ -95,7 +95,12 @@ def make_show(
         write_midi,
         write_png,
     )
-    from cqtml_env.show.inference import cqt_to_disk, windowed_actions
+    from cqtml_env.show.inference import (
+        WindowRunner,
+        context_from_audio,
+        cqt_to_disk,
+        windowed_actions,
+    )
     from cqtml_env.show.stream import AudioReader
 
     log = log or (lambda msg: print(msg, file=sys.stderr))
@@ -124,19 +129,27 @@ def make_show(
         t0 = time.perf_counter()
         bar = tqdm(total=contract.frames(reader.duration) or None, unit="frame",
                    desc="CQT", disable=not progress) if tqdm else None
+        window = contract.num_frames
+        wkw = dict(window=window, num_devices=rig.num_devices,
+                   overlap=contract.frames(overlap_s), margin=contract.frames(margin_s))
+        ctx_n, chunk = (contract.frames(context_s) if context_s > 0 else 0), contract.frames(1.0)
+        # the policy runs while the CQT streams (it needs the song context first: a few seeks)
+        ctx = context_from_audio(reader, processor, context=ctx_n, chunk=chunk, window=window)
+        runner = WindowRunner(policy, ctx=ctx, **wkw) if ctx is not None else None
         songcqt = cqt_to_disk(reader, processor, Path(scratch) / "cqt.f16",
-                              progress=bar.update if bar else None)
+                              progress=bar.update if bar else None,
+                              on_block=runner.feed if runner else None,
+                              threaded=runner is not None)
         if bar:
             bar.close()
-        timings["cqt_s"] = time.perf_counter() - t0
+        timings["cqt_s"] = time.perf_counter() - t0  # with the overlapped policy windows
+        timings.update({f"cqt_cpu_{k}": v for k, v in songcqt.stats.cpu.items()})
         t0 = time.perf_counter()
-        window = contract.num_frames
-        acts = windowed_actions(
-            policy, songcqt, window=window, num_devices=rig.num_devices,
-            overlap=contract.frames(overlap_s), margin=contract.frames(margin_s),
-            context=contract.frames(context_s) if context_s > 0 else 0,
-            chunk=contract.frames(1.0))
-        timings["policy_s"] = time.perf_counter() - t0
+        if runner is not None:
+            acts = runner.finish(songcqt.num_frames, songcqt.frames)
+        else:
+            acts = windowed_actions(policy, songcqt, context=ctx_n, chunk=chunk, **wkw)
+        timings["policy_tail_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         intens = rig.intensities(acts)
         lim_info: dict[str, Any] = {"enabled": bool(limiter)}
@@ -154,7 +167,9 @@ def make_show(
             levels = np.clip(intens, 0, 1)
         levels = levels.astype(np.float32)
         timings["limiter_s"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
         bpm = detect_tempo(songcqt.onset, fr)
+        timings["tempo_s"] = time.perf_counter() - t0
         show = Show(frame_rate=fr, rig=rig, activations=acts, levels=levels,
                     duration=songcqt.duration, bpm=bpm, limiter=lim_info, timings=timings,
                     song=str(song))

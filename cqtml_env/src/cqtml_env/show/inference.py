@@ -3,10 +3,12 @@
 1. :func:`cqt_to_disk` streams the song's CQT (:mod:`cqtml_env.show.stream`) into a
    frames-major float16 file (about 13 MB per hour per channel pair of 84 bins), so no
    step holds the whole CQT in memory; it also keeps an onset envelope for tempo.
-2. :func:`windowed_actions` runs the policy on windows of its clip length that overlap by
+2. :class:`WindowRunner` runs the policy on windows of its clip length that overlap by
    ``overlap_s`` and cross-fades them (zero weight in a ``margin_s`` at each inner edge,
    where a clip policy's context is cut, then complementary linear ramps), so the show is
-   seamless.
+   seamless. ``make_show`` feeds it the CQT blocks as they stream (``cqt_to_disk(...,
+   on_block=runner.feed, threaded=True)``: the CQT in a worker thread, the policy here, so
+   two cores do both at once); :func:`windowed_actions` feeds it from a stored CQT.
 
 Song-level context. The policies normalise by per-clip statistics (``clip_relative``
 quantiles per bin, the CNN's ``ClipContext`` mean/max, the band-follower's floor/ceiling
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import math
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,6 +75,53 @@ class SongCQT:
         return out / counts
 
 
+def _in_thread(it, maxsize: int = 2, cpu: dict | None = None):
+    """Iterate ``it`` in a worker thread, ``maxsize`` items ahead; its errors re-raised here.
+    ``cpu["worker_s"]``: the worker's own CPU seconds (for the bench's critical path)."""
+    import queue
+    import threading
+    import time
+
+    q: queue.Queue = queue.Queue(maxsize=maxsize)
+    stop = threading.Event()
+    done = object()
+
+    def put(item) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def work() -> None:
+        c0 = time.thread_time()
+        try:
+            for x in it:
+                if not put((True, x)):
+                    return
+            if cpu is not None:
+                cpu["worker_s"] = time.thread_time() - c0
+            put((True, done))
+        except BaseException as exc:
+            put((False, exc))
+
+    t = threading.Thread(target=work, daemon=True, name="cqt-stream")
+    t.start()
+    try:
+        while True:
+            ok, x = q.get()
+            if not ok:
+                raise x
+            if x is done:
+                return
+            yield x
+    finally:
+        stop.set()
+        t.join()
+
+
 def cqt_to_disk(
     reader: AudioReader,
     processor: Any,
@@ -80,17 +130,32 @@ def cqt_to_disk(
     progress: Callable[[int], None] | None = None,
     audio_sink: Callable[[np.ndarray], None] | None = None,
     block_frames: int = 1292,
+    on_block: Callable[[np.ndarray], None] | None = None,
+    threaded: bool = False,
 ) -> SongCQT:
-    """Stream ``reader``'s CQT into ``path`` (float16, frames-major)."""
+    """Stream ``reader``'s CQT into ``path`` (float16, frames-major).
+
+    ``on_block(block)`` sees each ``[2, n_bins, n]`` block (as stored: float16-rounded) in
+    order, e.g. :class:`WindowRunner` running the policy while the CQT goes on. With
+    ``threaded=True`` the CQT is computed in a worker thread (one block ahead) while this
+    thread stores the blocks and runs ``on_block``: librosa's FFTs and torch both release
+    the GIL, so on two cores the policy costs little wall time on top of the CQT."""
     path = Path(path)
     stats = StreamStats()
     onset: list[np.ndarray] = []
     n = 0
     last: np.ndarray | None = None
+    blocks = stream_cqt(reader, processor, stats=stats, audio_sink=audio_sink,
+                        block_frames=block_frames)
+    c0 = time.thread_time()
+    if threaded:
+        blocks = _in_thread(blocks, cpu=stats.cpu)
     with open(path, "wb") as f:
-        for block in stream_cqt(reader, processor, stats=stats, audio_sink=audio_sink,
-                                block_frames=block_frames):
-            f.write(np.ascontiguousarray(block.transpose(2, 0, 1)).astype(np.float16).tobytes())
+        for block in blocks:
+            stored = np.ascontiguousarray(block.transpose(2, 0, 1)).astype(np.float16)
+            f.write(stored.tobytes())
+            if on_block is not None:
+                on_block(stored.astype(np.float32).transpose(1, 2, 0))
             mono = block.mean(axis=0)  # [F, n]
             prev = mono[:, :1] if last is None else last
             flux = np.maximum(np.diff(np.concatenate([prev, mono], axis=1), axis=1), 0).mean(0)
@@ -99,6 +164,7 @@ def cqt_to_disk(
             n += block.shape[-1]
             if progress is not None:
                 progress(block.shape[-1])
+    stats.cpu["main_s"] = time.thread_time() - c0
     return SongCQT(path, n, int(processor.n_bins), float(processor.frame_rate),
                    stats.samples / processor.sample_rate, np.concatenate(onset), stats)
 
@@ -124,11 +190,31 @@ def crossfade_weights(length: int, left: int, right: int, margin: int) -> np.nda
 
 
 def window_starts(num_frames: int, window: int, hop: int) -> list[int]:
-    """Evenly spaced starts, at most ``hop`` apart, the last window ending at the song's end."""
+    """Window starts, at most ``hop`` apart, the last window ending at the song's end, no
+    frame in more than two windows (so cross-fade weights sum to one).
+
+    Regular starts ``0, hop, 2 hop, ...`` (known while the CQT streams in, so the policy can
+    run on them at once), then the tail, from the last regular start that leaves at least
+    ``hop * window / (2 hop - window)`` frames to the end, spread evenly (gaps between
+    ``window / 2`` and ``hop``). With an overlap of half a window or more, evenly spaced
+    over the whole song. (A song under ``window + need`` frames may get three windows on a
+    frame; :class:`WindowRunner` divides by the summed weights, so that is still a weighted
+    mean.)"""
     if num_frames <= window:
         return [0]
-    k = math.ceil((num_frames - window) / hop) + 1
-    return [int(round(x)) for x in np.linspace(0, num_frames - window, k)]
+    hop = max(int(hop), 1)
+    final = num_frames - window
+    if final <= hop:
+        return [0, final]
+    if 2 * hop <= window:
+        k = math.ceil(final / hop) + 1
+        return [int(round(x)) for x in np.linspace(0, final, k)]
+    need = hop * window / (2 * hop - window)
+    regular = [s for s in range(0, final, hop) if final - s >= need] or [0]
+    a = regular[-1]
+    m = max(1, math.ceil((final - a) / hop))
+    tail = [int(round(x)) for x in np.linspace(a, final, m + 1)[1:]]
+    return regular + tail
 
 
 def context_frames(song: SongCQT, context: int, chunk: int) -> np.ndarray:
@@ -139,6 +225,148 @@ def context_frames(song: SongCQT, context: int, chunk: int) -> np.ndarray:
     chunk = min(chunk, song.num_frames)
     starts = np.linspace(0, max(song.num_frames - chunk, 0), k).round().astype(int)
     parts = [song.frames(int(s), int(s) + chunk) for s in starts]
+    return np.concatenate(parts, axis=-1)[..., :context]
+
+
+class WindowRunner:
+    """Runs a policy on the song's windows as its CQT arrives, then cross-fades them.
+
+    ``feed(block)`` takes consecutive ``[2, n_bins, n]`` CQT blocks and runs the policy on
+    every window (:func:`window_starts`) that is complete, ``batch_size`` windows at a time,
+    each as ``[window | ctx]``; ``finish(num_frames)`` runs the rest and returns the
+    cross-faded activations ``[num_devices, num_frames]``. Only the frames still needed for
+    a window are kept, so memory does not grow with the song. The song-level context
+    ``ctx`` must be known before the first window (:func:`context_from_audio` computes it
+    from a few seeks into the audio ahead of the stream)."""
+
+    def __init__(self, policy: Any, *, window: int, num_devices: int, overlap: int,
+                 margin: int, ctx: np.ndarray, batch_size: int = 8,
+                 progress: Callable[[int], None] | None = None) -> None:
+        self.policy, self.window, self.num_devices = policy, int(window), int(num_devices)
+        self.overlap = min(int(overlap), self.window - 1)
+        self.hop = max(self.window - self.overlap, 1)
+        self.margin, self.ctx, self.batch_size = int(margin), ctx, int(batch_size)
+        self.progress = progress
+        self.buf: np.ndarray | None = None  # frames [buf_start, have)
+        self.buf_start = 0
+        self.have = 0
+        self.next_start = 0
+        self.queued: list[tuple[int, np.ndarray]] = []
+        self.outputs: dict[int, np.ndarray] = {}  # start -> [num_devices, window]
+
+    def feed(self, block: np.ndarray) -> None:
+        block = np.asarray(block, np.float32)
+        self.buf = block if self.buf is None else np.concatenate([self.buf, block], axis=-1)
+        self.have += block.shape[-1]
+        while self.next_start + self.window <= self.have:
+            self._queue(self.next_start, self.ctx)
+            self.next_start += self.hop
+        if len(self.queued) >= self.batch_size:
+            self._run()
+        keep = self.next_start  # later windows are read back from disk in finish()
+        if keep > self.buf_start:
+            self.buf = self.buf[..., keep - self.buf_start :]
+            self.buf_start = keep
+
+    def _slice(self, s: int) -> np.ndarray:
+        x = self.buf[..., s - self.buf_start : s - self.buf_start + self.window]
+        if x.shape[-1] < self.window:  # a song shorter than a window: zeros (as on disk)
+            x = np.pad(x, ((0, 0), (0, 0), (0, self.window - x.shape[-1])))
+        return x
+
+    def _queue(self, s: int, ctx: np.ndarray) -> None:
+        self.queued.append((s, np.concatenate([self._slice(s), ctx], axis=-1)))
+
+    def _run(self) -> None:
+        import torch
+
+        for b0 in range(0, len(self.queued), self.batch_size):
+            group = self.queued[b0 : b0 + self.batch_size]
+            states = [torch.from_numpy(x) for _, x in group]
+            with torch.inference_mode():
+                actions = self.policy.generate_actions(states, num_actions_per_state=1,
+                                                       temperature=0.0)
+            for (s, _), act in zip(group, actions):
+                a = act[0]
+                a = a.detach().cpu().numpy() if hasattr(a, "detach") else np.asarray(a)
+                if a.shape[0] != self.num_devices:
+                    raise ValueError(
+                        f"the policy drives {a.shape[0]} devices but the rig has "
+                        f"{self.num_devices}: use a rig with as many devices as the policy")
+                self.outputs[s] = np.asarray(a[:, : self.window], np.float32)
+                if self.progress is not None:
+                    self.progress(1)
+        self.queued = []
+
+    def finish(self, num_frames: int, frames: Callable[[int, int], np.ndarray]) -> np.ndarray:
+        """Run the windows still missing (their frames read with ``frames(start, stop)``,
+        e.g. :meth:`SongCQT.frames`) and cross-fade. Windows run while streaming that the
+        final layout does not use (at most a few near the end) are dropped."""
+        n, window = int(num_frames), self.window
+        if self.buf is None or n <= 0:
+            raise ValueError("no CQT frames: the song is empty")
+        starts = window_starts(n, window, self.hop)
+        if len(starts) == 1:  # one window: no song context (as a plain clip)
+            self.queued, self.outputs = [], {}
+            self.queued.append((0, np.asarray(frames(0, window), np.float32)))
+        else:
+            have = set(self.outputs) | {s for s, _ in self.queued}
+            for s in starts:
+                if s not in have:
+                    x = np.asarray(frames(s, s + window), np.float32)
+                    self.queued.append((s, np.concatenate([x, self.ctx], axis=-1)))
+        self._run()
+        acc = np.zeros((self.num_devices, n), np.float64)
+        wsum = np.zeros(n, np.float64)
+        for i, s in enumerate(starts):
+            a = self.outputs[s]
+            length = min(window, n - s)
+            left = starts[i - 1] + window - s if i > 0 else 0
+            right = s + window - starts[i + 1] if i + 1 < len(starts) else 0
+            w = crossfade_weights(window, left, right, self.margin)[:length]
+            acc[:, s : s + length] += a[:, :length] * w
+            wsum[s : s + length] += w
+        if np.any(wsum <= 0):
+            raise RuntimeError("internal error: a frame got no window (cross-fade weights)")
+        out = (acc / wsum).astype(np.float32)
+        if not np.all(np.isfinite(out)):
+            raise ValueError("the policy returned NaN or inf activations")
+        return np.clip(out, 0.0, 1.0)
+
+
+def context_from_audio(reader: AudioReader, processor: Any, *, context: int, chunk: int,
+                       window: int) -> np.ndarray | None:
+    """The song-level context of :func:`context_frames`, computed before the CQT streams:
+    ``context // chunk`` chunks spread evenly over the song (positions from the file's
+    header length), each CQT'd from a seek into the audio with the same context as
+    :func:`~cqtml_env.show.stream.stream_cqt` (so the same frames, float16-rounded like the
+    stored CQT). ``None`` when the reader cannot seek (PyAV files) or the song is at most
+    one window long: then :func:`windowed_actions` after the CQT does the same job."""
+    from cqtml_env.show.stream import cqt_context_samples
+
+    hop = processor.hop_length
+    est = reader.estimated_samples()
+    if est is None:
+        return None
+    n_est = 1 + est // hop
+    if n_est <= window:
+        return None
+    if context <= 0:
+        return np.zeros((2, processor.n_bins, 0), np.float32)
+    k = max(1, math.ceil(context / chunk))
+    chunk = min(chunk, n_est)
+    starts = np.linspace(0, max(n_est - chunk, 0), k).round().astype(int)
+    ctx_s = cqt_context_samples(processor)
+    parts = []
+    for s in starts:
+        lo = int(s) * hop - ctx_s
+        seg = reader.segment(lo, (chunk - 1) * hop + 2 * ctx_s + 1)
+        if seg is None:
+            return None
+        mag = processor.magnitude(np.ascontiguousarray(seg))
+        c0 = ctx_s // hop
+        part = processor.normalise(mag[..., c0 : c0 + chunk])
+        parts.append(part.astype(np.float16).astype(np.float32))
     return np.concatenate(parts, axis=-1)[..., :context]
 
 
@@ -155,47 +383,17 @@ def windowed_actions(
     batch_size: int = 8,
     progress: Callable[[int], None] | None = None,
 ) -> np.ndarray:
-    """Cross-faded greedy activations ``[num_devices, N]`` of ``policy`` over the song."""
-    import torch
-
+    """Cross-faded greedy activations ``[num_devices, N]`` of ``policy`` over a song whose
+    CQT is already on disk (the context read from it): :class:`WindowRunner` fed from disk."""
     n = song.num_frames
-    overlap = min(overlap, window - 1) if n > window else 0
-    hop = max(window - overlap, 1)
-    starts = window_starts(n, window, hop)
-    ctx = context_frames(song, context, chunk) if len(starts) > 1 else context_frames(song, 0, 1)
-    acc = np.zeros((num_devices, n), np.float64)
-    wsum = np.zeros(n, np.float64)
-    for b0 in range(0, len(starts), batch_size):
-        group = starts[b0 : b0 + batch_size]
-        states = []
-        for s in group:
-            states.append(torch.from_numpy(np.concatenate([song.frames(s, s + window), ctx], -1)))
-        with torch.no_grad():
-            actions = policy.generate_actions(states, num_actions_per_state=1, temperature=0.0)
-        for k, s in enumerate(group):
-            a = actions[k][0]
-            a = a.detach().cpu().numpy() if hasattr(a, "detach") else np.asarray(a)
-            if a.shape[0] != num_devices:
-                raise ValueError(
-                    f"the policy drives {a.shape[0]} devices but the rig has {num_devices}: "
-                    "use a rig with as many devices as the policy")
-            a = a[:, :window]
-            length = min(window, n - s)
-            i = b0 + k
-            left = starts[i - 1] + window - s if i > 0 else 0
-            right = s + window - starts[i + 1] if i + 1 < len(starts) else 0
-            w = crossfade_weights(window, left, right, margin)[:length]
-            acc[:, s : s + length] += a[:, :length] * w
-            wsum[s : s + length] += w
-            if progress is not None:
-                progress(1)
-    if np.any(wsum <= 0):
-        raise RuntimeError("internal error: a frame got no window (cross-fade weights)")
-    out = (acc / wsum).astype(np.float32)
-    if not np.all(np.isfinite(out)):
-        raise ValueError("the policy returned NaN or inf activations")
-    return np.clip(out, 0.0, 1.0)
+    ctx = context_frames(song, context, chunk) if n > window else context_frames(song, 0, 1)
+    runner = WindowRunner(policy, window=window, num_devices=num_devices, overlap=overlap,
+                          margin=margin, ctx=ctx, batch_size=batch_size, progress=progress)
+    step = 4096
+    for s in range(0, n, step):
+        runner.feed(song.frames(s, min(s + step, n)))
+    return runner.finish(n, song.frames)
 
 
 __all__ = ["SongCQT", "cqt_to_disk", "crossfade_weights", "windowed_actions", "window_starts",
-           "context_frames"]
+           "context_frames", "context_from_audio", "WindowRunner"]

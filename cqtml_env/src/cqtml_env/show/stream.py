@@ -26,6 +26,7 @@ class StreamStats:
     samples: int = 0
     max_block_samples: int = 0  # the largest audio array handed to the CQT at once
     reads: list[int] = field(default_factory=list)
+    cpu: dict[str, float] = field(default_factory=dict)  # thread CPU s (cqt_to_disk)
 
 
 def _probe_av(path: Path) -> tuple[int, float, int]:
@@ -66,6 +67,7 @@ class AudioReader:
             info = sf.info(str(p))
             self.source_rate, self.duration = int(info.samplerate), float(info.duration)
             self.channels = int(info.channels)
+            self.source_frames = int(info.frames)
         except Exception as exc:
             try:
                 self.source_rate, self.duration, self.channels = _probe_av(p)
@@ -124,6 +126,52 @@ class AudioReader:
                     yield np.concatenate(pending, axis=1)
         except Exception as exc:
             raise AudioLoadError(f"{self.path}: cannot decode audio ({exc})") from exc
+
+    def estimated_samples(self) -> int | None:
+        """Samples at the target rate from the file's header (exact when no resampling;
+        ``None`` for PyAV files, whose container durations are approximate)."""
+        if self.backend != "soundfile":
+            return None
+        return int(round(self.source_frames * self.sample_rate / self.source_rate))
+
+    def segment(self, start: int, n: int) -> np.ndarray | None:
+        """``[2, n]`` float32 of target-rate samples ``start .. start + n`` (zeros outside the
+        file), read with a seek; resampled one-shot when the rates differ (the same signal
+        as :meth:`blocks` to within the resampler's precision). ``None`` for PyAV files."""
+        if self.backend != "soundfile":
+            return None
+        import soundfile as sf
+
+        out = np.zeros((2, int(n)), np.float32)
+        ratio = self.source_rate / self.sample_rate
+        pad = 0 if ratio == 1 else 64 + int(0.01 * self.source_rate)
+        # start on a whole period of the rate ratio, so target sample start - s0 / ratio is
+        # an integer (no fractional-sample shift against the streamed resampler)
+        period = self.source_rate // math.gcd(self.source_rate, self.sample_rate)
+        s0 = (int(math.floor(start * ratio)) - pad) // period * period
+        s1 = int(math.ceil((start + n) * ratio)) + pad
+        a, b = max(s0, 0), min(s1, self.source_frames)
+        if b <= a:
+            return out
+        raw = np.zeros((2, s1 - s0), np.float32)
+        try:
+            with sf.SoundFile(str(self.path)) as f:
+                f.seek(a)
+                data = f.read(b - a, dtype="float32", always_2d=True)
+        except Exception as exc:
+            raise AudioLoadError(f"{self.path}: cannot decode audio ({exc})") from exc
+        raw[:, a - s0 : a - s0 + data.shape[0]] = to_stereo(data.T)
+        if not np.all(np.isfinite(raw)):
+            raise AudioLoadError(f"{self.path}: audio contains NaN or inf")
+        if ratio == 1:
+            return raw
+        import soxr
+
+        y = soxr.resample(raw.T, self.source_rate, self.sample_rate, quality="HQ").T
+        j0 = int(round(start - s0 / ratio))
+        got = y[:, max(j0, 0) : j0 + n]
+        out[:, : got.shape[1]] = got
+        return out
 
     def blocks(self, seconds: float = 10.0) -> Iterator[np.ndarray]:
         """Blocks of about ``seconds`` at the target rate (streaming soxr resampler)."""

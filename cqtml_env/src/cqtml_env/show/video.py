@@ -9,7 +9,10 @@ colour is the device colour times its intensity, name underneath); below, the CQ
 
 from __future__ import annotations
 
+import contextlib
 import os
+import queue
+import threading
 
 import numpy as np
 
@@ -29,8 +32,22 @@ def lamp_boxes(num_devices: int, width: int, height: int, lamp_fraction: float =
     return [(i * cell + pad, pad, (i + 1) * cell - pad, top - 24) for i in range(num_devices)]
 
 
+def rgb_to_yuv(rgb: np.ndarray) -> np.ndarray:
+    """``[..., 3]`` RGB -> ``[..., 3]`` Y'CbCr, BT.601 limited range (what H.264 players
+    assume for an untagged SD stream, and what ffmpeg's rgb24->yuv420p scaler produces)."""
+    x = np.asarray(rgb, np.float64) / 255.0
+    m = np.array([[65.481, 128.553, 24.966], [-37.797, -74.203, 112.0],
+                  [112.0, -93.786, -18.214]])
+    return np.clip(np.rint(x @ m.T + np.array([16.0, 128.0, 128.0])), 0, 255).astype(np.uint8)
+
+
 class PreviewRenderer:
-    """Draws video frames; fixed size, numpy only."""
+    """Draws video frames; fixed size, numpy only.
+
+    :meth:`frame_yuv` draws straight into the encoder's I420 (yuv420p) layout: converting
+    an RGB frame with ffmpeg's scaler cost more than the H.264 encode itself. Every picture
+    element is either static (background, names: converted once), a flat lamp colour (one
+    conversion per lamp), or a colour-mapped CQT value (a look-up table per plane)."""
 
     def __init__(self, songcqt, levels: np.ndarray, rig: Rig, size: tuple[int, int],
                  span_s: float = 8.0, lamp_fraction: float = 0.5) -> None:
@@ -57,6 +74,56 @@ class PreviewRenderer:
                 block * 255, 0, 255).astype(np.uint8)
         # rows already in screen order, so a frame is one column gather and one colour map
         self.display = np.ascontiguousarray(display[self.rows])
+        self._init_yuv()
+
+    def _init_yuv(self) -> None:
+        w, h, top = self.w, self.h, self.top
+        yuv = rgb_to_yuv(self.base).astype(np.float64)
+        self.base_y = np.ascontiguousarray(yuv[..., 0].astype(np.uint8))
+        # chroma: mean of each 2x2 block
+        c = yuv[..., 1:].reshape(h // 2, 2, w // 2, 2, 2).mean(axis=(1, 3))
+        self.base_u = np.rint(c[..., 0]).astype(np.uint8)
+        self.base_v = np.rint(c[..., 1]).astype(np.uint8)
+        lut = rgb_to_yuv(_LUT)  # [256, 3]
+        # the colour map applied once to the whole display copy (per plane), so a frame is
+        # one column gather per plane; chroma rows of the CQT region (row j covers luma
+        # rows 2j, 2j + 1)
+        self.ctop = (top + 1) // 2
+        rows_c = self.display[2 * self.ctop - top :: 2]
+        # stored time-major ([frames, rows]): a frame's columns are then contiguous rows
+        self.display_y = np.ascontiguousarray(np.take(lut[:, 0], self.display).T)
+        self.display_u = np.ascontiguousarray(np.take(lut[:, 1], rows_c).T)
+        self.display_v = np.ascontiguousarray(np.take(lut[:, 2], rows_c).T)
+        self.cols_c = np.ascontiguousarray(self.cols[::2])
+        self.white = rgb_to_yuv(np.array([255, 255, 255]))
+        self.colours = np.array([d.colour for d in self.rig.devices], np.float64)  # [D, 3]
+
+    def frame_yuv(self, t: float) -> np.ndarray:
+        """The frame at ``t`` seconds as I420: ``[h * 3 // 2, w]`` uint8 (Y, then U, V)."""
+        w, h, top = self.w, self.h, self.top
+        flat = np.empty(h * w * 3 // 2, np.uint8)
+        q = (h // 2) * (w // 2)
+        y = flat[: h * w].reshape(h, w)
+        u = flat[h * w : h * w + q].reshape(h // 2, w // 2)
+        v = flat[h * w + q :].reshape(h // 2, w // 2)
+        y[:top] = self.base_y[:top]
+        u[: self.ctop] = self.base_u[: self.ctop]
+        v[: self.ctop] = self.base_v[: self.ctop]
+        n = self.levels.shape[1]
+        idx = min(max(int(round(t * self.fr)), 0), n - 1)
+        lamps = rgb_to_yuv(np.round(self.colours * self.levels[:, idx : idx + 1]))  # [D, 3]
+        for i, (cy, cu, cv) in enumerate(lamps.tolist()):
+            x0, y0, x1, y1 = self.boxes[i]
+            y[y0:y1, x0:x1] = cy
+            u[(y0 + 1) // 2 : y1 // 2, (x0 + 1) // 2 : x1 // 2] = cu
+            v[(y0 + 1) // 2 : y1 // 2, (x0 + 1) // 2 : x1 // 2] = cv
+        y[top:] = self.display_y[idx + self.cols].T
+        u[self.ctop :] = self.display_u[idx + self.cols_c].T
+        v[self.ctop :] = self.display_v[idx + self.cols_c].T
+        y[top:, w // 2] = self.white[0]
+        u[self.ctop :, w // 4] = self.white[1]
+        v[self.ctop :, w // 4] = self.white[2]
+        return flat.reshape(h * 3 // 2, w)
 
     def frame(self, t: float) -> np.ndarray:
         img = self.base.copy()
@@ -71,10 +138,49 @@ class PreviewRenderer:
         return img
 
 
+def _encode_audio(stream, blocks, samples_total: int, out: queue.Queue) -> None:
+    """Encode ``blocks`` to AAC packets on ``stream`` and put lists of them on ``out``; then
+    ``None`` (or the exception). Runs in its own thread: PyAV encodes without the GIL, so the
+    AAC work overlaps the video's."""
+    try:
+        import av
+
+        fifo = av.AudioFifo()
+        pts = 0
+        fed = 0
+        for a in blocks:
+            a = a[:, : max(samples_total - fed, 0)]
+            if not a.shape[1]:
+                break
+            fed += a.shape[1]
+            af = av.AudioFrame.from_ndarray(np.ascontiguousarray(a), format="fltp",
+                                            layout="stereo")
+            af.sample_rate = AUDIO_RATE
+            af.pts = None
+            fifo.write(af)
+            while fifo.samples >= 1024:
+                f = fifo.read(1024)
+                f.pts = pts
+                pts += f.samples
+                out.put(stream.encode(f))
+        rest = fifo.read()
+        if rest is not None and rest.samples:
+            rest.pts = pts
+            out.put(stream.encode(rest))
+        out.put(stream.encode(None))
+        out.put(None)
+    except BaseException as exc:  # handed to the muxing thread, which raises it
+        out.put(exc)
+
+
 def write_preview(path: str | os.PathLike, *, song: str | os.PathLike, songcqt, levels,
                   rig: Rig, size: tuple[int, int] = (480, 272), fps: int = 20,
                   progress: bool = False) -> None:
-    """Encode the preview video of ``levels`` ``[D, N]`` with ``song``'s audio."""
+    """Encode the preview video of ``levels`` ``[D, N]`` with ``song``'s audio.
+
+    Frames are drawn straight in yuv420p (:meth:`PreviewRenderer.frame_yuv`); the audio is
+    decoded and AAC-encoded in a second thread while the main thread draws and encodes the
+    video, and muxes both (bounded queue: memory does not grow with the song)."""
     import av
 
     from cqtml_env.show.stream import AudioReader
@@ -82,6 +188,7 @@ def write_preview(path: str | os.PathLike, *, song: str | os.PathLike, songcqt, 
     r = PreviewRenderer(songcqt, levels, rig, size)
     duration = songcqt.duration
     n_video = max(1, int(round(duration * fps)))
+    samples_total = int(round(duration * AUDIO_RATE))
     audio_blocks = AudioReader(song, AUDIO_RATE).blocks(seconds=2.0)
     with av.open(str(path), mode="w", options={"movflags": "+faststart"}) as c:
         vs = c.add_stream("libx264", rate=fps)
@@ -90,47 +197,50 @@ def write_preview(path: str | os.PathLike, *, song: str | os.PathLike, songcqt, 
         aus = c.add_stream("aac", rate=AUDIO_RATE)
         aus.layout = "stereo"
         aus.options = {"aac_coder": "fast"}  # ffmpeg's fast AAC search: ~25 % less audio time
-        fifo = av.AudioFifo()
-        audio_pts = 0
+        aq: queue.Queue = queue.Queue(maxsize=256)  # ~12 s of audio packets
+        worker = threading.Thread(target=_encode_audio, args=(aus, audio_blocks,
+                                                              samples_total, aq), daemon=True)
         audio_done = False
-        samples_total = int(round(duration * AUDIO_RATE))
+
+        def drain(block: bool) -> None:
+            nonlocal audio_done
+            while not audio_done:
+                try:
+                    item = aq.get(block=block)
+                except queue.Empty:
+                    return
+                if item is None:
+                    audio_done = True
+                elif isinstance(item, BaseException):
+                    audio_done = True
+                    raise item
+                else:
+                    c.mux(item)
+
         bar = None
         if progress:
             from tqdm.auto import tqdm
 
             bar = tqdm(total=n_video, unit="frame", desc="preview.mp4")
-        for k in range(n_video):
-            frame = av.VideoFrame.from_ndarray(r.frame(k / fps), format="rgb24")
-            frame.pts = k
-            c.mux(vs.encode(frame))
-            # keep audio up to the video time (interleaved muxing, bounded memory)
-            want = min(int((k + 1) / fps * AUDIO_RATE), samples_total)
-            while not audio_done and audio_pts + fifo.samples < want:
-                try:
-                    a = next(audio_blocks)
-                except StopIteration:
-                    audio_done = True
-                    break
-                af = av.AudioFrame.from_ndarray(np.ascontiguousarray(a), format="fltp",
-                                                layout="stereo")
-                af.sample_rate = AUDIO_RATE
-                af.pts = None
-                fifo.write(af)
-            while fifo.samples >= 1024:
-                out = fifo.read(1024)
-                out.pts = audio_pts
-                audio_pts += out.samples
-                c.mux(aus.encode(out))
+        worker.start()
+        try:
+            for k in range(n_video):
+                frame = av.VideoFrame.from_ndarray(r.frame_yuv(k / fps), format="yuv420p")
+                frame.pts = k
+                c.mux(vs.encode(frame))
+                drain(block=False)  # mux the audio encoded so far (interleaved)
+                if bar:
+                    bar.update(1)
+            c.mux(vs.encode(None))
+            drain(block=True)
+        finally:
+            if not audio_done:  # an error in the video: let the worker finish, then close
+                while worker.is_alive():
+                    with contextlib.suppress(queue.Empty):
+                        aq.get(timeout=0.1)
+            worker.join()
             if bar:
-                bar.update(1)
-        if bar:
-            bar.close()
-        rest = fifo.read()
-        if rest is not None and rest.samples:
-            rest.pts = audio_pts
-            c.mux(aus.encode(rest))
-        c.mux(aus.encode(None))
-        c.mux(vs.encode(None))
+                bar.close()
 
 
-__all__ = ["write_preview", "PreviewRenderer", "lamp_boxes"]
+__all__ = ["write_preview", "PreviewRenderer", "lamp_boxes", "rgb_to_yuv"]
