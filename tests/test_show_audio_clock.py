@@ -111,8 +111,8 @@ def test_frames_follow_the_audio_clock_with_the_latency_offset(fake_sounddevice,
     assert isinstance(clock, AudioClock) and clock.kind == "audio"
     rec = CardTimeRecorder(rig=None)
     rec.clock = clock
-    times = np.array([0.1, 0.15, 0.2, 0.25, 0.3])  # song times of the frames
-    latency = 0.08  # the lights lag: each frame goes out this much before its song time
+    times = np.array([0.6, 0.65, 0.7, 0.75, 0.8])  # song times of the frames
+    latency = 0.5  # the lights lag: each frame goes out this much before its song time
     report = play_frames(times, np.zeros((1, len(times))), [rec], clock=clock,
                          latency_s=latency, log=print)
     assert report.clock == "audio" and report.sent == {"recorder": len(times)}
@@ -123,7 +123,9 @@ def test_frames_follow_the_audio_clock_with_the_latency_offset(fake_sounddevice,
     # by less than the latency offset (a player ignoring it would be late by all of it).
     expected = times - latency + DAC_LATENCY
     assert np.all(card >= expected - 0.005), card - expected
-    assert np.all(card - expected < 0.06), card - expected  # 0.12 s of wall time: load
+    # 0.3 s of card time (0.6 s of wall time) of slack for a loaded machine, still clearly
+    # short of the 0.5 s a player ignoring the offset would be late by
+    assert np.all(card - expected < 0.3), card - expected
     # and the card was fed the song itself, in order
     fed = np.concatenate(FakeStream.played)
     n = min(len(fed), 4096)
