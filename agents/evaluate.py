@@ -51,7 +51,7 @@ class Args:
     reward_model: str = "model"
     """the proxy reported beside gold: `model` (the shipped reward model) or a saved model's path"""
     gold_version: str = "gold-v1"
-    """gold scorer version to score with: gold-v1 | gold-v2 (docs/GOLD.md)"""
+    """gold scorer version to score with: gold-v1 | gold-v2 | gold-v3 (docs/GOLD.md)"""
 
 
 def write_report(

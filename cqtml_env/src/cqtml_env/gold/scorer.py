@@ -30,6 +30,10 @@ The target ``y[d, t] = clip((L - gate) / (ref - gate), 0, 1)`` with ``L`` the ba
 and ``ref`` a per-clip auto-gain (95th percentile of ``L`` over all bands, at least gate+0.3),
 so silence stays dark and the loudest passages reach ~1.
 
+That is gold-v1 (the default). ``version="gold-v2"`` / ``"gold-v3"`` select the presets
+``GOLD_V2`` / ``GOLD_V3`` (per-band auto-gain, loudness law, onset punches; v3's target follows
+with a decay and punches above its bed by onset strength): docs/GOLD.md.
+
 Score = ``sum_c w_c * component_c`` averaged over devices (weights sum to 1), in [0, 1].
 Per-clip features are computed once (and cached by content). ``score``/``score_components``
 score ``N`` actions of one clip vectorised; ``score_batch``/``score_components_batch`` score
