@@ -80,14 +80,14 @@ def test_vit_small_round_trips_and_old_configs_load_as_tiny(tmp_path) -> None:
     x = torch.rand(1, *SHAPE)
     with torch.no_grad():
         assert torch.allclose(loaded(x), small(x), atol=1e-6)
-    # a checkpoint written before the size was recorded: no "size" key -> ViT-tiny, same outputs
+    # written before size and frame_conv were recorded: no keys -> ViT-tiny, same outputs
     torch.manual_seed(1)
     tiny = registry.create_policy("vit", SHAPE, num_devices=3, distribution_size=8,
                                   device="cpu").eval()
     tiny.save_pretrained(tmp_path / "old")
     cfg_path = tmp_path / "old" / "config.json"
     cfg = json.loads(cfg_path.read_text())
-    del cfg["config"]["size"]
+    del cfg["config"]["size"], cfg["config"]["frame_conv"]
     cfg_path.write_text(json.dumps(cfg))
     old = load_policy(tmp_path / "old", device="cpu").eval()
     assert len(old.backbone.vit.blocks) == 12 and old.backbone.embed_dim == 192
@@ -111,3 +111,39 @@ def test_init_from_accepts_a_vit_small_checkpoint_and_names_a_size_mismatch(tmp_
     cnn = registry.create_policy("cnn", SHAPE, num_devices=3, distribution_size=8, device="cpu")
     with pytest.raises(ValueError, match="holds a 'vit' policy"):
         init_policy_from(cnn, tmp_path / "sft", "cnn")
+
+
+def test_frame_conv_gives_per_frame_features_that_mix_across_token_edges() -> None:
+    """With ``frame_conv`` the head reads one feature per frame; once the mixing conv is
+    non-zero, a change inside one token reaches frames of the neighbouring token (kernel 5,
+    strips of 4 frames), and gradients reach every part of the temporal stage."""
+    model = _small(patch_size=(0, 4), frame_conv=5).eval()
+    assert model.head.frames_per_column == 1 and model.get_config()["frame_conv"] == 5
+    x = torch.rand(2, *SHAPE)
+    out = model(x)
+    assert out.shape == (2, 3, SHAPE[2], 8)
+    with torch.no_grad():
+        assert model(torch.rand(1, 2, SHAPE[1], 23)).shape == (1, 3, 23, 8)
+    out[:, :, 9, 1].sum().backward()
+    assert model.frames.mix.weight.grad.abs().sum() > 0  # zero-init mix: its own grad first
+    assert model.frames.offset.grad.abs().sum() > 0
+    with torch.no_grad():
+        torch.nn.init.normal_(model.frames.mix.weight, std=0.2)
+        frames = model.frames(torch.zeros(1, model.backbone.embed_dim, 1, 10), 40)
+        bumped = torch.zeros(1, model.backbone.embed_dim, 1, 10)
+        bumped[0, :, 0, 2] = torch.randn(model.backbone.embed_dim)  # token 2 = frames 8..11
+        moved = (model.frames(bumped, 40) - frames).abs().sum(dim=(0, 1, 2))
+    assert moved[8:12].min() > 0 and moved[6] > 0 and moved[13] > 0  # neighbours' frames too
+    assert moved[:5].max() == 0 and moved[15:].max() == 0  # beyond the kernel: untouched
+    with pytest.raises(ValueError, match="odd kernel"):
+        _small(frame_conv=4)
+
+
+def test_frame_conv_round_trips(tmp_path) -> None:
+    model = _small(patch_size=(0, 4), frame_conv=3).eval()
+    model.save_pretrained(tmp_path / "m")
+    loaded = load_policy(tmp_path / "m", device="cpu").eval()
+    assert loaded.frame_conv == 3 and loaded.patch_size == (SHAPE[1], 4)
+    x = torch.rand(1, *SHAPE)
+    with torch.no_grad():
+        assert torch.allclose(loaded(x), model(x), atol=1e-6)

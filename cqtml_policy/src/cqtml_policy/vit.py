@@ -165,6 +165,38 @@ class ViTBackbone(nn.Module):
         return grid.float()  # the head (and log-softmax) always run in float32
 
 
+class FrameConv(nn.Module):
+    """Token grid ``[B, C, H, W]`` (``W`` columns of ``frames_per_token`` frames) -> per-frame
+    features ``[B, C, H, T]``: each column is repeated once per frame, plus a learned offset
+    for the frame's place inside its token, then a residual depthwise convolution over time
+    (``kernel`` frames) mixes neighbouring frames, across token boundaries. The head then
+    reads one column per frame, so adjacent frames share context instead of each frame of a
+    token getting its own unrelated output (which flickers).
+    """
+
+    def __init__(self, channels: int, frames_per_token: int, kernel: int) -> None:
+        super().__init__()
+        if kernel < 1 or kernel % 2 == 0:
+            raise ValueError(f"frame_conv must be an odd kernel size >= 1 (0 = off), got {kernel}")
+        self.frames_per_token = int(frames_per_token)
+        self.offset = nn.Parameter(torch.zeros(channels, self.frames_per_token))
+        self.norm = nn.LayerNorm(channels)  # per frame: no statistics across the clip
+        self.conv = nn.Conv2d(
+            channels, channels, (1, kernel), padding=(0, kernel // 2), groups=channels
+        )
+        self.mix = nn.Conv2d(channels, channels, 1)
+        nn.init.zeros_(self.mix.weight)  # starts as the identity: tokens repeated per frame
+        nn.init.zeros_(self.mix.bias)
+
+    def forward(self, grid: torch.Tensor, num_frames: int) -> torch.Tensor:
+        b, c, h, w = grid.shape
+        f = self.frames_per_token
+        x = grid[..., None] + self.offset[None, :, None, None, :]  # [B, C, H, W, f]
+        x = x.reshape(b, c, h, w * f)[..., :num_frames]
+        normed = self.norm(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+        return x + self.mix(nn.functional.gelu(self.conv(normed)))
+
+
 class CQTViTModel(CategoricalPolicy):
     """ViT-tiny policy: CQT ``[B, 2, n_bins, T]`` -> log-probabilities ``[B, devices, T, K]``.
 
@@ -188,6 +220,7 @@ class CQTViTModel(CategoricalPolicy):
         pretrained: str | Path | None = None,
         relative_input: bool = False,
         size: dict[str, Any] | None = None,
+        frame_conv: int = 0,
     ) -> None:
         super().__init__(num_devices, distribution_size)
         self.cqt_shape = _check_cqt_shape(cqt_shape)
@@ -200,8 +233,14 @@ class CQTViTModel(CategoricalPolicy):
             resolve_size(size),
         )
         self.size = self.backbone.size()
+        self.frame_conv = int(frame_conv)
+        self.frames = (
+            FrameConv(self.backbone.embed_dim, self.patch_size[1], self.frame_conv)
+            if self.frame_conv else None
+        )
         self.head = LogProbabilityHead(
-            self.backbone.embed_dim, num_devices, distribution_size, self.patch_size[1]
+            self.backbone.embed_dim, num_devices, distribution_size,
+            1 if self.frames is not None else self.patch_size[1],
         )
         self.use_half_precision = False
         self.use_8bit = False
@@ -222,6 +261,7 @@ class CQTViTModel(CategoricalPolicy):
         backbone_name: str = DEFAULT_BACKBONE,
         relative_input: bool = False,
         size: dict[str, Any] | None = None,
+        frame_conv: int = 0,
     ) -> CQTViTModel:
         """Build the policy, ready to run on ``device`` (``"auto"``: CUDA when present).
 
@@ -240,10 +280,13 @@ class CQTViTModel(CategoricalPolicy):
         - ``size``: the transformer's ``embed_dim`` / ``depth`` / ``num_heads`` / ``mlp_ratio``
           on top of ``backbone_name``'s (ViT-tiny: 192 / 12 / 3 / 4); the registry's
           ``vit-small`` is 128 / 4 / 4 / 2, several times cheaper per step on a CPU.
+        - ``frame_conv``: 0 (off) or an odd kernel in frames: tokens are expanded to one feature
+          per frame and mixed over time by a residual depthwise convolution (:class:`FrameConv`)
+          before the head, so neighbouring frames agree (less flicker) across token edges.
         """
         model = cls(
             cqt_shape, num_devices, distribution_size, patch_size, backbone_name, pretrained,
-            relative_input, size,
+            relative_input, size, frame_conv,
         )
         return model._prepare(device, use_half_precision, use_8bit, gradient_checkpointing)
 
@@ -279,7 +322,10 @@ class CQTViTModel(CategoricalPolicy):
 
     def forward(self, states: torch.Tensor) -> torch.Tensor:
         """``[B, 2, n_bins, T]`` -> log-probabilities ``[B, num_devices, T, K]``."""
-        return self.head(self.backbone(states), num_frames=states.shape[-1])
+        grid = self.backbone(states)
+        if self.frames is not None:
+            grid = self.frames(grid, states.shape[-1])
+        return self.head(grid, num_frames=states.shape[-1])
 
     def get_config(self) -> dict[str, Any]:
         return {
@@ -290,6 +336,7 @@ class CQTViTModel(CategoricalPolicy):
             "backbone_name": self.backbone_name,
             "relative_input": self.relative_input,
             "size": dict(self.size),
+            "frame_conv": self.frame_conv,
             "use_half_precision": self.use_half_precision,
             "use_8bit": self.use_8bit,
             "gradient_checkpointing": self.gradient_checkpointing,
