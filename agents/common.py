@@ -237,9 +237,12 @@ def normalized_score(x: float, random_score: float, band_score: float) -> float:
 
 
 def default_threads() -> None:
-    """Torch on a small CPU: one intra-op thread per core, no oversubscription across ranks."""
+    """Torch on a small CPU: one intra-op thread per core, no oversubscription across ranks;
+    ``OMP_NUM_THREADS``, when set, caps it (a machine shared by several runs)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    torch.set_num_threads(max(1, (os.cpu_count() or 1) // world))
+    n = max(1, (os.cpu_count() or 1) // world)
+    cap = os.environ.get("OMP_NUM_THREADS", "")
+    torch.set_num_threads(min(n, int(cap)) if cap.isdigit() and int(cap) > 0 else n)
 
 
 def keep_freed_memory(pad_mb: int) -> bool:

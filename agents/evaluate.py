@@ -91,6 +91,7 @@ def write_report(
         "normalized_score": normalized_score(summary["gold_mean"], float(rnd.gold.mean()), float(band.gold.mean())),
         "components": {k: float(v.mean()) for k, v in res.components.items()},
         "metrics": res.metrics_summary(),
+        "normalized_by_version": normalized_by_version(evaluator, actions),
         "baselines": {
             name: {**b.summary(), "components": {k: float(v.mean()) for k, v in b.components.items()},
                    "metrics": b.metrics_summary()}
@@ -103,6 +104,31 @@ def write_report(
     (out / "report.md").write_text(_markdown(report))
     _plot(evaluator, actions, res.gold, band, out, plots)
     return report
+
+
+def normalized_by_version(evaluator: Evaluator, actions: np.ndarray) -> dict[str, float]:
+    """Normalised gold (0 = random, 1 = band-follower) of ``actions`` under every gold version,
+    the baselines' actions drawn exactly as :meth:`Evaluator.baseline` draws them."""
+    from cqtml_env import GoldScorer
+    from cqtml_env.gold import GOLD_VERSIONS
+
+    base = {}
+    for name in ("band-follow", "random"):
+        torch.manual_seed(0)
+        pol = make_policy(name, evaluator.cqts.shape[1:], evaluator.num_devices,
+                          frame_rate=evaluator.contract.frame_rate)
+        base[name] = policy_actions(pol, evaluator.cqts, temperature=1.0)
+    out = {}
+    for version in GOLD_VERSIONS:
+        gold = GoldScorer(num_devices=evaluator.num_devices, version=version,
+                          frame_rate=evaluator.contract.frame_rate)
+
+        def mean(acts: np.ndarray, gold=gold) -> float:
+            return float(np.mean([gold.score(c, a) for c, a in zip(evaluator.cqts, acts)]))
+
+        out[version] = normalized_score(mean(actions), mean(base["random"]),
+                                        mean(base["band-follow"]))
+    return out
 
 
 class NonFinitePolicyError(ValueError):
@@ -144,6 +170,9 @@ def _markdown(r: dict) -> str:
         "",
         *_skipped_lines(r),
         f"- normalised score (0 = random, 1 = band-follower): **{r['normalized_score']:.3f}**",
+        *(["- normalised score by gold version: " + ", ".join(
+            f"{v} {x:.3f}" for v, x in r["normalized_by_version"].items())]
+          if r.get("normalized_by_version") else []),
         f"- win rate vs band-follower: **{r['win_rate_vs_band_follow']:.3f}** ({w} wins, {t} ties, {lo} losses)",
         "",
         "## Gold components (mean)",

@@ -3,7 +3,9 @@
 The RLHF recipe: first teach the policy to do what a decent show does, then let GRPO improve
 on it with a KL to that start (``agents/grpo.py --init-from <this run> --beta 0.02``). The
 teacher is the band-follower (``cqtml_policy.baselines.BandFollowPolicy``: each device follows
-its band's energy, on the contract's level grid); the student is any trainable policy
+its band's energy, on the contract's level grid) or, with ``--teacher gold-target``, the gold
+scorer's own target of each clip (``--gold-version``, default gold-v3), quantised to the
+contract's level grid; the student is any trainable policy
 (``cnn``, ``vit``). The loss is the cross-entropy of the student's categorical over the
 ``K`` levels against the teacher's level, per (device, frame).
 
@@ -40,8 +42,11 @@ class Args:
     """seed of the run: initial weights, batch draws"""
     policy: Literal["vit", "vit-small", "cnn"] = "cnn"
     """student architecture, built from the registry exactly as agents/grpo.py builds it"""
-    teacher: Literal["band-follow"] = "band-follow"
-    """teacher whose levels are imitated (the band-follower: the bar RL must then beat)"""
+    teacher: Literal["band-follow", "gold-target"] = "band-follow"
+    """teacher whose levels are imitated: the band-follower (the bar RL must then beat), or
+    `gold-target`: the gold scorer's own target levels of each clip (``--gold-version``)"""
+    gold_version: str = "gold-v3"
+    """gold scorer version whose target `--teacher gold-target` imitates (docs/GOLD.md)"""
     data: str = "synthetic"
     """training data: synthetic | synthetic:N | folder:PATH | fma:PATH | musicnet:PATH"""
     train_clips: int = 256
@@ -82,6 +87,29 @@ def teacher_targets(teacher: torch.nn.Module, cqt: torch.Tensor) -> torch.Tensor
     """The teacher's greedy level index per (device, frame): ``[B, D, T]`` (int64)."""
     with torch.no_grad():
         return teacher(cqt).argmax(dim=-1)
+
+
+def gold_target_levels(cqts, *, num_devices: int, levels: int, frame_rate: float,
+                       version: str = "gold-v3") -> torch.Tensor:
+    """The gold scorer's target of every clip ``[B, 2, F, T]`` as level indices ``[B, D, T]``
+    (int64) on the contract's ``levels``-level grid: what ``--teacher gold-target`` imitates.
+
+    >>> from cqtml_env.contract import DEFAULT_FRAME_RATE
+    >>> gold_target_levels(torch.rand(1, 2, 84, 50), num_devices=4, levels=32,
+    ...                    frame_rate=DEFAULT_FRAME_RATE).shape
+    torch.Size([1, 4, 50])
+    """
+    from cqtml_env import GoldScorer
+    from cqtml_env.contract import level_grid, quantise
+
+    gold = GoldScorer(num_devices=num_devices, version=version, frame_rate=frame_rate,
+                      cache_size=1)
+    grid = level_grid(levels)
+    out = []
+    for c in np.asarray(cqts, dtype=np.float32):
+        q = quantise(gold.features(c).target, levels)  # [D, T] on the grid
+        out.append(np.abs(q[..., None] - grid).argmin(axis=-1))
+    return torch.as_tensor(np.stack(out), dtype=torch.int64)
 
 
 def sft_loss(
@@ -125,11 +153,18 @@ def train(args: Args) -> Path:
 
     from cqtml_policy import registry
 
-    teacher = registry.create_policy(
-        args.teacher, num_devices=args.num_devices, distribution_size=args.distribution_size,
-        frame_rate=split.processor.frame_rate,
-    ).eval()
-    targets = torch.cat([teacher_targets(teacher, cqts[s : s + 32]) for s in range(0, len(cqts), 32)])
+    if args.teacher == "gold-target":
+        targets = gold_target_levels(cqts.numpy(), num_devices=args.num_devices,
+                                     levels=args.distribution_size,
+                                     frame_rate=split.processor.frame_rate,
+                                     version=args.gold_version)
+    else:
+        teacher = registry.create_policy(
+            args.teacher, num_devices=args.num_devices, distribution_size=args.distribution_size,
+            frame_rate=split.processor.frame_rate,
+        ).eval()
+        targets = torch.cat([teacher_targets(teacher, cqts[s : s + 32])
+                             for s in range(0, len(cqts), 32)])
 
     torch.manual_seed(args.seed)  # initial weights depend on the seed alone (as in grpo.py)
     policy = make_policy(args.policy, cqt_shape, args.num_devices, args.distribution_size,
@@ -175,7 +210,10 @@ def train(args: Args) -> Path:
     writer.close()
     policy.eval()
     save_checkpoint(run_dir / "checkpoints", step, policy, optimizer, scheduler,
-                    extra={"sft": True, "teacher": args.teacher, "history": history[-5:]},
+                    extra={"sft": True, "teacher": args.teacher,
+                           **({"gold_version": args.gold_version}
+                              if args.teacher == "gold-target" else {}),
+                           "history": history[-5:]},
                     links=("latest", "final"))
     return run_dir
 

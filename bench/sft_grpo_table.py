@@ -18,6 +18,9 @@ from pathlib import Path
 
 ROWS = [
     ("normalised gold", "normalized_score"),
+    ("normalised gold-v1", "norm:gold-v1"),
+    ("normalised gold-v2", "norm:gold-v2"),
+    ("normalised gold-v3", "norm:gold-v3"),
     ("mean brightness", "mean_brightness"),
     ("std over time", "std_time"),
     ("novelty corr", "novelty_corr"),
@@ -51,8 +54,12 @@ def table(specs: list[str]) -> str:
     base = {"band-follower": first["baselines"]["band-follow"], "random": first["baselines"]["random"]}
 
     def value(rep: dict, key: str, baseline: str | None = None) -> float:
-        if key == "normalized_score":
-            return {"band-follower": 1.0, "random": 0.0}[baseline] if baseline else rep[key]
+        if key == "normalized_score" or key.startswith("norm:"):
+            if baseline:
+                return {"band-follower": 1.0, "random": 0.0}[baseline]
+            if key.startswith("norm:"):  # reports without every version leave the cell empty
+                return rep.get("normalized_by_version", {}).get(key[5:], float("nan"))
+            return rep[key]
         return rep["metrics"].get(key, float("nan"))
 
     names = list(base) + list(columns)

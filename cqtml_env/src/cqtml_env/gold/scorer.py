@@ -58,7 +58,7 @@ DEFAULT_WEIGHTS: dict[str, float] = {
     "range": 0.10,
 }
 COMPONENTS: tuple[str, ...] = tuple(DEFAULT_WEIGHTS)
-GOLD_VERSIONS: tuple[str, ...] = ("gold-v1", "gold-v2")
+GOLD_VERSIONS: tuple[str, ...] = ("gold-v1", "gold-v2", "gold-v3")
 
 # gold-v2 (docs/GOLD.md, "gold-v2"): a target that is dynamic and punchy on real music
 V2_WEIGHTS: dict[str, float] = {
@@ -77,6 +77,16 @@ GOLD_V2: dict = {
     "punch_min_gap_s": 0.34,  # at most ~3 punches a second per band (WCAG 2.3.1)
     "flash_swing": 0.1,  # WCAG's 10 % swing (v1: 20 %)
     "silence_level": 0.1,  # "dark" also judges the quiet frames (target <= 0.1), not only silence
+}
+# gold-v3 (docs/GOLD.md, "gold-v3"): v2's target, made to beat the band-follower on the
+# independent metrics (agents/metrics.py) of real music: it follows instead of flickering, and
+# its punches rise above the bed by as much as the onset is strong. Weights as v2.
+GOLD_V3: dict = {
+    **GOLD_V2,
+    "target_decay_s": 0.1,  # the level target falls with 0.1 s (rises at once): no frame jitter
+    "punch_mix": True,  # target = (1 - punch_level) * bed + punch: every punch is a real rise
+    "punch_level": 0.3,  # the strongest onset of the band rises by 0.3 above the bed
+    "punch_scale_power": 0.5,  # a weaker onset punches by sqrt(its flux / the strongest's)
 }
 
 
@@ -113,11 +123,24 @@ class GoldConfig:
     punch_decay_s: float = 0.0
     punch_min_gap_s: float = 0.34
     silence_level: float = 0.0
+    target_attack_s: float = 0.0
+    target_decay_s: float = 0.0
+    punch_source: str = "onsets"
+    punch_level: float = 1.0
+    floor_percentile: float = 0.0
+    punch_mix: bool = False
+    punch_scale_power: float = 0.0
 
     @classmethod
     def v2(cls, **overrides) -> GoldConfig:
         """The gold-v2 preset (``GoldScorer(version="gold-v2")`` uses it)."""
         kw = {**GOLD_V2, "weights": dict(V2_WEIGHTS), "version": "gold-v2", **overrides}
+        return cls(**kw)
+
+    @classmethod
+    def v3(cls, **overrides) -> GoldConfig:
+        """The gold-v3 preset (``GoldScorer(version="gold-v3")`` uses it)."""
+        kw = {**GOLD_V3, "weights": dict(V2_WEIGHTS), "version": "gold-v3", **overrides}
         return cls(**kw)
 
     def to_dict(self) -> dict:
@@ -319,6 +342,8 @@ class GoldScorer:
             raise ValueError(f"unknown gold version {version!r}; known: {GOLD_VERSIONS}")
         if version == "gold-v2":  # the preset, under anything passed explicitly
             config = {**GOLD_V2, **config}
+        elif version == "gold-v3":
+            config = {**GOLD_V3, **config}
         w = dict(DEFAULT_WEIGHTS if version == "gold-v1" else V2_WEIGHTS)
         if weights is not None:
             unknown = set(weights) - set(DEFAULT_WEIGHTS)
@@ -387,9 +412,23 @@ class GoldScorer:
             target = np.clip((level - cfg.gate) / (ref - cfg.gate), 0.0, 1.0).astype(np.float32)
         else:
             target = self._target_v2(level)
+        if cfg.target_decay_s > 0:  # gold-v3: the level target follows with attack / decay
+            target = self._follow(target)
         if cfg.punch_decay_s > 0:  # gold-v2: punches on the onsets are part of the target
-            picks = [self._pick_onsets(flux[d]) for d in range(cfg.num_devices)]
-            target = self._punch(target, flux, picks)
+            if cfg.punch_source == "onsets":
+                picks = [self._pick_onsets(flux[d]) for d in range(cfg.num_devices)]
+                strength = flux
+            elif cfg.punch_source == "beats":  # gold-v3: the whole rig punches on the beat
+                beats = self._beats(flux.sum(axis=0), target)
+                picks = [beats] * cfg.num_devices
+                strength = np.broadcast_to(flux.sum(axis=0), flux.shape)
+            elif cfg.punch_source == "rig-onsets":  # gold-v3: the whole rig on the clip's onsets
+                total = flux.sum(axis=0)
+                picks = [self._pick_onsets(total)] * cfg.num_devices
+                strength = np.broadcast_to(total, flux.shape)
+            else:
+                raise ValueError(f"punch_source must be 'onsets', 'beats' or 'rig-onsets', got {cfg.punch_source!r}")
+            target = self._punch(target, strength, picks)
 
         onset_frames, onset_jump = [], []
         near = np.zeros_like(level)
@@ -444,14 +483,19 @@ class GoldScorer:
         axis = 1 if cfg.band_gain else None
         ref = np.maximum(np.percentile(level, cfg.ref_percentile, axis=axis, keepdims=axis is not None),
                          cfg.gate + cfg.min_ref_span)
+        gate = cfg.gate
+        if cfg.floor_percentile > 0:  # gold-v3: the band's own floor is dark, not only the gate
+            gate = np.maximum(np.percentile(level, cfg.floor_percentile, axis=axis,
+                                            keepdims=axis is not None), cfg.gate)
+            ref = np.maximum(ref, gate + cfg.min_ref_span)
         if cfg.loudness_law:
             db_per_unit = 80.0
             lin = 2.0 ** ((level - ref) * db_per_unit / 10.0)
-            at_gate = 2.0 ** ((cfg.gate - ref) * db_per_unit / 10.0)
+            at_gate = 2.0 ** ((gate - ref) * db_per_unit / 10.0)
             y = (lin - at_gate) / (1.0 - at_gate)
         else:
-            y = (level - cfg.gate) / (ref - cfg.gate)
-        return np.clip(np.where(level > cfg.gate, y, 0.0), 0.0, 1.0).astype(np.float32)
+            y = (level - gate) / (ref - gate)
+        return np.clip(np.where(level > gate, y, 0.0), 0.0, 1.0).astype(np.float32)
 
     def _punch(self, target: np.ndarray, flux: np.ndarray, onsets: list[np.ndarray]) -> np.ndarray:
         """gold-v2: a full flash on the band's strongest onsets, at most one per
@@ -468,11 +512,36 @@ class GoldScorer:
                 if all(abs(int(o) - c) >= gap for c in chosen):
                     chosen.append(int(o))
             env = np.zeros(target.shape[1], np.float32)
-            env[chosen] = 1.0
+            env[chosen] = cfg.punch_level
+            if cfg.punch_scale_power > 0:  # gold-v3: a stronger onset, a bigger punch
+                strength = flux[d, chosen].astype(np.float32)
+                rel = strength / max(float(strength.max()), 1e-9)
+                env[chosen] *= rel ** np.float32(cfg.punch_scale_power)
             for t in range(1, env.shape[0]):
                 env[t] = max(env[t], env[t - 1] * keep)
-            out[d] = np.maximum(out[d], env)
+            if cfg.punch_mix:  # gold-v3: the bed leaves room, every punch rises by punch_level
+                out[d] = (1.0 - cfg.punch_level) * out[d] + env
+            else:
+                out[d] = np.maximum(out[d], env)
         return out
+
+    def _follow(self, target: np.ndarray) -> np.ndarray:
+        """gold-v3: a one-pole follower of the level target (WLED / LedFx style): rises with
+        ``target_attack_s``, falls with ``target_decay_s``, so the target does not flicker with
+        frame-to-frame jitter of the band level."""
+        cfg = self.config
+
+        def coef(tau: float) -> float:
+            return 1.0 if tau <= 0 else float(1.0 - np.exp(-1.0 / (tau * cfg.frame_rate)))
+
+        up, down = coef(cfg.target_attack_s), coef(cfg.target_decay_s)
+        out = np.empty_like(target)
+        prev = np.zeros(target.shape[0], np.float32)
+        for t in range(target.shape[1]):
+            x = target[:, t]
+            prev = prev + np.where(x > prev, up, down) * (x - prev)
+            out[:, t] = prev
+        return out.astype(np.float32)
 
     def _pick_onsets(self, env: np.ndarray) -> np.ndarray:
         """Peaks of the band flux: local max over +-3 frames, above the local mean + delta."""
@@ -742,6 +811,7 @@ __all__ = [
     "COMPONENTS",
     "DEFAULT_WEIGHTS",
     "GOLD_V2",
+    "GOLD_V3",
     "GOLD_VERSIONS",
     "V2_WEIGHTS",
     "ClipFeatures",
