@@ -350,7 +350,9 @@ def init_policy_from(policy: Any, path: str | os.PathLike, expected_name: str) -
     d = resolve_policy_dir(path)
     name, config, state = load_policy_weights(d)
     want = registry.canonical_name(expected_name)
-    if name != want:
+    # registry names that share a class (vit, vit-small) differ only in size: the shape check
+    # below names any mismatch
+    if name != want and registry.policy_class(name) is not registry.policy_class(want):
         raise ValueError(
             f"--init-from {d}: holds a {name!r} policy but this run trains a {want!r} policy "
             f"(pass --policy {name}, or a {want!r} checkpoint)"

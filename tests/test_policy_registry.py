@@ -17,7 +17,7 @@ SHAPE = (2, 24, 16)
 
 
 def test_names_and_aliases_resolve_to_one_kind_each():
-    assert registry.list_policies() == ["vit", "cnn", "band-follow", "random"]
+    assert registry.list_policies() == ["vit", "cnn", "band-follow", "random", "vit-small"]
     for alias, name in [("cqt_vit", "vit"), ("cqt_cnn", "cnn"), ("CNN", "cnn"), ("band_follow", "band-follow"),
                         ("bandfollow", "band-follow"), ("band-follow", "band-follow"), ("random", "random")]:
         assert registry.canonical_name(alias) == name
@@ -25,9 +25,12 @@ def test_names_and_aliases_resolve_to_one_kind_each():
         registry.canonical_name("lstm")
     with pytest.raises(ValueError, match="already registered for 'cnn'"):
         registry.register_policy(registry.PolicyEntry("other", "x:Y", True, aliases=("cqt_cnn",)))
-    # every class saves its registered name, so save -> load_policy never needs a second table
+    # every class saves a registered name of its own kind, so save -> load_policy never needs a
+    # second table (vit-small is a size of the ViT: it saves "vit" and its size in the config)
     for name in registry.list_policies():
-        assert registry.policy_class(name).model_type == name
+        saved = registry.policy_class(name).model_type
+        assert registry.policy_class(saved) is registry.policy_class(name)
+        assert saved == name or (name, saved) == ("vit-small", "vit")
 
 
 def test_agents_make_policy_and_load_policy_share_the_registry(tmp_path):

@@ -134,6 +134,17 @@ for _entry in (
         "random", "cqtml_policy.baselines:RandomPolicy", False,
         summary="baseline: uniform random levels (normalised scores' 0)",
     ),
+    PolicyEntry(
+        "vit-small", "cqtml_policy.vit:CQTViTModel", True, aliases=("vit_small",),
+        # the same strips with a transformer small enough to learn within a CPU budget
+        # (bench/bench_vit_configs.py): 128-dim tokens, 4 blocks of 4 heads, MLP ratio 2.
+        # Saved as model_type "vit" with its size in config.json, so it loads as any ViT.
+        defaults={
+            "relative_input": True, "patch_size": (0, 2),
+            "size": {"embed_dim": 128, "depth": 4, "num_heads": 4, "mlp_ratio": 2.0},
+        },
+        summary="ViT over CQT strips, 4 blocks x 128 dims (several times cheaper than ViT-tiny)",
+    ),
 ):
     register_policy(_entry)
 del _entry

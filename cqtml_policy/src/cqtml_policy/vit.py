@@ -43,6 +43,36 @@ def resolve_patch_size(patch_size: Any, n_bins: int) -> tuple[int, int]:
     return h, w
 
 
+SIZE_KEYS = ("embed_dim", "depth", "num_heads", "mlp_ratio")
+"""the transformer's size, overridable on top of ``backbone_name``'s (timm keyword arguments)"""
+
+
+def resolve_size(size: dict[str, Any] | None) -> dict[str, Any]:
+    """Checked timm keyword arguments for the transformer's size (``None``: the backbone's own).
+
+        >>> resolve_size({"embed_dim": 128, "depth": 4, "num_heads": 4, "mlp_ratio": 2})
+        {'embed_dim': 128, 'depth': 4, 'num_heads': 4, 'mlp_ratio': 2.0}
+    """
+    if not size:
+        return {}
+    unknown = set(size) - set(SIZE_KEYS)
+    if unknown:
+        raise ValueError(f"unknown ViT size keys {sorted(unknown)}; expected some of {SIZE_KEYS}")
+    out: dict[str, Any] = {}
+    for key in SIZE_KEYS:
+        if size.get(key) is None:
+            continue
+        value = float(size[key]) if key == "mlp_ratio" else int(size[key])
+        if value <= 0:
+            raise ValueError(f"ViT {key} must be > 0, got {size[key]!r}")
+        out[key] = value
+    if "embed_dim" in out and "num_heads" in out and out["embed_dim"] % out["num_heads"]:
+        raise ValueError(
+            f"ViT embed_dim {out['embed_dim']} must be divisible by num_heads {out['num_heads']}"
+        )
+    return out
+
+
 def _check_cqt_shape(cqt_shape: Any) -> tuple[int, int, int]:
     shape = tuple(int(s) for s in cqt_shape)
     if len(shape) != 3 or shape[0] != 2 or min(shape) < 1:
@@ -67,6 +97,7 @@ class ViTBackbone(nn.Module):
         backbone_name: str = DEFAULT_BACKBONE,
         pretrained: str | Path | None = None,
         relative_input: bool = False,
+        size: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         import timm
@@ -83,6 +114,7 @@ class ViTBackbone(nn.Module):
             global_pool="",
             dynamic_img_size=True,
             dynamic_img_pad=True,
+            **resolve_size(size),
         )
         if pretrained is not None:
             path = Path(pretrained)
@@ -98,6 +130,17 @@ class ViTBackbone(nn.Module):
         self.vit = timm.create_model(backbone_name, **kwargs)
         self.embed_dim = int(self.vit.embed_dim)
         self.compute_dtype = torch.float32
+
+    def size(self) -> dict[str, Any]:
+        """The transformer's resolved size (what :func:`resolve_size` takes back)."""
+        blocks = self.vit.blocks
+        mlp = blocks[0].mlp.fc1.out_features if len(blocks) else 4 * self.embed_dim
+        return {
+            "embed_dim": self.embed_dim,
+            "depth": len(blocks),
+            "num_heads": int(blocks[0].attn.num_heads) if len(blocks) else 1,
+            "mlp_ratio": mlp / self.embed_dim,
+        }
 
     def padded(self, size: int, axis: int = 1) -> int:
         """``size`` rounded up to whole patches along ``axis`` (0: bins, 1: frames)."""
@@ -122,6 +165,38 @@ class ViTBackbone(nn.Module):
         return grid.float()  # the head (and log-softmax) always run in float32
 
 
+class FrameConv(nn.Module):
+    """Token grid ``[B, C, H, W]`` (``W`` columns of ``frames_per_token`` frames) -> per-frame
+    features ``[B, C, H, T]``: each column is repeated once per frame, plus a learned offset
+    for the frame's place inside its token, then a residual depthwise convolution over time
+    (``kernel`` frames) mixes neighbouring frames, across token boundaries. The head then
+    reads one column per frame, so adjacent frames share context instead of each frame of a
+    token getting its own unrelated output (which flickers).
+    """
+
+    def __init__(self, channels: int, frames_per_token: int, kernel: int) -> None:
+        super().__init__()
+        if kernel < 1 or kernel % 2 == 0:
+            raise ValueError(f"frame_conv must be an odd kernel size >= 1 (0 = off), got {kernel}")
+        self.frames_per_token = int(frames_per_token)
+        self.offset = nn.Parameter(torch.zeros(channels, self.frames_per_token))
+        self.norm = nn.LayerNorm(channels)  # per frame: no statistics across the clip
+        self.conv = nn.Conv2d(
+            channels, channels, (1, kernel), padding=(0, kernel // 2), groups=channels
+        )
+        self.mix = nn.Conv2d(channels, channels, 1)
+        nn.init.zeros_(self.mix.weight)  # starts as the identity: tokens repeated per frame
+        nn.init.zeros_(self.mix.bias)
+
+    def forward(self, grid: torch.Tensor, num_frames: int) -> torch.Tensor:
+        b, c, h, w = grid.shape
+        f = self.frames_per_token
+        x = grid[..., None] + self.offset[None, :, None, None, :]  # [B, C, H, W, f]
+        x = x.reshape(b, c, h, w * f)[..., :num_frames]
+        normed = self.norm(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+        return x + self.mix(nn.functional.gelu(self.conv(normed)))
+
+
 class CQTViTModel(CategoricalPolicy):
     """ViT-tiny policy: CQT ``[B, 2, n_bins, T]`` -> log-probabilities ``[B, devices, T, K]``.
 
@@ -144,6 +219,8 @@ class CQTViTModel(CategoricalPolicy):
         backbone_name: str = DEFAULT_BACKBONE,
         pretrained: str | Path | None = None,
         relative_input: bool = False,
+        size: dict[str, Any] | None = None,
+        frame_conv: int = 0,
     ) -> None:
         super().__init__(num_devices, distribution_size)
         self.cqt_shape = _check_cqt_shape(cqt_shape)
@@ -152,10 +229,18 @@ class CQTViTModel(CategoricalPolicy):
         self.backbone_name = backbone_name
         self.relative_input = bool(relative_input)
         self.backbone = ViTBackbone(
-            self.cqt_shape, self.patch_size, backbone_name, pretrained, self.relative_input
+            self.cqt_shape, self.patch_size, backbone_name, pretrained, self.relative_input,
+            resolve_size(size),
+        )
+        self.size = self.backbone.size()
+        self.frame_conv = int(frame_conv)
+        self.frames = (
+            FrameConv(self.backbone.embed_dim, self.patch_size[1], self.frame_conv)
+            if self.frame_conv else None
         )
         self.head = LogProbabilityHead(
-            self.backbone.embed_dim, num_devices, distribution_size, self.patch_size[1]
+            self.backbone.embed_dim, num_devices, distribution_size,
+            1 if self.frames is not None else self.patch_size[1],
         )
         self.use_half_precision = False
         self.use_8bit = False
@@ -175,6 +260,8 @@ class CQTViTModel(CategoricalPolicy):
         pretrained: str | Path | None = None,
         backbone_name: str = DEFAULT_BACKBONE,
         relative_input: bool = False,
+        size: dict[str, Any] | None = None,
+        frame_conv: int = 0,
     ) -> CQTViTModel:
         """Build the policy, ready to run on ``device`` (``"auto"``: CUDA when present).
 
@@ -190,10 +277,16 @@ class CQTViTModel(CategoricalPolicy):
         - ``relative_input``: also feed the CQT rescaled per clip and bin (5th..95th
           percentile over time), as the CNN does: lighting follows a clip's own dynamics, and
           this makes a quiet recording look like a loud one. Doubles the input channels.
+        - ``size``: the transformer's ``embed_dim`` / ``depth`` / ``num_heads`` / ``mlp_ratio``
+          on top of ``backbone_name``'s (ViT-tiny: 192 / 12 / 3 / 4); the registry's
+          ``vit-small`` is 128 / 4 / 4 / 2, several times cheaper per step on a CPU.
+        - ``frame_conv``: 0 (off) or an odd kernel in frames: tokens are expanded to one feature
+          per frame and mixed over time by a residual depthwise convolution (:class:`FrameConv`)
+          before the head, so neighbouring frames agree (less flicker) across token edges.
         """
         model = cls(
             cqt_shape, num_devices, distribution_size, patch_size, backbone_name, pretrained,
-            relative_input,
+            relative_input, size, frame_conv,
         )
         return model._prepare(device, use_half_precision, use_8bit, gradient_checkpointing)
 
@@ -229,7 +322,10 @@ class CQTViTModel(CategoricalPolicy):
 
     def forward(self, states: torch.Tensor) -> torch.Tensor:
         """``[B, 2, n_bins, T]`` -> log-probabilities ``[B, num_devices, T, K]``."""
-        return self.head(self.backbone(states), num_frames=states.shape[-1])
+        grid = self.backbone(states)
+        if self.frames is not None:
+            grid = self.frames(grid, states.shape[-1])
+        return self.head(grid, num_frames=states.shape[-1])
 
     def get_config(self) -> dict[str, Any]:
         return {
@@ -239,6 +335,8 @@ class CQTViTModel(CategoricalPolicy):
             "patch_size": list(self.patch_size),
             "backbone_name": self.backbone_name,
             "relative_input": self.relative_input,
+            "size": dict(self.size),
+            "frame_conv": self.frame_conv,
             "use_half_precision": self.use_half_precision,
             "use_8bit": self.use_8bit,
             "gradient_checkpointing": self.gradient_checkpointing,
