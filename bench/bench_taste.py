@@ -87,11 +87,20 @@ def start_playing(page, rate: float) -> None:
     page.keyboard.press(" ")
 
 
-def wait_played(page, fraction: float, timeout: float = 60.0) -> float:
-    """Wait until the page counts ``fraction`` of the clip as played (both shows watched)."""
-    poll(page, f"() => ({PLAYED}) >= {fraction} || document.getElementById('audio').ended",
-         timeout=timeout)
-    return float(page.evaluate(PLAYED))
+def wait_played(page, fraction: float, rate: float, timeout: float = 60.0) -> float:
+    """Wait until the page counts ``fraction`` of the clip as played (both shows watched).
+
+    Frames skipped by a slow animation frame do not count on the page; like a person who
+    missed a bit, the labeller plays the clip again (up to 3 times) when it ended short.
+    """
+    done = f"() => ({PLAYED}) >= {fraction} || document.getElementById('audio').ended"
+    for _ in range(3):
+        poll(page, done, timeout=timeout)
+        got = float(page.evaluate(PLAYED))
+        if got >= fraction:
+            break
+        start_playing(page, rate)  # space on an ended clip plays it from the start
+    return got
 
 
 def page_choice(page) -> str:
@@ -136,7 +145,7 @@ def label_through_page(svc, url: str, store: Path, names: dict, marks: list[int]
                         start_playing(page, play_rate)
                 for page in pages.values():
                     if play_rate > 0:
-                        played.append(wait_played(page, target))
+                        played.append(wait_played(page, target, play_rate))
                     page.keyboard.press(page_choice(page))
                     n_ans += 1
                 if k in marks:

@@ -64,8 +64,8 @@ def store(tmp_path_factory):
 
 def test_canonical_order_ignores_how_labels_were_split_into_shards(store):
     arr = PreferenceDataset(store).load()
-    # the same labels as two shards would hold them: clip rows repeated, shows repeated,
-    # shards in the other order, pairs shuffled within each
+    # the same labels as shards would hold them: clip rows repeated, shows repeated, shards
+    # in the other order, pairs shuffled within each, unused shows of other people between
     rng = np.random.default_rng(1)
     half = rng.permutation(len(arr.pairs))
     parts = []
@@ -79,6 +79,10 @@ def test_canonical_order_ignores_how_labels_were_split_into_shards(store):
             actions=arr.actions[used], gold=arr.gold[used], source=arr.source[used],
             pairs=np.vectorize(pos.get)(arr.pairs[rows]), label=arr.label[rows],
             labeller=arr.labeller[rows], clip_ids=[arr.clip_ids[c] for c in clips]))
+    # another labeller's shows on the same clips, in pairs of no interest here
+    other = replace(arr, pairs=arr.pairs[:0], label=arr.label[:0], labeller=arr.labeller[:0],
+                    actions=255 - arr.actions)
+    parts.insert(1, other)
     a, order_a = canonical_order(arr)
     b, order_b = canonical_order(combine_arrays(parts))
     assert a.clip_ids == b.clip_ids and len(a.clip_ids) == len(set(arr.clip_ids))

@@ -81,27 +81,29 @@ def canonical_order(arr: PreferenceArrays) -> tuple[PreferenceArrays, np.ndarray
     """The same labels in an order that does not depend on how they were merged into shards.
 
     One clip row per clip id (sorted), one candidate per (clip, show) (sorted by the show's
-    bytes), pairs sorted by (clip id, shows, label, labeller). Returns the arrays and, for each
-    new pair row, the old row it came from.
+    bytes; shows no pair uses are dropped), pairs sorted by (clip id, shows, label,
+    labeller). Returns the arrays and, for each new pair row, the old row it came from.
     """
+    used = np.unique(arr.pairs)
     ids = [str(c) for c in arr.clip_ids]
-    uniq = sorted(set(ids))
-    first = {}
-    for row, c in enumerate(ids):
-        first.setdefault(c, row)
+    uniq = sorted({ids[c] for c in arr.cand_clip[used]})
     at = {c: i for i, c in enumerate(uniq)}
-    new_clip_of_row = np.array([at[c] for c in ids], dtype=np.int64)
-    keys = [(int(new_clip_of_row[arr.cand_clip[k]]), arr.actions[k].tobytes())
-            for k in range(len(arr.actions))]
-    uniq_c = sorted(set(keys))
+    first: dict[str, int] = {}
+    for row in np.unique(arr.cand_clip[used]):
+        first.setdefault(ids[row], int(row))
+    clip_of = {int(row): at[ids[row]] for row in np.unique(arr.cand_clip[used])}
+    keys = {int(k): (clip_of[int(arr.cand_clip[k])], arr.actions[k].tobytes()) for k in used}
+    uniq_c = sorted(set(keys.values()))
     cpos = {k: i for i, k in enumerate(uniq_c)}
-    new_cand = np.array([cpos[k] for k in keys], dtype=np.int64)
+    new_cand = np.full(len(arr.actions), -1, dtype=np.int64)
     rep = np.zeros(len(uniq_c), dtype=np.int64)  # one old candidate row per new candidate
-    rep[new_cand] = np.arange(len(keys))
+    for k, key in keys.items():
+        new_cand[k] = cpos[key]
+        rep[cpos[key]] = k
     pairs = new_cand[arr.pairs]
     order = np.array(sorted(range(len(pairs)), key=lambda r: (
-        int(new_clip_of_row[arr.cand_clip[arr.pairs[r, 0]]]), int(pairs[r, 0]), int(pairs[r, 1]),
-        float(arr.label[r]), int(arr.labeller[r]), r)), dtype=np.int64)
+        int(pairs[r, 0]), int(pairs[r, 1]), float(arr.label[r]), int(arr.labeller[r]), r)),
+        dtype=np.int64)
     out = replace(
         arr,
         cqt=arr.cqt[[first[c] for c in uniq]],
@@ -167,12 +169,17 @@ def finetune_reward_model(
     stores = [PreferenceDataset(p) for p in prefs]
     arrs = [s.load() for s in stores]
     arr = combine_arrays(arrs)
-    human_rows, base = [], 0
+    human_rows, gold_mask, base = [], [], 0
     for s, a in zip(stores, arrs):
         human_rows.append(_person_rows(s, a, base, person))
+        labs = s.manifest["labellers"]
+        gold_mask.append(a.labeller != (labs.index("human") if "human" in labs else -1))
         base += len(a.pairs)
     is_human = np.zeros(len(arr.pairs), bool)
     is_human[np.concatenate(human_rows)] = True
+    # only the person's and the non-human pairs matter (other people's labels are dropped)
+    arr = _subset(arr, np.flatnonzero(is_human | np.concatenate(gold_mask)))
+    is_human = is_human[is_human | np.concatenate(gold_mask)]
     arr, order = canonical_order(arr)
     human = np.flatnonzero(is_human[order])
     if len(human) == 0:
