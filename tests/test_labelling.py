@@ -73,18 +73,22 @@ def test_journal_survives_a_torn_line(tmp_path):
     assert [r["id"] for r in effective_answers(j.read()[0])] == ["1"]
 
 
-def test_selection_registry_and_uncertain_picks_smallest_margin():
+def test_selection_registry_and_uncertain_picks_smallest_margin_among_distinct_shows():
     assert parse_selection("random=1,uncertain=3") == {"random": 0.25, "uncertain": 0.75}
     with pytest.raises(ValueError, match="unknown pair selection 'best'"):
         parse_selection("best")
     with pytest.raises(ValueError, match="bad pair id"):
         parse_pair_id("../../etc")
-    lv = np.stack([np.full((2, 5), v, np.uint8) for v in (0, 50, 100, 200)])
+    # shows 1 and 2 are nearly the same (the smallest margin, but nothing to learn from)
+    lv = np.stack([np.full((2, 5), v, np.uint8) for v in (0, 100, 101, 200)])
     pool = ClipPool(0, 0, "c", np.zeros((2, 4, 5), np.float32), lv, ["x"] * 4,
                     np.array([0.0, 1.0, 1.05, 3.0]))
     rng = np.random.default_rng(0)
-    assert UncertainSelector().choose(pool, set(), rng) == (1, 2)
-    assert UncertainSelector().choose(pool, {"p0-1-2"}, rng) == (0, 1)
+    assert UncertainSelector().choose(pool, set(), rng) == (0, 1)
+    assert UncertainSelector().choose(pool, {"p0-0-1"}, rng) == (0, 2)
+    # two pairs left: the distinct one, although the close one has the smaller margin
+    seen = {pool.pair_id(i, j) for i, j in pool.all_pairs()} - {"p0-1-2", "p0-2-3"}
+    assert UncertainSelector().choose(pool, seen, rng) == (2, 3)
     assert make_selector("policy").usable(pool) is False
 
 

@@ -31,7 +31,7 @@ def _train(args: argparse.Namespace) -> int:
         epochs=args.epochs if args.epochs is not None else (30 if ft else DEFAULT_EPOCHS),
         lr=args.lr if args.lr is not None else (1e-3 if ft else 3e-3),
         seed=args.seed,
-        patience=args.patience,
+        patience=args.patience if args.patience is not None else 6,
         threads=args.threads,
         hidden=args.hidden,
         val_fraction=args.val_fraction,
@@ -59,12 +59,17 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _finetune(args: argparse.Namespace, cfg, log_dir: str) -> int:
-    from cqtml_env.reward.finetune import finetune_reward_model
+    from dataclasses import replace
 
+    from cqtml_env.reward.finetune import FinetuneRecipe, finetune_reward_model
+
+    given = {"lr": args.lr, "epochs": args.epochs, "patience": args.patience,
+             "ensemble": args.ensemble}
+    recipe = replace(FinetuneRecipe(), **{k: v for k, v in given.items() if v is not None})
     _, report = finetune_reward_model(
         args.prefs, args.out, init=args.init, person=args.labeller, mix_gold=args.mix_gold,
-        test_fraction=args.test_fraction,
-        config=cfg, seed=args.seed, progress=not args.quiet, log_dir=log_dir,
+        test_fraction=args.test_fraction, recipe=recipe,
+        seed=args.seed, progress=not args.quiet, log_dir=log_dir,
     )
     p = report["person"]
     print(json.dumps(p, indent=1))
@@ -141,9 +146,12 @@ def main(argv: list[str] | None = None) -> int:
                    help="fine-tune: share of the person's clips held out for the report")
     t.add_argument("--epochs", type=int, default=None,
                    help=f"default {DEFAULT_EPOCHS} (30 when fine-tuning)")
-    t.add_argument("--lr", type=float, default=None, help="default 3e-3 (1e-3 when fine-tuning)")
+    t.add_argument("--lr", type=float, default=None, help="default 3e-3 (1e-2 when fine-tuning)")
     t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--patience", type=int, default=6)
+    t.add_argument("--patience", type=int, default=None,
+                   help="early-stopping patience (default 6; 20 when fine-tuning)")
+    t.add_argument("--ensemble", type=int, default=None,
+                   help="fine-tuning: members averaged into one model (default 4)")
     t.add_argument("--hidden", type=int, default=DEFAULT_HIDDEN)
     t.add_argument("--threads", type=int, default=1)
     t.add_argument("--val-fraction", type=float, default=0.15)

@@ -6,8 +6,11 @@ uint8 levels so that what a person sees is exactly what the store keeps, and sco
 the current reward model. A :class:`PairSelector` picks an unseen pair from a pool:
 
 * ``random`` — a uniformly random pair;
-* ``uncertain`` — the pair whose reward-model margin ``|r(a) - r(b)|`` is smallest (the
-  model cannot tell them apart, so the answer teaches it most); identical shows are skipped;
+* ``uncertain`` — among pairs of clearly distinct shows (mean level distance at least the
+  median of the clip's unseen pairs and at least ``min_distance``), the one whose
+  reward-model margin ``|r(a) - r(b)|`` is smallest: the model cannot tell them apart although
+  a person can, so the answer teaches it most. (The smallest margin over all pairs picks
+  near-identical shows, which teach nothing.)
 * ``policy`` — a pair with at least one policy sample (people judge what the agent does).
 
 Strategies live in :data:`SELECTORS`; add one by subclassing :class:`PairSelector` and
@@ -113,15 +116,28 @@ class RandomSelector(PairSelector):
         return cands[int(rng.integers(len(cands)))] if cands else None
 
 
+def show_distance(pool: ClipPool, i: int, j: int) -> float:
+    """Mean absolute difference of two shows' levels, in [0, 1]."""
+    a, b = pool.levels[i].astype(np.int16), pool.levels[j].astype(np.int16)
+    return float(np.abs(a - b).mean() / ACTION_SCALE)
+
+
 class UncertainSelector(PairSelector):
     name = "uncertain"
+    min_distance: float = 0.05
+    """shows closer than this (mean level difference) are never compared by ``uncertain``"""
 
     def choose(self, pool, seen, rng):
         cands = self.candidates(pool, seen)
         if not cands:
             return None
-        margin = np.array([abs(pool.scores[i] - pool.scores[j]) for i, j in cands])
-        return cands[int(np.argmin(margin + 1e-9 * rng.random(len(margin))))]
+        dist = np.array([show_distance(pool, i, j) for i, j in cands])
+        far = dist >= max(self.min_distance, float(np.median(dist)))
+        if not far.any():  # every unseen pair is close: the most distinct ones
+            far = dist >= dist.max()
+        idx = np.flatnonzero(far)
+        margin = np.array([abs(pool.scores[cands[k][0]] - pool.scores[cands[k][1]]) for k in idx])
+        return cands[int(idx[np.argmin(margin + 1e-9 * rng.random(len(margin)))])]
 
 
 class PolicySelector(PairSelector):
@@ -212,4 +228,5 @@ __all__ = [
     "parse_selection",
     "policy_levels",
     "register_selector",
+    "show_distance",
 ]

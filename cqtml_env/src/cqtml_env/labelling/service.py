@@ -82,7 +82,7 @@ class ServiceConfig:
     Without it ``uncertain`` ranks pairs by the shipped model's margins, which know nothing of
     this person (bench/bench_taste.py measures both)"""
     refit_epochs: int = 150
-    """most epochs of one refit (early-stopped; lr 1e-2, patience 20, as bench_taste tuned)"""
+    """most epochs of one refit (early-stopped; otherwise the fine-tune recipe, one member)"""
 
 
 @dataclass
@@ -455,15 +455,14 @@ class LabellingService:
         ``uncertain`` and the agreement count from now on. Returns the fine-tune's report."""
         import tempfile
 
-        from cqtml_env.reward.finetune import finetune_reward_model
-        from cqtml_env.reward.training import TrainConfig
+        from cqtml_env.reward.finetune import FinetuneRecipe, finetune_reward_model
 
         self.merge()
         with tempfile.TemporaryDirectory(prefix="cqtml-refit-") as out:
             model, report = finetune_reward_model(
                 [self.root], out, init=self._refit_base, progress=False,
-                config=TrainConfig(lr=1e-2, epochs=self.cfg.refit_epochs, patience=20,
-                                   seed=self.cfg.seed),
+                recipe=FinetuneRecipe(epochs=self.cfg.refit_epochs, ensemble=1),
+                seed=self.cfg.seed,
             )
         self.set_reward_model(model)
         self.refits.append({"time": time.time(), "pairs": report["person"]["human_pairs"],

@@ -42,6 +42,8 @@ class TrainConfig:
     threads: int = 1
     hidden: int = 8
     max_minutes: float | None = None
+    freeze: tuple[str, ...] = ()
+    """parameter-name prefixes kept fixed (e.g. ``("band_logits", "gate")``: the clip encoder)"""
 
 
 class _Data:
@@ -198,7 +200,12 @@ def _train(ds, arr, out_dir, cfg: TrainConfig, log_dir, progress: bool, name: st
                 num_devices=arr.actions.shape[1], n_bins=arr.cqt.shape[2], hidden=cfg.hidden
             )
         )
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    for pname, p in model.named_parameters():
+        p.requires_grad_(not any(pname.startswith(f) for f in cfg.freeze))
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    if not trainable:
+        raise ValueError(f"freeze={cfg.freeze!r} leaves no parameter to train")
+    opt = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = int(np.ceil(len(train_clips) / cfg.clips_per_batch))
     # OneCycleLR divides by its warm-up length: a short run (a few labels, few epochs) needs
     # at least one warm-up step and one step after it
@@ -274,6 +281,8 @@ def _train(ds, arr, out_dir, cfg: TrainConfig, log_dir, progress: bool, name: st
         bar.close()
     if best_state is not None:
         model.load_state_dict(best_state)
+    for p in model.parameters():
+        p.requires_grad_(True)
     scale, bias = fit_calibration(model, data, train_clips)
     model.config.calib_scale, model.config.calib_bias = scale, bias
     report = {
