@@ -4,7 +4,7 @@
    policy + limiter + every file: show.csv, show.json, show.mid, overview.png,
    preview.mp4) against the CQT alone (decode + streamed CQT to disk, the pipeline's own
    first stage run by itself), for the CNN and ViT policies (random-init weights: timing
-   only, the shows are meaningless) and the band follower. Target: pipeline <= 1.5x CQT.
+   only, the shows are meaningless; the ViT both as `vit` and `vit-small`) and the band follower. Target: pipeline <= 1.5x CQT.
    Columns: ``cqt`` is the streamed CQT *with the policy windows run alongside it* (the CQT
    in a worker thread; on two idle cores the policy hides behind it), ``policy_tail`` the
    windows left after the CQT ends, then tempo, limiter and each file. Also printed: CPU
@@ -81,6 +81,8 @@ def policies(quick: bool):
     if not quick:
         yield "vit (random init)", cqtml_policy.create_policy("vit", shape, num_devices=4,
                                                               device="cpu")
+        yield "vit-small (random init)", cqtml_policy.create_policy("vit-small", shape,
+                                                                    num_devices=4, device="cpu")
 
 
 def bench_pipeline(seconds: float, quick: bool, video: bool = True) -> list[dict]:
@@ -234,11 +236,11 @@ def main(argv: list[str] | None = None) -> None:
         stages = ["cqt_s", "policy_tail_s", "tempo_s", "limiter_s", "midi_s", "csv_s", "json_s",
                   "overview_s", "video_s"]
         print(f"\n1. make_show on a {song_s:g} s song vs the CQT alone (target ratio <= 1.5)")
-        print(f"{'policy':<20}{'CQT alone':>10}{'pipeline':>10}{'ratio':>7}{'no video':>9}"
+        print(f"{'policy':<24}{'CQT alone':>10}{'pipeline':>10}{'ratio':>7}{'no video':>9}"
               f"{'x realtime':>11}  " + " ".join(f"{s[:-2][:8]:>8}" for s in stages))
         for r in rows:
             no_video = (r['pipeline_s'] - r.get('video_s', 0.0)) / r['cqt_alone_s']
-            print(f"{r['policy']:<20}{r['cqt_alone_s']:>9.2f}s{r['pipeline_s']:>9.2f}s"
+            print(f"{r['policy']:<24}{r['cqt_alone_s']:>9.2f}s{r['pipeline_s']:>9.2f}s"
                   f"{r['pipeline_s'] / r['cqt_alone_s']:>6.2f}x{no_video:>8.2f}x"
                   f"{r['song_s'] / r['pipeline_s']:>10.1f}x  "
                   + " ".join(f"{r.get(s, float('nan')):>7.2f}s" for s in stages))
@@ -246,7 +248,7 @@ def main(argv: list[str] | None = None) -> None:
               "max(CQT thread, policy thread) + the serial rest = the wall time on two idle "
               "cores (an estimate; with preview.mp4 pessimistic: its x264/AAC threads count "
               "as serial)")
-        print(f"{'policy':<20}{'CQT alone':>10}{'pipeline':>10}{'ratio':>7}{'CQT thr':>9}"
+        print(f"{'policy':<24}{'CQT alone':>10}{'pipeline':>10}{'ratio':>7}{'CQT thr':>9}"
               f"{'policy thr':>11}{'rest':>7}{'crit. path':>11}{'ratio':>7}")
         for r in rows:
             wk, mn = r.get("cqt_cpu_worker_s"), r.get("cqt_cpu_main_s")
@@ -254,7 +256,7 @@ def main(argv: list[str] | None = None) -> None:
                 wk, mn = 0.0, 0.0
             rest = r["cpu_s"] - wk - mn
             crit = max(wk, mn) + rest
-            print(f"{r['policy']:<20}{r['cqt_alone_cpu_s']:>9.2f}s{r['cpu_s']:>9.2f}s"
+            print(f"{r['policy']:<24}{r['cqt_alone_cpu_s']:>9.2f}s{r['cpu_s']:>9.2f}s"
                   f"{r['cpu_s'] / r['cqt_alone_cpu_s']:>6.2f}x{wk:>8.2f}s{mn:>10.2f}s"
                   f"{rest:>6.2f}s{crit:>10.2f}s{crit / r['cqt_alone_cpu_s']:>6.2f}x")
         print("CPU seconds (all threads; the work, whatever the load): CQT alone "
