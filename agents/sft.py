@@ -12,6 +12,11 @@ contract's level grid; the student is any trainable policy
     python agents/sft.py --policy vit --data folder:/tmp/realmusic --steps 300 --run-dir runs/sft-vit
     python agents/grpo.py --policy vit --init-from runs/sft-vit --beta 0.02 ...
 
+``--level-sigma S`` trains against ordinal soft targets (a Gaussian of ``S`` grid steps around
+the teacher's level) instead of the exact class; ``--eval-every N`` scores the student on the
+held-out clips every N steps (``eval/*`` scalars and ``<run-dir>/eval.json``: loss, exact
+levels, level error, the greedy show's std beside the teacher's, normalised gold).
+
 Writes TensorBoard scalars (``losses/sft_ce``, ``charts/teacher_agreement`` = fraction of
 (device, frame) argmax levels equal to the teacher's, ``charts/teacher_level_mae``,
 ``charts/SPS``) and checkpoints in ``agents.checkpoint``'s format under
