@@ -12,6 +12,11 @@ contract's level grid; the student is any trainable policy
     python agents/sft.py --policy vit --data folder:/tmp/realmusic --steps 300 --run-dir runs/sft-vit
     python agents/grpo.py --policy vit --init-from runs/sft-vit --beta 0.02 ...
 
+``--level-sigma S`` trains against ordinal soft targets (a Gaussian of ``S`` grid steps around
+the teacher's level) instead of the exact class; ``--eval-every N`` scores the student on the
+held-out clips every N steps (``eval/*`` scalars and ``<run-dir>/eval.json``: loss, exact
+levels, level error, the greedy show's std beside the teacher's, normalised gold).
+
 Writes TensorBoard scalars (``losses/sft_ce``, ``charts/teacher_agreement`` = fraction of
 (device, frame) argmax levels equal to the teacher's, ``charts/teacher_level_mae``,
 ``charts/SPS``) and checkpoints in ``agents.checkpoint``'s format under
@@ -31,7 +36,13 @@ import numpy as np
 import torch
 
 from agents.checkpoint import save_checkpoint
-from agents.common import make_policy, seed_everything, split_data
+from agents.common import (
+    make_policy,
+    normalized_score,
+    policy_actions,
+    seed_everything,
+    split_data,
+)
 
 
 @dataclass
@@ -40,7 +51,7 @@ class Args:
     """name of this experiment (part of the default run directory)"""
     seed: int = 1
     """seed of the run: initial weights, batch draws"""
-    policy: Literal["vit", "vit-small", "cnn"] = "cnn"
+    policy: Literal["vit", "vit-small", "cnn", "cnn-bands"] = "cnn"
     """student architecture, built from the registry exactly as agents/grpo.py builds it"""
     teacher: Literal["band-follow", "gold-target"] = "band-follow"
     """teacher whose levels are imitated: the band-follower (the bar RL must then beat), or
@@ -71,6 +82,15 @@ class Args:
     """AdamW learning rate (cosine decay to 10 % over the run)"""
     label_smoothing: float = 0.0
     """cross-entropy label smoothing (keeps some entropy for the RL that follows)"""
+    level_sigma: float = 0.0
+    """ordinal soft target: the teacher's level spread as a Gaussian of this many grid steps
+    over its neighbours (0 = exact-class cross-entropy). A near miss then costs less than a far
+    one, so the student's distribution is unimodal around the teacher's level and its argmax
+    (what evaluation plays) lands near it"""
+    eval_every: int = 0
+    """every N steps (and at the end) score the student on the held-out clips: cross-entropy,
+    exact levels, level error, the show's std over time vs the teacher's, and normalised gold
+    (``--gold-version``; 0 = random, 1 = band-follower) of its greedy show; 0 = off"""
     max_minutes: float = 0.0
     """stop (and save) after this many minutes of training; 0 = no limit"""
     log_every: int = 10
@@ -112,17 +132,40 @@ def gold_target_levels(cqts, *, num_devices: int, levels: int, frame_rate: float
     return torch.as_tensor(np.stack(out), dtype=torch.int64)
 
 
+def soft_level_targets(targets: torch.Tensor, levels: int, sigma: float) -> torch.Tensor:
+    """Level indices ``[...]`` -> distributions ``[..., levels]``: a Gaussian of ``sigma`` grid
+    steps around each index, truncated to the grid and renormalised (ordinal soft labels).
+
+    >>> soft_level_targets(torch.tensor([0]), 4, 1.0)[0].argmax().item()
+    0
+    """
+    if sigma <= 0:
+        raise ValueError(f"sigma must be > 0 grid steps, got {sigma}")
+    grid = torch.arange(levels, device=targets.device, dtype=torch.float32)
+    w = torch.exp(-0.5 * ((grid - targets.unsqueeze(-1).float()) / sigma) ** 2)
+    return w / w.sum(dim=-1, keepdim=True)
+
+
 def sft_loss(
-    log_probs: torch.Tensor, targets: torch.Tensor, label_smoothing: float = 0.0
+    log_probs: torch.Tensor, targets: torch.Tensor, label_smoothing: float = 0.0,
+    level_sigma: float = 0.0,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Cross-entropy of ``log_probs [B, D, T, K]`` against level indices ``[B, D, T]``, and
-    the agreement statistics (argmax == teacher, mean level error as a fraction of full scale)."""
+    the agreement statistics (argmax == teacher, mean level error as a fraction of full scale).
+
+    ``level_sigma > 0``: against :func:`soft_level_targets` instead of the exact class."""
     k = log_probs.shape[-1]
-    # log_softmax of normalised log-probabilities is the identity, so torch's cross-entropy
-    # (with its label smoothing) applies to them as they are
-    loss = torch.nn.functional.cross_entropy(
-        log_probs.reshape(-1, k), targets.reshape(-1), label_smoothing=label_smoothing
-    )
+    if level_sigma > 0:
+        soft = soft_level_targets(targets, k, level_sigma)
+        if label_smoothing > 0:
+            soft = (1 - label_smoothing) * soft + label_smoothing / k
+        loss = -(soft * log_probs).sum(dim=-1).mean()
+    else:
+        # log_softmax of normalised log-probabilities is the identity, so torch's cross-entropy
+        # (with its label smoothing) applies to them as they are
+        loss = torch.nn.functional.cross_entropy(
+            log_probs.reshape(-1, k), targets.reshape(-1), label_smoothing=label_smoothing
+        )
     with torch.no_grad():
         pred = log_probs.argmax(dim=-1)
         stats = {
@@ -130,6 +173,56 @@ def sft_loss(
             "teacher_level_mae": float((pred - targets).abs().float().mean() / max(k - 1, 1)),
         }
     return loss, stats
+
+
+class HeldOut:
+    """The held-out clips (never trained on, not level-augmented), the teacher's levels on
+    them, and the baselines' gold scores, computed once: :meth:`__call__` scores a student."""
+
+    def __init__(self, cqts: np.ndarray, targets: torch.Tensor, *, num_devices: int,
+                 frame_rate: float, gold_version: str) -> None:
+        from cqtml_env import GoldScorer
+
+        self.cqts = np.asarray(cqts, dtype=np.float32)
+        self.targets = targets
+        self.gold = GoldScorer(num_devices=num_devices, version=gold_version,
+                               frame_rate=frame_rate)
+        self.feats = [self.gold.features(c) for c in self.cqts]
+        base = {}
+        for name in ("band-follow", "random"):  # drawn as agents/evaluate.py draws them
+            torch.manual_seed(0)
+            pol = make_policy(name, self.cqts.shape[1:], num_devices, frame_rate=frame_rate)
+            base[name] = self._gold(policy_actions(pol, self.cqts, temperature=1.0))
+        self.band, self.random = base["band-follow"], base["random"]
+
+    def _gold(self, actions: np.ndarray) -> float:
+        return float(np.mean([self.gold.score(c, a, features=f)
+                              for c, a, f in zip(self.cqts, actions, self.feats)]))
+
+    def __call__(self, policy: torch.nn.Module, level_sigma: float = 0.0) -> dict[str, float]:
+        was_training = policy.training
+        policy.eval()
+        dev = next(policy.parameters()).device
+        with torch.no_grad():
+            lps = [policy(torch.as_tensor(self.cqts[s : s + 16]).to(dev)).cpu()
+                   for s in range(0, len(self.cqts), 16)]
+            log_probs = torch.cat(lps)
+            loss, stats = sft_loss(log_probs, self.targets, level_sigma=level_sigma)
+            k = log_probs.shape[-1]
+            show = log_probs.argmax(-1).float() / max(k - 1, 1)  # the greedy show [N, D, T]
+        policy.train(was_training)
+        teacher = self.targets.float() / max(k - 1, 1)
+        return {
+            "eval/sft_loss": float(loss),
+            "eval/teacher_agreement": stats["teacher_agreement"],
+            "eval/teacher_level_mae": stats["teacher_level_mae"],
+            "eval/show_std": float(show.std(dim=-1).mean()),
+            "eval/teacher_std": float(teacher.std(dim=-1).mean()),
+            "eval/normalized_gold": normalized_score(self._gold(show.numpy()), self.random,
+                                                     self.band),
+            "eval/teacher_normalized_gold": normalized_score(self._gold(teacher.numpy()),
+                                                             self.random, self.band),
+        }
 
 
 def train(args: Args) -> Path:
@@ -153,18 +246,25 @@ def train(args: Args) -> Path:
 
     from cqtml_policy import registry
 
-    if args.teacher == "gold-target":
-        targets = gold_target_levels(cqts.numpy(), num_devices=args.num_devices,
-                                     levels=args.distribution_size,
-                                     frame_rate=split.processor.frame_rate,
-                                     version=args.gold_version)
-    else:
+    def teach(x: torch.Tensor) -> torch.Tensor:
+        if args.teacher == "gold-target":
+            return gold_target_levels(x.numpy(), num_devices=args.num_devices,
+                                      levels=args.distribution_size,
+                                      frame_rate=split.processor.frame_rate,
+                                      version=args.gold_version)
         teacher = registry.create_policy(
             args.teacher, num_devices=args.num_devices, distribution_size=args.distribution_size,
             frame_rate=split.processor.frame_rate,
         ).eval()
-        targets = torch.cat([teacher_targets(teacher, cqts[s : s + 32])
-                             for s in range(0, len(cqts), 32)])
+        return torch.cat([teacher_targets(teacher, x[s : s + 32]) for s in range(0, len(x), 32)])
+
+    targets = teach(cqts)
+    held_out = None
+    if args.eval_every > 0 and len(split.eval_indices):
+        held = torch.as_tensor(np.stack([split.eval[int(i)] for i in split.eval_indices])
+                               .astype(np.float32))
+        held_out = HeldOut(held.numpy(), teach(held), num_devices=args.num_devices,
+                           frame_rate=split.processor.frame_rate, gold_version=args.gold_version)
 
     torch.manual_seed(args.seed)  # initial weights depend on the seed alone (as in grpo.py)
     policy = make_policy(args.policy, cqt_shape, args.num_devices, args.distribution_size,
@@ -183,11 +283,13 @@ def train(args: Args) -> Path:
     gen = torch.Generator().manual_seed(args.seed)
     start = time.time()
     history: list[dict[str, float]] = []
+    evals: list[dict[str, float]] = []
     step = 0
     for step in range(1, args.steps + 1):
         idx = torch.randint(len(cqts), (min(args.batch_size, len(cqts)),), generator=gen)
         log_probs = policy(cqts[idx].to(dev))
-        loss, stats = sft_loss(log_probs, targets[idx].to(dev), args.label_smoothing)
+        loss, stats = sft_loss(log_probs, targets[idx].to(dev), args.label_smoothing,
+                               args.level_sigma)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(policy.parameters(), 1.0)
@@ -204,16 +306,28 @@ def train(args: Args) -> Path:
             print(f"step {step}: sft_ce {row['sft_ce']:.4f} agreement "
                   f"{stats['teacher_agreement']:.3f} level_mae {stats['teacher_level_mae']:.3f}",
                   flush=True)
-        if args.max_minutes > 0 and time.time() - start > args.max_minutes * 60:
+        out_of_time = args.max_minutes > 0 and time.time() - start > args.max_minutes * 60
+        if held_out is not None and (step % args.eval_every == 0 or step == args.steps
+                                     or out_of_time):
+            ev = held_out(policy, args.level_sigma)
+            evals.append({"step": step, "minutes": (time.time() - start) / 60, **ev})
+            for k, v in ev.items():
+                writer.add_scalar(k, v, step)
+            print(f"[step {step}] held-out " + " ".join(
+                f"{k.split('/')[-1]} {v:.3f}" for k, v in ev.items()), flush=True)
+        if out_of_time:
             print(f"stopping after {step} steps: --max-minutes {args.max_minutes}", flush=True)
             break
     writer.close()
+    if evals:
+        (run_dir / "eval.json").write_text(json.dumps(evals, indent=2))
     policy.eval()
     save_checkpoint(run_dir / "checkpoints", step, policy, optimizer, scheduler,
                     extra={"sft": True, "teacher": args.teacher,
                            **({"gold_version": args.gold_version}
                               if args.teacher == "gold-target" else {}),
-                           "history": history[-5:]},
+                           "history": history[-5:],
+                           **({"eval": evals[-1]} if evals else {})},
                     links=("latest", "final"))
     return run_dir
 

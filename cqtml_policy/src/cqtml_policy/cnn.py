@@ -16,6 +16,7 @@ from torch.nn import functional as F
 
 from cqtml_policy._deprecated import alias_getattr
 from cqtml_policy.categorical import CategoricalPolicy, resolve_device
+from cqtml_policy.contract import device_bands
 from cqtml_policy.heads import LogProbabilityHead
 from cqtml_policy.inputs import with_relative
 
@@ -92,6 +93,41 @@ class ClipContext(nn.Module):
         return x * (1 + scale.unsqueeze(-1)) + shift.unsqueeze(-1)
 
 
+class BandFeatures(nn.Module):
+    """Per-device band curves ``[B, 5·D, T]`` computed from the CQT (no parameters): what the
+    gold target and the band-follower are built from, which convolutions over average-pooled
+    frequency rows reach only approximately.
+
+    For each contract device band (``device_bands``), on the channel-max (mono) CQT: the band
+    level (mean of its ``top_bins`` loudest bins), that level relative to its own clip-level
+    ``quantile`` (per-band auto-gain), the relative level through a loudness law
+    (``2 ** (8 · rel)``: brightness halves for every 1/8 of the CQT's range below the clip's
+    loud level), the band's spectral flux (mean positive difference over its bins) and the
+    flux relative to the band's strongest flux in the clip (``sqrt``).
+    """
+
+    per_band = 5
+
+    def __init__(self, num_bands: int, top_bins: int = 3, quantile: float = 0.95) -> None:
+        super().__init__()
+        self.num_bands, self.top_bins, self.quantile = int(num_bands), int(top_bins), float(quantile)
+        self.out_features = self.per_band * self.num_bands
+
+    def forward(self, cqt: torch.Tensor) -> torch.Tensor:
+        mono = cqt.amax(dim=1)  # [B, F, T]
+        diff = F.pad(mono, (1, 0)).diff(dim=-1).clamp(min=0.0)  # silence before the clip
+        feats = []
+        for lo, hi in device_bands(mono.shape[1], self.num_bands):
+            k = min(self.top_bins, hi - lo)
+            level = mono[:, lo:hi].topk(k, dim=1).values.mean(dim=1)  # [B, T]
+            rel = level - torch.quantile(level, self.quantile, dim=-1, keepdim=True)
+            flux = diff[:, lo:hi].mean(dim=1)
+            peak = flux.amax(dim=-1, keepdim=True).clamp(min=1e-4)
+            feats += [level, rel, torch.exp2(8.0 * rel.clamp(max=0.5)), flux * 10.0,
+                      (flux / peak).sqrt()]
+        return torch.stack(feats, dim=1)
+
+
 class CNNBackbone(nn.Module):
     """Per-frame features ``[B, hidden, 1, T]``: frequency stack, then temporal context."""
 
@@ -105,11 +141,14 @@ class CNNBackbone(nn.Module):
         dilations: tuple[int, ...] = (1, 2, 4),
         clip_context: bool = True,
         relative_input: bool = True,
+        band_features: int = 0,
     ) -> None:
         super().__init__()
         self.relative_input = bool(relative_input)
         self.frequency = FrequencyStack(in_channels * (2 if relative_input else 1), channels, bands)
-        self.project = nn.Conv1d(self.frequency.out_features, hidden, 1)
+        self.band_features = BandFeatures(band_features) if band_features > 0 else None
+        extra = self.band_features.out_features if self.band_features is not None else 0
+        self.project = nn.Conv1d(self.frequency.out_features + extra, hidden, 1)
         self.context = ClipContext(hidden) if clip_context else nn.Identity()
         self.temporal = nn.Sequential(*(TemporalBlock(hidden, kernel_size, d) for d in dilations))
         self.hidden = int(hidden)
@@ -120,9 +159,10 @@ class CNNBackbone(nn.Module):
 
     def forward(self, cqt: torch.Tensor) -> torch.Tensor:
         cqt = cqt.float()
-        if self.relative_input:
-            cqt = with_relative(cqt)
-        x = self.temporal(self.context(self.project(self.frequency(cqt))))
+        x = self.frequency(with_relative(cqt) if self.relative_input else cqt)
+        if self.band_features is not None:
+            x = torch.cat([x, self.band_features(cqt)], dim=1)
+        x = self.temporal(self.context(self.project(x)))
         return x.unsqueeze(2)
 
 
@@ -147,6 +187,7 @@ class TemporalCNNModel(CategoricalPolicy):
         dilations: tuple[int, ...] = (1, 2, 4),
         clip_context: bool = True,
         relative_input: bool = True,
+        band_features: bool = False,
     ) -> None:
         super().__init__(num_devices, distribution_size)
         shape = tuple(int(s) for s in cqt_shape)
@@ -163,9 +204,11 @@ class TemporalCNNModel(CategoricalPolicy):
             clip_context=bool(clip_context),
             relative_input=bool(relative_input),
         )
+        if band_features:  # recorded only when on: configs saved before it load unchanged
+            self.arch["band_features"] = True
         self.backbone = CNNBackbone(
             self.in_channels, channels, hidden, bands, kernel_size, tuple(dilations), clip_context,
-            relative_input,
+            relative_input, num_devices if band_features else 0,
         )
         self.head = LogProbabilityHead(hidden, num_devices, distribution_size, frames_per_column=1)
 
@@ -182,7 +225,9 @@ class TemporalCNNModel(CategoricalPolicy):
 
         ``arch``: ``channels``, ``hidden``, ``bands``, ``kernel_size``, ``dilations``,
         ``clip_context`` (clip-level statistics modulate every frame; default True),
-        ``relative_input`` (add the CQT normalised per clip and bin as input channels; default True).
+        ``relative_input`` (add the CQT normalised per clip and bin as input channels; default True),
+        ``band_features`` (add :class:`BandFeatures` of each device's band; default False,
+        registry name ``cnn-bands``).
         """
         return cls(cqt_shape, num_devices, distribution_size, **arch).to(resolve_device(device))
 

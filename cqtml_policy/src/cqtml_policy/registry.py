@@ -145,6 +145,14 @@ for _entry in (
         },
         summary="ViT over CQT strips, 4 blocks x 128 dims (several times cheaper than ViT-tiny)",
     ),
+    PolicyEntry(
+        "cnn-bands", "cqtml_policy.cnn:TemporalCNNModel", True, aliases=("cnn_bands",),
+        # the CNN with each device band's level, clip-relative level, loudness and onset flux
+        # as extra per-frame inputs (cnn.BandFeatures). Saved as model_type "cnn" with
+        # band_features in config.json, so it loads as any CNN.
+        defaults={"band_features": True},
+        summary="the CNN plus per-band level / auto-gain / flux curves as inputs",
+    ),
 ):
     register_policy(_entry)
 del _entry
