@@ -16,12 +16,7 @@ SHAPE = (2, 24, 40)
 SMALL = {"embed_dim": 128, "depth": 4, "num_heads": 4, "mlp_ratio": 2.0}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _small(**kw):

@@ -15,12 +15,7 @@ from cqtml_policy.vit import resolve_patch_size
 SHAPE = (2, 24, 40)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_resolve_patch_size() -> None:
