@@ -7,13 +7,13 @@ import json
 
 import numpy as np
 import torch
+from test_sft import train_and_check_ce_falls
 
 from agents import sft
 from agents.checkpoint import init_policy_from
 from agents.common import make_policy, split_data
 from cqtml_env import GoldScorer, SyntheticMusic
 from cqtml_env.contract import DEFAULT_FRAME_RATE, level_grid
-from cqtml_policy import load_policy
 
 
 def test_gold_target_levels_are_the_quantised_target():
@@ -41,16 +41,7 @@ def test_tiny_gold_target_sft_lowers_the_loss_and_loads(tmp_path):
     cqts = torch.as_tensor(np.stack([split.train[int(i)] for i in split.train_indices]))
     targets = sft.gold_target_levels(cqts.numpy(), num_devices=4, levels=32,
                                      frame_rate=split.processor.frame_rate, version="gold-v3")
-    torch.manual_seed(args.seed)
-    fresh = make_policy("cnn", tuple(cqts.shape[1:]), 4, 32, device="cpu").eval()
-    with torch.no_grad():
-        before, _ = sft.sft_loss(fresh(cqts), targets)
-
-    run_dir = sft.train(args)
-    trained = load_policy(run_dir / "checkpoints" / "latest", device="cpu").eval()
-    with torch.no_grad():
-        after, _ = sft.sft_loss(trained(cqts), targets)
-    assert float(after) < 0.8 * float(before)
+    run_dir, trained = train_and_check_ce_falls(args, cqts, targets)
     trainer = json.loads((run_dir / "checkpoints" / "latest" / "trainer.json").read_text())
     assert trainer["extra"]["teacher"] == "gold-target"
     assert trainer["extra"]["gold_version"] == "gold-v3"
