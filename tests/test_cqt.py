@@ -138,7 +138,25 @@ def test_load_audio_offset_duration_and_errors(tmp_path, write_audio):
         load_audio(tmp_path / "empty.wav")
 
 
-def test_numba_warmup_runs_the_librosa_paths():
+def test_numba_warmup_runs_the_librosa_paths(monkeypatch):
+    """The warm-up must reach the beat tracker (with both envelope dtypes) and the tempo
+    estimate: compiling those kernels in parallel workers is what segfaulted fresh CI runs."""
+    import librosa
+
     from cqtml_env.warmup import warm_numba_caches
 
+    seen: list[tuple[str, str]] = []
+    beat_track, tempo = librosa.beat.beat_track, librosa.feature.tempo
+
+    def spy_beats(*a, **kw):
+        seen.append(("beat_track", str(np.asarray(kw["onset_envelope"]).dtype)))
+        return beat_track(*a, **kw)
+
+    def spy_tempo(*a, **kw):
+        seen.append(("tempo", ""))
+        return tempo(*a, **kw)
+
+    monkeypatch.setattr(librosa.beat, "beat_track", spy_beats)
+    monkeypatch.setattr(librosa.feature, "tempo", spy_tempo)
     assert warm_numba_caches() > 0.0
+    assert {("beat_track", "float32"), ("beat_track", "float64"), ("tempo", "")} <= set(seen)
