@@ -160,3 +160,42 @@ def test_numba_warmup_runs_the_librosa_paths(monkeypatch):
     monkeypatch.setattr(librosa.feature, "tempo", spy_tempo)
     assert warm_numba_caches() > 0.0
     assert {("beat_track", "float32"), ("beat_track", "float64"), ("tempo", "")} <= set(seen)
+
+
+def test_warmup_rebuilds_a_cache_that_crashes_a_fresh_process(tmp_path):
+    """A corrupt kernel cache (left by a process that compiled at the same time) is detected
+    by the fresh-process probe, deleted and rebuilt; a cache that stays broken is an error."""
+    from cqtml_env.warmup import ensure_warm, probe_kernels
+
+    assert probe_kernels() == 0  # this environment's cache works (the suite runs after warm-up)
+    files = [tmp_path / "beat.f-1.py311.nbi", tmp_path / "guf-beat.f-1.py311.1.nbc"]
+    calls: list[str] = []
+
+    def warm() -> float:
+        calls.append("warm")
+        for f in files:
+            f.write_bytes(b"x")
+        return 0.0
+
+    results = iter([-11, 0])  # SIGSEGV, then fine
+
+    def probe() -> int:
+        calls.append("probe")
+        if calls.count("probe") == 1:
+            assert all(f.exists() for f in files)
+        return next(results)
+
+    deleted: list[bool] = []
+
+    def cache_files():
+        deleted.append(True)
+        return list(files)
+
+    ensure_warm(warm=warm, probe=probe, cache_files=cache_files, log=lambda m: calls.append(m))
+    assert [c for c in calls if c in ("warm", "probe")] == ["warm", "probe", "warm", "probe"]
+    assert any("exit -11" in c for c in calls) and deleted == [True]
+    calls.clear()
+    ok = ensure_warm(warm=warm, probe=lambda: 0, cache_files=cache_files, log=calls.append)
+    assert ok >= 0.0 and calls == ["warm"]  # a good cache is left alone
+    with pytest.raises(RuntimeError, match="still crash"):
+        ensure_warm(warm=warm, probe=lambda: -11, cache_files=cache_files, log=lambda m: None)

@@ -6,7 +6,13 @@ recorded with 2 intra-op threads; the test runs with one (``OMP_NUM_THREADS=1``,
 ``default_threads`` honours), so it does not depend on the machine's core count or on what ran
 before it in the process. Thread count and CPU family change reductions in the last bits
 (2e-5 relative at most here), hence the 1e-4 tolerance: any real change to the algorithm moves
-these numbers by far more."""
+these numbers by far more.
+
+One exception: on the fused path (mu = 1) the probability ratio is exactly 1, so the policy
+loss is minus the mean of the group-normalised advantages, zero up to float32 rounding; its
+recorded values (at most 5e-6) are rounding residues that moved by 2.5e-6 under load on one
+xdist worker. There only "zero up to rounding" (abs 2e-5) is asserted; the gradient norms and rewards,
+still pinned at 1e-4, are what catch a change to the loss."""
 
 from __future__ import annotations
 
@@ -42,4 +48,6 @@ def test_seeded_tiny_run_reproduces_the_recorded_losses(tmp_path, monkeypatch, n
     grpo.train(tiny(tmp_path / name, iterations=5, eval_every=0, checkpoint_every=0, image_every=0, **over))
     got = scalars(tmp_path / name)
     for tag, values in want.items():
-        assert [v for _, v in got[tag]] == pytest.approx(values, rel=1e-4, abs=1e-6), tag
+        residue = name == "fused" and tag == "losses/policy_loss"
+        assert [v for _, v in got[tag]] == pytest.approx(values, rel=1e-4,
+                                                         abs=2e-5 if residue else 1e-6), tag
