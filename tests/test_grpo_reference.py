@@ -8,11 +8,17 @@ before it in the process. Thread count and CPU family change reductions in the l
 (2e-5 relative at most here), hence the 1e-4 tolerance: any real change to the algorithm moves
 these numbers by far more.
 
-One exception: on the fused path (mu = 1) the probability ratio is exactly 1, so the policy
-loss is minus the mean of the group-normalised advantages, zero up to float32 rounding; its
-recorded values (at most 5e-6) are rounding residues that moved by 2.5e-6 under load on one
-xdist worker. There only "zero up to rounding" (abs 2e-5) is asserted; the gradient norms and rewards,
-still pinned at 1e-4, are what catch a change to the loss."""
+The fused path (mu = 1) is pinned exactly only at its first iteration. There the
+probability ratio is exactly 1, so the policy loss is minus the mean of the group-normalised
+advantages: zero up to float32 rounding (its recorded values, at most 5e-6, are residues;
+asserted as "zero", abs 2e-5). And Adam's first step moves every weight by about the learning
+rate whatever the size of its gradient (m / sqrt(v) = +-1), so weights whose gradient is pure
+rounding noise take full steps in a direction set by the last bits: from the second iteration
+on the fused trajectory depends on bits that change with package versions (a fresh venv with
+numpy 2.4.6 / scipy 1.17.1 drifted 0.02 % at iteration 1 and 2 % at iteration 4) and on what ran
+before in the process. Later iterations are held to a trajectory band (reward within 0.02,
+gradient norm within 15 %) that a real change to the algorithm still leaves. The mu = 2 path
+is stable and pinned at 1e-4 throughout."""
 
 from __future__ import annotations
 
@@ -48,6 +54,13 @@ def test_seeded_tiny_run_reproduces_the_recorded_losses(tmp_path, monkeypatch, n
     grpo.train(tiny(tmp_path / name, iterations=5, eval_every=0, checkpoint_every=0, image_every=0, **over))
     got = scalars(tmp_path / name)
     for tag, values in want.items():
-        residue = name == "fused" and tag == "losses/policy_loss"
-        assert [v for _, v in got[tag]] == pytest.approx(values, rel=1e-4,
-                                                         abs=2e-5 if residue else 1e-6), tag
+        seen = [v for _, v in got[tag]]
+        assert len(seen) == len(values), tag
+        if name != "fused":
+            assert seen == pytest.approx(values, rel=1e-4, abs=1e-6), tag
+        elif tag == "losses/policy_loss":  # a rounding residue of zero at every iteration
+            assert seen == pytest.approx([0.0] * len(values), abs=2e-5), tag
+        else:  # exact before the first update, then the trajectory band
+            assert seen[0] == pytest.approx(values[0], rel=1e-4), tag
+            band = dict(abs=0.02) if tag == "charts/reward_gold" else dict(rel=0.15)
+            assert seen[1:] == pytest.approx(values[1:], **band), tag
