@@ -3,6 +3,7 @@ flux (``cnn.BandFeatures``) as extra per-frame inputs; old CNN configs load unch
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from agents.checkpoint import init_policy_from
@@ -57,3 +58,22 @@ def test_cnn_bands_builds_saves_and_loads_and_old_cnn_configs_stay(tmp_path):
     pol(x).sum().backward()
     w = pol.backbone.project.weight.grad
     assert w is not None and float(w[:, -20:].abs().sum()) > 0
+
+
+@pytest.mark.parametrize("name", ["cnn", "cnn-bands"])
+def test_inference_layout_gives_the_training_layouts_numbers(name):
+    """Without gradients the frequency stack runs its convolutions channels-last (faster on
+    CPU); the log-probabilities must equal the default layout's, which training uses."""
+
+    from cqtml_policy import create_policy
+
+    torch.manual_seed(0)
+    policy = create_policy(name, (2, 84, 216), num_devices=4, device="cpu").eval()
+    for p in policy.parameters():  # non-zero FiLM etc., so every branch carries signal
+        p.data.add_(torch.randn_like(p) * 0.05)
+    x = torch.rand(3, 2, 84, 300)
+    with torch.no_grad():
+        fast = policy(x)
+    slow = policy(x).detach()  # gradients enabled: the default layout
+    assert fast.shape == slow.shape
+    assert torch.allclose(fast, slow, atol=1e-4, rtol=0)  # summation order only (a wrong layout: O(1))
