@@ -135,3 +135,33 @@ def test_midi_file_equals_midos(tmp_path):
     assert all(a == b for a, b in zip(ccs, want))
     assert [m.type for m in got if m.is_meta] == ["set_tempo", "track_name", "end_of_track"]
     assert abs(mido.tempo2bpm([m for m in got if m.type == "set_tempo"][0].tempo) - 97) < 0.01
+
+
+def test_preview_cqt_scrolls_by_whole_even_pixels(tmp_path):
+    """Each video frame's CQT is the previous one shifted by a whole, even number of pixels
+    (what lets H.264 code it as motion), and the playhead column shows the frame's time."""
+    from cqtml_env.show.rig import load_rig
+    from cqtml_env.show.video import PreviewRenderer
+
+    path = tmp_path / "s.wav"
+    sf.write(str(path), beat_song(12.0), SR)
+    proc = CQTProcessor()
+    song = cqt_to_disk(AudioReader(path, SR), proc, tmp_path / "c.f16")
+    levels = np.zeros((4, song.num_frames), np.float32)
+    fps = 20
+    r = PreviewRenderer(song, levels, load_rig(None, num_devices=4), (480, 272), fps=fps)
+    k = r.px_per_s // fps
+    assert k >= 2 and k % 2 == 0 and r.px_per_s % fps == 0
+    mid = r.w // 2
+    for n in (30, 61, 150):
+        a = r.frame_yuv(n / fps)[r.top : r.h].astype(int)
+        b = r.frame_yuv((n + 1) / fps)[r.top : r.h].astype(int)
+        keep = np.ones(r.w - k, bool)
+        keep[[mid - k, mid]] = False  # the playhead line sits still on the moving picture
+        np.testing.assert_array_equal(b[:, : r.w - k][:, keep], a[:, k:][:, keep])
+        assert np.abs(a[:, k:]).sum() > 0  # there is a picture to shift
+    # the playhead column shows the CQT frame at t (one frame of the column grid either side)
+    t = 6.0
+    j = r._offset(t) + mid
+    frame = int(round((j - r.w // 2) / r.px_per_s * song.frame_rate))
+    assert abs(frame - round(t * song.frame_rate)) <= 1
