@@ -16,7 +16,8 @@
 2. Live timing on loopback: the band-follow show played on a wall clock to real receivers on
    127.0.0.1 (sacn's sACNreceiver, a UDP socket for Art-Net, a python-osc server) for
    ``--seconds`` (default 60); lateness of each sent frame against its schedule,
-   p50/p99/max. Target: p99 <= 2 ms. sacn's receiver calls its listener only when a
+   p50/p99/max, at normal priority and (where permitted) with ``--realtime``
+   (SCHED_FIFO) side by side. Target: p99 <= 2 ms. sacn's receiver calls its listener only when a
    universe's DMX data changes (``fire_callbacks_universe``), so it reports the frames
    whose data changed, printed next to it; Art-Net and OSC count every frame.
 
@@ -157,7 +158,18 @@ def _receivers(ports_q, stop_ev, result_q) -> None:
     result_q.put(counts)
 
 
-def bench_live(seconds: float) -> dict:
+def realtime_permitted() -> bool:
+    """Whether this process may use SCHED_FIFO (root, CAP_SYS_NICE or an rtprio limit)."""
+    try:
+        old = (os.sched_getscheduler(0), os.sched_getparam(0))
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(1))
+        os.sched_setscheduler(0, *old)
+        return True
+    except (AttributeError, OSError):
+        return False
+
+
+def bench_live(seconds: float, realtime: bool = False) -> dict:
     import multiprocessing as mp
 
     import cqtml_policy
@@ -194,7 +206,7 @@ port = {osc_port}
             show = make_show(song, cqtml_policy.BandFollowPolicy(num_devices=4, frame_rate=fr),
                              rig=rig, out=None, progress=False)
             report = play_show(show, clock=WallClock(), outputs=make_outputs(rig),
-                               seconds=seconds, log=lambda m: None)
+                               seconds=seconds, log=lambda m: None, realtime=realtime)
             # sacn's receiver calls a listener only when a universe's data CHANGES
             # (sacn/receiving/receiver_handler.py, fire_callbacks_universe): count the sent
             # frames whose universe-1 DMX differs from the frame before (the first counts)
@@ -264,17 +276,22 @@ def main(argv: list[str] | None = None) -> None:
               + "; ".join(f"{r['policy']} {r['cpu_s']:.2f} s ({r['cpu_s'] / r['cqt_alone_cpu_s']:.2f}x)"
                           for r in rows))
     if not a.skip_live:
-        live = bench_live(live_s)
-        print(f"\n2. live play on loopback, {live_s:g} s at {live['refresh_hz']:g} Hz, wall clock "
-              "(target p99 <= 2 ms)")
-        print(f"{'frames':>7}{'p50':>9}{'p99':>9}{'max':>9}  sent / received")
-        print(f"{live['frames']:>7}{live.get('p50_ms', float('nan')):>7.3f}ms"
-              f"{live.get('p99_ms', float('nan')):>7.3f}ms{live.get('max_ms', float('nan')):>7.3f}ms"
-              f"  {live['sent']} / {live['received']}"
-              + (f"  errors: {live['errors']}" if live["errors"] else ""))
+        modes = [False] + ([True] if realtime_permitted() else [])
+        print(f"\n2. live play on loopback, {live_s:g} s, wall clock, normal priority"
+              + (" then --realtime (SCHED_FIFO)" if len(modes) > 1 else
+                 " (--realtime skipped: SCHED_FIFO not permitted here)")
+              + f"; load average now {os.getloadavg()[0]:.1f} (target p99 <= 2 ms)")
+        print(f"{'priority':<10}{'frames':>7}{'p50':>9}{'p99':>9}{'max':>9}  sent / received")
+        for rt in modes:
+            live = bench_live(live_s, realtime=rt)
+            print(f"{'realtime' if rt else 'normal':<10}{live['frames']:>7}"
+                  f"{live.get('p50_ms', float('nan')):>7.3f}ms"
+                  f"{live.get('p99_ms', float('nan')):>7.3f}ms"
+                  f"{live.get('max_ms', float('nan')):>7.3f}ms"
+                  f"  {live['sent']} / {live['received']}"
+                  + (f"  errors: {live['errors']}" if live["errors"] else ""))
         print(f"sACN: sacn's receiver fires only when the data changes; frames whose DMX "
               f"changed: {live['sacn_changes']} (received by sacn: {live['received']['sacn']})")
-
 
 if __name__ == "__main__":
     sys.exit(main())

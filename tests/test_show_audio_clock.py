@@ -146,3 +146,65 @@ def test_without_an_output_device_the_wall_clock_is_used_and_said(monkeypatch, s
     assert clock.kind == "wall" and any("wall clock" in m for m in logs)
     with pytest.raises(RuntimeError, match="no audio output"):
         make_clock("audio", str(song[0]), SAMPLE_RATE, log=logs.append)
+
+
+def test_realtime_scheduling_is_applied_during_play_and_restored(monkeypatch):
+    """--realtime: the playing thread runs under SCHED_FIFO and gets its old policy back
+    afterwards; where that is not permitted it says so and plays at normal priority."""
+    import os
+
+    from cqtml_env.show import player
+
+    calls: list[tuple] = []
+    state = {"policy": 0, "prio": 0}
+
+    def get_sched(pid):
+        return state["policy"]
+
+    def get_param(pid):
+        return os.sched_param(state["prio"])
+
+    def set_sched(pid, policy, param):
+        calls.append((policy, param.sched_priority))
+        state["policy"], state["prio"] = policy, param.sched_priority
+
+    monkeypatch.setattr(os, "sched_getscheduler", get_sched)
+    monkeypatch.setattr(os, "sched_getparam", get_param)
+    monkeypatch.setattr(os, "sched_setscheduler", set_sched)
+
+    seen: list[int] = []
+
+    class Probe(Output):
+        kind = "probe"
+
+        def open(self) -> None:
+            pass
+
+        def send(self, frame) -> None:
+            seen.append(state["policy"])
+            self.frames_sent += 1
+
+        def close(self) -> None:
+            pass
+
+    logs: list[str] = []
+    times = np.arange(5) * 0.01
+    player.play_frames(times, np.zeros((1, 5)), [Probe(rig=None)], clock=player.WallClock(),
+                       log=logs.append, realtime=True)
+    assert seen == [os.SCHED_FIFO] * 5  # every frame was sent under SCHED_FIFO
+    assert calls == [(os.SCHED_FIFO, player.REALTIME_PRIORITY), (0, 0)]  # then restored
+    assert any("SCHED_FIFO" in m for m in logs)
+
+    def refuse(pid, policy, param):
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "sched_setscheduler", refuse)
+    seen.clear()
+    logs.clear()
+    player.play_frames(times, np.zeros((1, 5)), [Probe(rig=None)], clock=player.WallClock(),
+                       log=logs.append, realtime=True)
+    assert len(seen) == 5 and any("normal priority" in m for m in logs)
+    seen.clear()
+    player.play_frames(times, np.zeros((1, 5)), [Probe(rig=None)], clock=player.WallClock(),
+                       log=logs.append)  # off by default: never asked for
+    assert len(seen) == 5

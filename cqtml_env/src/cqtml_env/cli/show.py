@@ -62,6 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override the rig's latency offset for --play")
     p.add_argument("--clock", choices=("auto", "audio", "wall"), default="auto",
                    help="--play clock: the sound card's (audio), or a wall clock")
+    p.add_argument("--realtime", action="store_true",
+                   help="--play under real-time scheduling (SCHED_FIFO; needs root or "
+                        "CAP_SYS_NICE): frames stay on time on a busy machine")
     p.add_argument("--device", default="cpu", help="torch device for a checkpoint policy")
     p.add_argument("--unsafe-no-limiter", action="store_true",
                    help="DANGER: switch the WCAG flash limiter off (prints a warning)")
@@ -114,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.play:
         from cqtml_env.show.player import play_show
 
-        play_show(show, clock=args.clock, latency_ms=args.latency_ms)
+        play_show(show, clock=args.clock, latency_ms=args.latency_ms, realtime=args.realtime)
     return 0
 
 

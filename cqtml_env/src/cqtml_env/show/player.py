@@ -13,6 +13,7 @@ once and dropped while the others go on.
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 import threading
 import time
@@ -132,6 +133,37 @@ class PlayReport:
                 "max_ms": float(lat.max())}
 
 
+REALTIME_PRIORITY = 10  # SCHED_FIFO priority for --realtime: above every normal process,
+# below the kernel's own real-time threads (1..99; audio servers commonly use 5..20)
+
+
+@contextlib.contextmanager
+def realtime_priority(enabled: bool, log: Callable[[str], None],
+                      priority: int = REALTIME_PRIORITY):
+    """Run the block with this thread under ``SCHED_FIFO`` (Linux), then restore its policy.
+
+    On a loaded machine a normal-priority player wakes late whenever other processes hold
+    the cores; a real-time one is scheduled first. Needs root or ``CAP_SYS_NICE`` (or an
+    rtprio limit in limits.conf); otherwise it says so and plays at normal priority."""
+    if not enabled:
+        yield False
+        return
+    try:
+        old = (os.sched_getscheduler(0), os.sched_getparam(0))
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(int(priority)))
+    except (AttributeError, OSError) as exc:  # not Linux, or not permitted
+        log(f"play: --realtime not available ({exc}); playing at normal priority (needs root, "
+            "CAP_SYS_NICE or an rtprio limit)")
+        yield False
+        return
+    log(f"play: real-time scheduling (SCHED_FIFO, priority {priority})")
+    try:
+        yield True
+    finally:
+        with contextlib.suppress(OSError):
+            os.sched_setscheduler(0, old[0], old[1])
+
+
 def play_frames(
     times: np.ndarray,
     values: np.ndarray,
@@ -142,8 +174,12 @@ def play_frames(
     log: Callable[[str], None] | None = None,
     spin_s: float = 0.002,
     max_nap_s: float = 0.01,
+    realtime: bool = False,
 ) -> PlayReport:
-    """Send ``values[:, k]`` at clock time ``times[k] - latency_s`` to every live output."""
+    """Send ``values[:, k]`` at clock time ``times[k] - latency_s`` to every live output.
+
+    ``realtime=True`` runs the loop under real-time scheduling where permitted
+    (:func:`realtime_priority`)."""
     log = log or (lambda m: print(m, file=sys.stderr))
     errors: dict[str, str] = {}
     live: list[Output] = []
@@ -155,41 +191,43 @@ def play_frames(
             errors[o.kind] = str(exc)
             log(f"play: {o.kind} disabled: {exc}")
     late = np.zeros(len(times))
-    clock.start()
-    try:
-        for k, t in enumerate(times):
-            target = t - latency_s
-            while True:
-                dt = target - clock.now()
-                if dt <= 0:
-                    break
-                # sleep in short naps: the audio clock may not have started yet (its first
-                # callback re-anchors it) or may run at a slightly different rate
-                time.sleep(min(dt - spin_s, max_nap_s) if dt > spin_s else 0)
-            late[k] = clock.now() - target
-            frame = values[:, k]
-            for o in list(live):
-                try:
-                    o.send(frame)
-                except (OutputError, OSError) as exc:
-                    errors[o.kind] = str(exc)
-                    log(f"play: {o.kind} failed at {t:.2f} s and is dropped ({exc}); "
-                        "the other outputs go on")
-                    live.remove(o)
-                    with contextlib.suppress(Exception):
-                        o.close()
-    finally:
-        clock.stop()
-        for o in live:
-            o.close()
+    with realtime_priority(realtime, log):
+        clock.start()
+        try:
+            for k, t in enumerate(times):
+                target = t - latency_s
+                while True:
+                    dt = target - clock.now()
+                    if dt <= 0:
+                        break
+                    # sleep in short naps: the audio clock may not have started yet (its first
+                    # callback re-anchors it) or may run at a slightly different rate
+                    time.sleep(min(dt - spin_s, max_nap_s) if dt > spin_s else 0)
+                late[k] = clock.now() - target
+                frame = values[:, k]
+                for o in list(live):
+                    try:
+                        o.send(frame)
+                    except (OutputError, OSError) as exc:
+                        errors[o.kind] = str(exc)
+                        log(f"play: {o.kind} failed at {t:.2f} s and is dropped ({exc}); "
+                            "the other outputs go on")
+                        live.remove(o)
+                        with contextlib.suppress(Exception):
+                            o.close()
+        finally:
+            clock.stop()
+            for o in live:
+                o.close()
     sent = {o.kind: o.frames_sent for o in outputs}
     return PlayReport(getattr(clock, "kind", "custom"), len(times), 0.0, late, sent, errors)
 
 
 def play_show(show, *, clock: str | Any = "auto", latency_ms: float | None = None,
               outputs: list[Output] | None = None, seconds: float | None = None,
-              log: Callable[[str], None] | None = None) -> PlayReport:
-    """Play a :class:`~cqtml_env.show.api.Show` live to its rig's outputs."""
+              log: Callable[[str], None] | None = None, realtime: bool = False) -> PlayReport:
+    """Play a :class:`~cqtml_env.show.api.Show` live to its rig's outputs (``realtime``:
+    see :func:`realtime_priority`)."""
     from cqtml_env.contract import SAMPLE_RATE
 
     log = log or (lambda m: print(m, file=sys.stderr))
@@ -204,7 +242,8 @@ def play_show(show, *, clock: str | Any = "auto", latency_ms: float | None = Non
     lat = rig.latency_ms if latency_ms is None else latency_ms
     log(f"play: {len(times)} frames at {rig.refresh_hz:g} Hz, clock={clk.kind}, latency "
         f"{lat:g} ms, outputs: {', '.join(o.describe() for o in outputs) or 'none'}")
-    report = play_frames(times, values, outputs, clock=clk, latency_s=lat / 1e3, log=log)
+    report = play_frames(times, values, outputs, clock=clk, latency_s=lat / 1e3, log=log,
+                         realtime=realtime)
     report.refresh_hz = rig.refresh_hz
     s = report.summary()
     if s:
@@ -214,4 +253,4 @@ def play_show(show, *, clock: str | Any = "auto", latency_ms: float | None = Non
 
 
 __all__ = ["play_show", "play_frames", "frame_schedule", "PlayReport", "WallClock",
-           "AudioClock"]
+           "AudioClock", "realtime_priority"]
