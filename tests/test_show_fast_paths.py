@@ -165,3 +165,23 @@ def test_preview_cqt_scrolls_by_whole_even_pixels(tmp_path):
     j = r._offset(t) + mid
     frame = int(round((j - r.w // 2) / r.px_per_s * song.frame_rate))
     assert abs(frame - round(t * song.frame_rate)) <= 1
+
+
+@pytest.mark.parametrize("n,width", [(10000, 1200), (9000, 7), (4097, 4096), (100, 300)])
+def test_pooled_overview_columns_are_the_mean_of_their_frames(tmp_path, n, width):
+    """SongCQT.pooled (the overview's CQT): each column the mean over its frames of the
+    channel max, across the 4096-frame read blocks."""
+    from cqtml_env.show.inference import SongCQT
+    from cqtml_env.show.stream import StreamStats
+
+    x = np.random.default_rng(n).random((n, 2, 84)).astype(np.float16)
+    x.tofile(tmp_path / "c.f16")
+    song = SongCQT(tmp_path / "c.f16", n, 84, 43.0, n / 43.0, np.zeros(n, np.float32),
+                   StreamStats())
+    got = song.pooled(width)
+    w = min(width, n)
+    edges = np.linspace(0, n, w + 1).astype(int)
+    mono = x.astype(np.float32).max(axis=1)
+    want = np.stack([mono[a:b].mean(axis=0) for a, b in zip(edges[:-1], edges[1:])], axis=1)
+    assert got.shape == (84, w)
+    np.testing.assert_allclose(got, want, atol=1e-6)

@@ -162,7 +162,8 @@ def write_png(path: Path, rgb: np.ndarray) -> None:
             ">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
     png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
-    png += chunk(b"IDAT", zlib.compress(raw, 6)) + chunk(b"IEND", b"")
+    # level 1: a third of level 6's time for a ~20 % larger file (190 KB for an overview)
+    png += chunk(b"IDAT", zlib.compress(raw, 1)) + chunk(b"IEND", b"")
     path.write_bytes(png)
 
 

@@ -68,8 +68,12 @@ class SongCQT:
                                                                    self.n_bins))
         for s in range(0, self.num_frames, step):
             block = mm[s : s + step].astype(np.float32).max(axis=1)  # [n, F]
-            cols = np.searchsorted(edges, np.arange(s, s + block.shape[0]), side="right") - 1
-            np.add.at(out.T, cols, block)
+            # the columns this block touches, as runs of consecutive frames (reduceat, not
+            # np.add.at: a sum per run instead of one scattered add per frame)
+            lo = int(np.searchsorted(edges, s, side="right")) - 1
+            hi = int(np.searchsorted(edges, s + block.shape[0] - 1, side="right")) - 1
+            starts = np.maximum(edges[lo : hi + 1], s) - s
+            out[:, lo : hi + 1] += np.add.reduceat(block, starts, axis=0).T
         counts = np.maximum(np.diff(edges), 1)
         del mm
         return out / counts
