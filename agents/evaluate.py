@@ -51,7 +51,11 @@ class Args:
     reward_model: str = "model"
     """the proxy reported beside gold: `model` (the shipped reward model) or a saved model's path"""
     gold_version: str = "gold-v1"
-    """gold scorer version to score with: gold-v1 | gold-v2 | gold-v3 (docs/GOLD.md)"""
+    """gold scorer version to score with: gold-v1 | gold-v2 | gold-v3 | gold-v4 (docs/GOLD.md)"""
+    held_out: bool = False
+    """real data: score only the files a training run with this `--seed` and `--clips` as its
+    `--eval-clips` held out (agents/common.split_data), all their clips; choose recipes on
+    these, not on music you report on"""
 
 
 def write_report(
@@ -264,13 +268,21 @@ def _plot(evaluator: Evaluator, actions: np.ndarray, gold: np.ndarray, band, out
     plt.close(fig)
 
 
+def clip_indices(split, *, data: str, clips: int, seed: int, held_out: bool) -> np.ndarray:
+    """The clips to score: synthetic data and ``held_out`` the split's held-out clips; otherwise
+    (a fixed model on real data) ``clips`` of all of them, by a seeded permutation."""
+    synthetic = data == "synthetic" or data.startswith("synthetic:")
+    if synthetic or held_out:
+        return np.asarray(split.eval_indices)
+    rng = np.random.default_rng(seed)
+    return np.sort(rng.permutation(len(split.eval))[:clips])
+
+
 def main(args: Args) -> dict:
     split = split_data(args.data, args.max_duration, eval_clips=args.clips, seed=args.seed, cache_dir=args.cache_dir)
-    ds, idx = split.eval, split.eval_indices
-    if args.data not in ("synthetic",) and not args.data.startswith("synthetic:"):
-        # evaluating a fixed model: every clip of a real data set may be used
-        rng = np.random.default_rng(args.seed)
-        idx = np.sort(rng.permutation(len(ds))[: args.clips])
+    ds = split.eval
+    idx = clip_indices(split, data=args.data, clips=args.clips, seed=args.seed,
+                       held_out=args.held_out)
     evaluator = Evaluator(ds, idx, reward=args.reward_model, num_devices=args.num_devices,
                           gold_version=args.gold_version)
     report = write_report(args.policy, evaluator, args.out, args.temperature, args.plots, args.data)

@@ -24,3 +24,19 @@ def test_report_has_normalised_gold_for_every_version(tmp_path):
     # the scored version's entry is the headline normalised score
     assert noise["normalized_by_version"]["gold-v3"] == pytest.approx(noise["normalized_score"])
     assert "gold-v1" in (tmp_path / "rnd" / "report.md").read_text()
+
+
+def test_held_out_scores_only_the_files_a_training_run_held_out(tmp_path, write_audio):
+    for k in range(8):
+        write_audio(tmp_path / f"song{k}.wav", seconds=2.2, sr=22050, freq=220.0 + 40 * k)
+    spec = f"folder:{tmp_path}"
+    split = split_data(spec, max_duration=1.0, eval_clips=3, seed=1)
+    held = evaluate.clip_indices(split, data=spec, clips=3, seed=1, held_out=True)
+    assert held.tolist() == split.eval_indices.tolist()
+    src = [split.eval.clip_info(int(i))["source"] for i in range(len(split.eval))]
+    held_files = {src[i] for i in held}
+    assert held_files.isdisjoint({src[i] for i in split.train_indices})
+    assert all(src[i] in held_files for i in range(len(src)) if i not in set(split.train_indices))
+    # without it a fixed model is scored on clips of every file, training files included
+    every = evaluate.clip_indices(split, data=spec, clips=16, seed=1, held_out=False)
+    assert len(every) == 16 and {src[i] for i in every} - held_files

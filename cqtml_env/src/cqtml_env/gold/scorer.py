@@ -32,7 +32,9 @@ so silence stays dark and the loudest passages reach ~1.
 
 That is gold-v1 (the default). ``version="gold-v2"`` / ``"gold-v3"`` select the presets
 ``GOLD_V2`` / ``GOLD_V3`` (per-band auto-gain, loudness law, onset punches; v3's target follows
-with a decay and punches above its bed by onset strength): docs/GOLD.md.
+with a decay and punches above its bed by onset strength): docs/GOLD.md. ``"gold-v4"``
+(``GOLD_V4``) puts v3's punches over a dB-linear bed between each band's own 5th and 98th
+percentile, with a short attack, that starts at the clip's level.
 
 Score = ``sum_c w_c * component_c`` averaged over devices (weights sum to 1), in [0, 1].
 Per-clip features are computed once (and cached by content). ``score``/``score_components``
@@ -62,7 +64,7 @@ DEFAULT_WEIGHTS: dict[str, float] = {
     "range": 0.10,
 }
 COMPONENTS: tuple[str, ...] = tuple(DEFAULT_WEIGHTS)
-GOLD_VERSIONS: tuple[str, ...] = ("gold-v1", "gold-v2", "gold-v3")
+GOLD_VERSIONS: tuple[str, ...] = ("gold-v1", "gold-v2", "gold-v3", "gold-v4")
 
 # gold-v2 (docs/GOLD.md, "gold-v2"): a target that is dynamic and punchy on real music
 V2_WEIGHTS: dict[str, float] = {
@@ -91,6 +93,23 @@ GOLD_V3: dict = {
     "punch_mix": True,  # target = (1 - punch_level) * bed + punch: every punch is a real rise
     "punch_level": 0.3,  # the strongest onset of the band rises by 0.3 above the bed
     "punch_scale_power": 0.5,  # a weaker onset punches by sqrt(its flux / the strongest's)
+}
+# gold-v4 (docs/GOLD.md, "gold-v4"): v3's punches over a bed that rises with the music's
+# onsets as the audio's onset strength does (dB-linear, per-band floor and ceiling, a short
+# attack, started at the clip's own level), so the target beats the band-follower on
+# novelty correlation by a margin, not by 0.006. Weights as v2.
+GOLD_V4: dict = {
+    **GOLD_V3,
+    "loudness_law": False,  # brightness linear in dB: a rise of x dB is the same rise anywhere
+    "gate": 0.15,  # -68 dB absolute noise gate (the band-follower's noise floor)
+    "floor_percentile": 5.0,  # each band's own 5th percentile is dark ...
+    "ref_percentile": 98.0,  # ... and its 98th full (the band-follower's range)
+    "min_ref_span": 0.15,  # at least 12 dB between floor and full
+    "top_bins": 6,  # band level: mean of its 6 loudest bins (v3: 3) hears broadband attacks
+    "target_attack_s": 0.015,  # the bed rises over ~1 frame (not at once: no jitter rises)
+    "target_decay_s": 0.13,  # and falls with 0.13 s (the band-follower's 0.3 s to 10 %)
+    "follow_from_first": True,  # a clip is an excerpt: the bed starts at its level, not dark
+    "punch_scale_power": 0.75,  # a weaker onset punches by (its flux / the strongest's)^0.75
 }
 
 
@@ -134,6 +153,7 @@ class GoldConfig:
     floor_percentile: float = 0.0
     punch_mix: bool = False
     punch_scale_power: float = 0.0
+    follow_from_first: bool = False
 
     @classmethod
     def v2(cls, **overrides) -> GoldConfig:
@@ -145,6 +165,12 @@ class GoldConfig:
     def v3(cls, **overrides) -> GoldConfig:
         """The gold-v3 preset (``GoldScorer(version="gold-v3")`` uses it)."""
         kw = {**GOLD_V3, "weights": dict(V2_WEIGHTS), "version": "gold-v3", **overrides}
+        return cls(**kw)
+
+    @classmethod
+    def v4(cls, **overrides) -> GoldConfig:
+        """The gold-v4 preset (``GoldScorer(version="gold-v4")`` uses it)."""
+        kw = {**GOLD_V4, "weights": dict(V2_WEIGHTS), "version": "gold-v4", **overrides}
         return cls(**kw)
 
     def to_dict(self) -> dict:
@@ -348,6 +374,8 @@ class GoldScorer:
             config = {**GOLD_V2, **config}
         elif version == "gold-v3":
             config = {**GOLD_V3, **config}
+        elif version == "gold-v4":
+            config = {**GOLD_V4, **config}
         w = dict(DEFAULT_WEIGHTS if version == "gold-v1" else V2_WEIGHTS)
         if weights is not None:
             unknown = set(weights) - set(DEFAULT_WEIGHTS)
@@ -532,7 +560,8 @@ class GoldScorer:
     def _follow(self, target: np.ndarray) -> np.ndarray:
         """gold-v3: a one-pole follower of the level target (WLED / LedFx style): rises with
         ``target_attack_s``, falls with ``target_decay_s``, so the target does not flicker with
-        frame-to-frame jitter of the band level."""
+        frame-to-frame jitter of the band level. It starts dark before the clip, or (gold-v4,
+        ``follow_from_first``) at the first frame's level: an excerpt does not switch on."""
         cfg = self.config
 
         def coef(tau: float) -> float:
@@ -541,6 +570,8 @@ class GoldScorer:
         up, down = coef(cfg.target_attack_s), coef(cfg.target_decay_s)
         out = np.empty_like(target)
         prev = np.zeros(target.shape[0], np.float32)
+        if cfg.follow_from_first:
+            prev = target[:, 0].astype(np.float32)
         for t in range(target.shape[1]):
             x = target[:, t]
             prev = prev + np.where(x > prev, up, down) * (x - prev)
@@ -816,6 +847,7 @@ __all__ = [
     "DEFAULT_WEIGHTS",
     "GOLD_V2",
     "GOLD_V3",
+    "GOLD_V4",
     "GOLD_VERSIONS",
     "V2_WEIGHTS",
     "ClipFeatures",
