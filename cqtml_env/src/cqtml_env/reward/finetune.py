@@ -71,6 +71,9 @@ class FinetuneRecipe:
     """parameters kept at the starting model's values (the clip encoder: members must share it)"""
     stop_fraction: float = 0.15
     """share of the train clips each member early-stops on"""
+    device_terms: bool = True
+    """learn per-device corrections of the shared heads (zero at the start: the starting
+    model's scores; :meth:`RewardModel.with_device_terms`)"""
 
     def train_config(self, seed: int) -> TrainConfig:
         return TrainConfig(lr=self.lr, epochs=self.epochs, patience=self.patience,
@@ -166,6 +169,8 @@ def finetune_reward_model(
         raise ValueError(f"mix_gold must be in [0, 1), got {mix_gold}")
     if isinstance(init, str):
         init = RewardModel.load_default() if init == "default" else RewardModel.from_pretrained(init)
+    if recipe.device_terms and not init.config.device_terms:
+        init = init.with_device_terms()
     stores = [PreferenceDataset(p) for p in prefs]
     arrs = [s.load() for s in stores]
     arr = combine_arrays(arrs)
