@@ -9,8 +9,11 @@ dropped (no leakage). The report puts the fine-tuned model's held-out agreement 
 person next to the starting model's on the very same pairs.
 
 The recipe (:class:`FinetuneRecipe`, the default of ``cqtml-reward train --init default``):
-the clip encoder is frozen and only the heads learn (lr 1e-2, up to 150 epochs, early stopping
-with patience 20 restores the best early-stopping epoch), ``ensemble`` times over different
+the clip encoder is frozen and only the heads learn, with per-device terms added at zero
+(:meth:`RewardModel.with_device_terms`: a person may want the bass lamp to pump and the treble
+lamp to stay calm, which heads shared over devices can only express through band features;
+lr 1e-2, up to 150 epochs, early stopping with patience 20 restores the best early-stopping
+epoch), ``ensemble`` times over different
 fit / early-stopping splits of the train clips (bagging by clip); the members share the clip
 encoder, so their heads are stacked into one :class:`RewardModel` whose score is exactly the
 members' mean (:func:`cqtml_env.reward.ensemble.stack_members`).
@@ -249,7 +252,7 @@ def finetune_reward_model(
                              for r in reports]
         report["calibration"] = {"scale": model.config.calib_scale,
                                  "bias": model.config.calib_bias}
-    report["finetune"] = {"ensemble": k_members, **{
+    report["finetune"] = {"ensemble": k_members, "device_terms": model.config.device_terms, **{
         f: getattr(cfg, f) for f in ("lr", "epochs", "patience", "weight_decay", "freeze")}}
     test_view = _Data(_subset(arr, test_h))
     test_clips = clips_of(test_h)
