@@ -159,6 +159,30 @@ def label_through_page(svc, url: str, store: Path, names: dict, marks: list[int]
     return snaps, n_ans / (time.time() - t0)
 
 
+def label_direct(svc, store: Path, names: dict, marks: list[int], work: Path):
+    """The labellers answer through the service's API instead of the page (no browser).
+
+    The same pairs, store and taste as through the page, only fast: for the ceiling (how far
+    agreement goes with many labels), not for the page's figures.
+    """
+    import base64
+
+    snaps, t0, n_ans = {}, time.time(), 0
+    for k in range(1, marks[-1] + 1):
+        for name in names.values():
+            p = svc.next_pair(name)
+            c = p["cqt"]
+            strip = np.frombuffer(base64.b64decode(c["data"]), np.uint8).reshape(c["bins"], c["frames"])
+            pick = "a" if taste(np.array(p["a"]), strip) >= taste(np.array(p["b"]), strip) else "b"
+            svc.answer(name, p["pair_id"], pick, played_fraction=1.0)
+            n_ans += 1
+        if k in marks:
+            snaps[k] = work / f"snap{k}"
+            snapshot(svc, store, snaps[k])
+            print(f"  {k} labels each, {time.time() - t0:.0f} s", flush=True)
+    return snaps, n_ans / (time.time() - t0)
+
+
 def played_flags(snap: Path) -> tuple[int, int]:
     """(labels with ``both_played`` true, labels) in a store's label metadata."""
     from cqtml_env.preferences.store import PreferenceDataset
@@ -216,6 +240,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--play-rate", type=float, default=4.0,
                     help="the labeller plays each clip through at this speed before answering "
                          "(so both_played is true); 0 = answer without playing")
+    ap.add_argument("--direct", action="store_true",
+                    help="label through the service API, not the browser (fast; for the ceiling)")
+    ap.add_argument("--pairs-per-clip", type=int, default=3, help="pairs labelled per clip")
     ap.add_argument("--keep", default=None, help="keep the store snapshots here (snapN/, sel/)")
     ap.add_argument("--label-only", action="store_true", help="stop after labelling (with --keep)")
     ap.add_argument("--from-snapshots", default=None,
@@ -231,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.marks, args.heldout_clips = "20,40,60", 10
     marks = sorted(int(m) for m in args.marks.split(","))
-    if not Path(CHROMIUM).is_file():
+    if not args.direct and not args.from_snapshots and not Path(CHROMIUM).is_file():
         print("skipped: needs Debian chromium (apt-get install -y chromium)")
         return 0
     import torch
@@ -243,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
 
     t_start = time.time()
     work = Path(tempfile.mkdtemp(prefix="bench-taste-"))
-    pairs_per_clip = 3
+    pairs_per_clip = args.pairs_per_clip
     data = SyntheticMusic(num_clips=-(-marks[-1] // pairs_per_clip) + 2, seed=0)
     names = {sel: f"taste-{sel}" for sel in args.selections.split(",")}
     variants, played, rate = dict(names), {}, float("nan")
@@ -260,8 +287,11 @@ def main(argv: list[str] | None = None) -> int:
         srv = ThreadedServer(create_app(svc)).start()
         print(f"labelling {marks[-1]} pairs x {len(names)} selections through {srv.url} ...")
         try:
-            snaps, rate = label_through_page(svc, srv.url, store, names, marks, work,
-                                             play_rate=args.play_rate)
+            if args.direct:
+                snaps, rate = label_direct(svc, store, names, marks, work)
+            else:
+                snaps, rate = label_through_page(svc, srv.url, store, names, marks, work,
+                                                 play_rate=args.play_rate)
         finally:
             srv.stop()
             svc.close()

@@ -346,7 +346,12 @@ def test_finetune_from_default_reports_agreement_next_to_the_shipped_model(datas
     assert 0.0 <= p["agreement_init"] <= 1.0 and 0.0 <= p["agreement_finetuned"] <= 1.0
     from cqtml_env import RewardModel
 
-    RewardModel.from_pretrained(out)  # loadable by agents/grpo.py --reward-model
+    # loadable by agents/grpo.py --reward-model, with per-device terms unless --shared-heads
+    assert RewardModel.from_pretrained(out).config.device_terms
+    assert reward_cli.main(["train", "--prefs", str(tmp_path / "s"), "--init", "default",
+                            "--out", str(tmp_path / "m1"), "--epochs", "1", "--ensemble", "1",
+                            "--shared-heads", "--quiet"]) == 0
+    assert not RewardModel.from_pretrained(tmp_path / "m1").config.device_terms
     with pytest.raises(ValueError, match="no labeller 'zed'"):
         from cqtml_env.reward.finetune import finetune_reward_model
 

@@ -66,6 +66,8 @@ def _finetune(args: argparse.Namespace, cfg, log_dir: str) -> int:
     given = {"lr": args.lr, "epochs": args.epochs, "patience": args.patience,
              "ensemble": args.ensemble}
     recipe = replace(FinetuneRecipe(), **{k: v for k, v in given.items() if v is not None})
+    if args.shared_heads:
+        recipe = replace(recipe, device_terms=False)
     _, report = finetune_reward_model(
         args.prefs, args.out, init=args.init, person=args.labeller, mix_gold=args.mix_gold,
         test_fraction=args.test_fraction, recipe=recipe,
@@ -152,6 +154,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="early-stopping patience (default 6; 20 when fine-tuning)")
     t.add_argument("--ensemble", type=int, default=None,
                    help="fine-tuning: members averaged into one model (default 4)")
+    t.add_argument("--shared-heads", action="store_true",
+                   help="fine-tuning: no per-device terms (every device judged by one head)")
     t.add_argument("--hidden", type=int, default=DEFAULT_HIDDEN)
     t.add_argument("--threads", type=int, default=1)
     t.add_argument("--val-fraction", type=float, default=0.15)

@@ -4,7 +4,8 @@ K reward models fine-tuned from the same start with the clip encoder (``band_log
 ``gate``) frozen differ only in their heads. Their heads are stacked side by side into a model
 with ``hidden = K * h`` and ``global_hidden = K * g``: the per-frame layer holds every member's
 units, the global layer reads each member's own units (block-diagonal), and both output layers
-average the members. Its raw score is exactly the mean of the members' raw scores, and it is
+average the members (per-device terms, where the members have them, are stacked the same
+way: input terms side by side, read-outs averaged). Its raw score is exactly the mean of the members' raw scores, and it is
 an ordinary ``RewardModel`` (safetensors + JSON; ``agents/grpo.py --reward-model DIR`` loads it).
 
 Example:
@@ -44,6 +45,8 @@ def stack_members(members: list[RewardModel]) -> RewardModel:
         if (m.config.hidden, m.config.global_hidden) != (first.config.hidden,
                                                           first.config.global_hidden):
             raise ValueError("ensemble members must have the same hidden sizes")
+        if m.config.device_terms != first.config.device_terms:
+            raise ValueError("ensemble members must all have per-device terms or none")
     h, g = first.config.hidden, first.config.global_hidden
     cfg = copy.deepcopy(first.config)
     cfg.hidden, cfg.global_hidden, cfg.metrics = k * h, k * g, {}
@@ -67,6 +70,11 @@ def stack_members(members: list[RewardModel]) -> RewardModel:
         g1.bias.copy_(torch.cat([m.global_mlp[0].bias for m in members]))
         g2.weight.copy_(torch.cat([m.global_mlp[2].weight for m in members], dim=1) / k)
         g2.bias.copy_(torch.stack([m.global_mlp[2].bias for m in members]).mean(0))
+        if cfg.device_terms:  # [D, H(, F)] and [D, G]: members side by side along H / G
+            out.device_in.copy_(torch.cat([m.device_in for m in members], dim=1))
+            out.device_bias.copy_(torch.cat([m.device_bias for m in members], dim=1))
+            out.device_out.copy_(torch.cat([m.device_out for m in members], dim=1) / k)
+            out.device_global.copy_(torch.cat([m.device_global for m in members], dim=1) / k)
     out.eval()
     return out
 

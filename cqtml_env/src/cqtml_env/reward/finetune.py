@@ -9,8 +9,11 @@ dropped (no leakage). The report puts the fine-tuned model's held-out agreement 
 person next to the starting model's on the very same pairs.
 
 The recipe (:class:`FinetuneRecipe`, the default of ``cqtml-reward train --init default``):
-the clip encoder is frozen and only the heads learn (lr 1e-2, up to 150 epochs, early stopping
-with patience 20 restores the best early-stopping epoch), ``ensemble`` times over different
+the clip encoder is frozen and only the heads learn, with per-device terms added at zero
+(:meth:`RewardModel.with_device_terms`: a person may want the bass lamp to pump and the treble
+lamp to stay calm, which heads shared over devices can only express through band features;
+lr 1e-2, up to 150 epochs, early stopping with patience 20 restores the best early-stopping
+epoch), ``ensemble`` times over different
 fit / early-stopping splits of the train clips (bagging by clip); the members share the clip
 encoder, so their heads are stacked into one :class:`RewardModel` whose score is exactly the
 members' mean (:func:`cqtml_env.reward.ensemble.stack_members`).
@@ -71,6 +74,9 @@ class FinetuneRecipe:
     """parameters kept at the starting model's values (the clip encoder: members must share it)"""
     stop_fraction: float = 0.15
     """share of the train clips each member early-stops on"""
+    device_terms: bool = True
+    """learn per-device corrections of the shared heads (zero at the start: the starting
+    model's scores; :meth:`RewardModel.with_device_terms`)"""
 
     def train_config(self, seed: int) -> TrainConfig:
         return TrainConfig(lr=self.lr, epochs=self.epochs, patience=self.patience,
@@ -166,6 +172,8 @@ def finetune_reward_model(
         raise ValueError(f"mix_gold must be in [0, 1), got {mix_gold}")
     if isinstance(init, str):
         init = RewardModel.load_default() if init == "default" else RewardModel.from_pretrained(init)
+    if recipe.device_terms and not init.config.device_terms:
+        init = init.with_device_terms()
     stores = [PreferenceDataset(p) for p in prefs]
     arrs = [s.load() for s in stores]
     arr = combine_arrays(arrs)
@@ -244,7 +252,7 @@ def finetune_reward_model(
                              for r in reports]
         report["calibration"] = {"scale": model.config.calib_scale,
                                  "bias": model.config.calib_bias}
-    report["finetune"] = {"ensemble": k_members, **{
+    report["finetune"] = {"ensemble": k_members, "device_terms": model.config.device_terms, **{
         f: getattr(cfg, f) for f in ("lr", "epochs", "patience", "weight_decay", "freeze")}}
     test_view = _Data(_subset(arr, test_h))
     test_clips = clips_of(test_h)

@@ -15,6 +15,15 @@ Structured like the task so that it is fast and transfers to real music:
 3. **Global head**: pooled statistics per device (correlation of ``a`` with ``y_hat``, std of
    both, their ratio, mean level, mean |a - y_hat|, mean of the conv features) to ``g[b, d]``.
 
+4. **Per-device terms** (``device_terms=True``; off in the shipped model): both heads above
+   are shared over devices and see a device only through its band features, but a person may
+   give devices different roles (the bass lamp pumps, the treble lamp stays calm). Four
+   tensors add a per-device correction: ``device_in [D, H, F]`` and ``device_bias [D, H]`` to
+   the per-frame layer's pre-activation, ``device_out [D, H]`` to its read-out and
+   ``device_global [D, G]`` to the global head's read-out. They start at zero, so enabling
+   them (:meth:`RewardModel.with_device_terms`) leaves every score bit-identical, and weight
+   decay pulls them back towards the shared head; the fine-tune learns them.
+
 ``raw = mean_{d,t}(c + g)``; :meth:`RewardModel.forward` returns ``raw`` (the Bradley–Terry
 logit scale it was trained on) unless ``calibrated=True``. :meth:`RewardModel.score` returns
 the *calibrated* score ``raw * calib_scale + calib_bias``: an affine map fitted after training
@@ -53,6 +62,8 @@ class RewardModelConfig:
     global_hidden: int = 32
     gate_init: float = 0.35
     min_ref_span: float = 0.3
+    device_terms: bool = False
+    """per-device corrections of the shared heads (module doc, item 4)"""
     calib_scale: float = 1.0
     calib_bias: float = 0.0
     version: int = CONFIG_VERSION
@@ -77,6 +88,8 @@ class RewardModelConfig:
 NUM_CLIP_FEATURES = 9
 NUM_ACTION_FEATURES = 11
 NUM_GLOBAL_STATS = 12
+# the per-device parameters (module doc, item 4); weights saved without them load as zeros
+DEVICE_TERMS = ("device_in", "device_bias", "device_out", "device_global")
 # the gold scorer's rule constants, mirrored by the model's hand-made features (one source)
 GOLD = GoldConfig()
 
@@ -159,6 +172,25 @@ class RewardModel(nn.Module):
             nn.GELU(),
             nn.Linear(cfg.global_hidden, 1),
         )
+        if cfg.device_terms:
+            self.device_in = nn.Parameter(torch.zeros(d, h, cin))
+            self.device_bias = nn.Parameter(torch.zeros(d, h))
+            self.device_out = nn.Parameter(torch.zeros(d, h))
+            self.device_global = nn.Parameter(torch.zeros(d, cfg.global_hidden))
+
+    def with_device_terms(self) -> RewardModel:
+        """A copy with per-device terms (zero where this model has none: same scores)."""
+        import copy
+
+        cfg = copy.deepcopy(self.config)
+        cfg.device_terms = True
+        with torch.random.fork_rng(devices=[]):
+            out = RewardModel(cfg)
+        missing, unexpected = out.load_state_dict(self.state_dict(), strict=False)
+        if unexpected or not set(missing) <= set(DEVICE_TERMS):
+            raise RuntimeError(f"with_device_terms: missing {missing}, unexpected {unexpected}")
+        out.train(self.training)
+        return out.to(next(self.parameters()).device)
 
     # -- clip side -----------------------------------------------------------------------
     def encode_clip(self, cqt: torch.Tensor) -> ClipEncoding:
@@ -264,9 +296,18 @@ class RewardModel(nn.Module):
         clip_part = F.linear(enc.feats, lin.weight[:, :nc], lin.bias)  # [C, D, T, H]
         clip_part = clip_part.permute(3, 0, 1, 2).unsqueeze(2)  # [H, C, 1, D, T]
         hdn = (lin.weight[:, nc:] @ act).view(-1, c, g, d, t)  # [H, C, G, D, T]
-        hdn = F.relu(hdn.add_(clip_part), inplace=True)  # in place: no more 7 MB temporaries
+        hdn = hdn.add_(clip_part)
+        dev = self.config.device_terms
+        if dev:  # separate additive terms: zero terms leave the shared path's numbers as they are
+            w_in = self.device_in
+            hdn = hdn + torch.einsum("dhf,fcgdt->hcgdt", w_in[:, :, nc:], act.view(-1, c, g, d, t))
+            dev_clip = torch.einsum("dhf,cdtf->hcdt", w_in[:, :, :nc], enc.feats)
+            hdn = hdn + (dev_clip + self.device_bias.T[:, None, :, None]).unsqueeze(2)
+        hdn = F.relu(hdn, inplace=True)  # in place: no more 7 MB temporaries
         out = self.frame_out
         frame = (out.weight @ hdn.reshape(hdn.shape[0], -1)).view(c, g, d, t) + out.bias  # [C, G, D, T]
+        if dev:
+            frame = frame + torch.einsum("dh,hcgdt->cgdt", self.device_out, hdn)
         am = a - a.mean(-1, keepdim=True)
         ym = y - y.mean(-1, keepdim=True)
         sa = am.pow(2).mean(-1).add(1e-6).sqrt()
@@ -298,7 +339,12 @@ class RewardModel(nn.Module):
             dim=-1,
         )
         frame_mean = hdn.mean(-1).movedim(0, -1)  # [C, G, D, H]
-        glob = self.global_mlp(torch.cat([frame_mean, stats], dim=-1)).squeeze(-1)  # [C, G, D]
+        g_in = torch.cat([frame_mean, stats], dim=-1)
+        if dev:
+            g_hid = self.global_mlp[1](self.global_mlp[0](g_in))  # [C, G, D, G_h]
+            glob = self.global_mlp[2](g_hid).squeeze(-1) + (g_hid * self.device_global).sum(-1)
+        else:
+            glob = self.global_mlp(g_in).squeeze(-1)  # [C, G, D]
         contrib = frame + glob[..., None]
         raw = contrib.mean(dim=(-2, -1)).reshape(b)
         if per_frame:
@@ -442,6 +488,9 @@ class RewardModel(nn.Module):
         with torch.random.fork_rng(devices=[]):  # the throwaway random init must not move the caller's RNG
             model = cls(cfg)
         state = load_safetensors(wpath, expected="reward model weights", backend="torch")
+        if cfg.device_terms:  # saved before the per-device terms existed: they stay zero
+            for k in DEVICE_TERMS:
+                state.setdefault(k, getattr(model, k).detach().clone())
         try:
             model.load_state_dict(state)
         except RuntimeError as exc:  # missing/unexpected keys or wrong shapes
@@ -485,4 +534,5 @@ def spearman(x: np.ndarray, y: np.ndarray) -> float:
     return 0.0 if math.isnan(r) else float(r)
 
 
-__all__ = ["RewardModel", "RewardModelConfig", "ClipEncoding", "bt_loss", "spearman"]
+__all__ = ["DEVICE_TERMS", "RewardModel", "RewardModelConfig", "ClipEncoding", "bt_loss",
+           "spearman"]
