@@ -68,6 +68,15 @@ class Args:
     """feature cache directory (CQTs computed once, reused by later runs)"""
     level_augment_db: float = 24.0
     """train on clips attenuated by a seeded 0..N dB each, as agents/grpo.py does; 0 = off"""
+    augment_copies: int = 1
+    """train on this many copies of every training clip: copy 0 as it is, copy k >= 1 with
+    its own seeded attenuation (``--level-augment-db``) and, with ``--pitch-shift-bins``, a
+    seeded shift along the CQT's bins; the teacher's levels are computed on each copy. More
+    distinct clips for a student that otherwise over-fits the tune set (1 = off)"""
+    pitch_shift_bins: int = 0
+    """copies k >= 1 are shifted by a seeded, non-zero whole number of bins in
+    ``[-N, N]`` (12 bins = an octave; the bins shifted in are silent): the same music a few
+    semitones up or down; 0 = no shift"""
     max_duration: float = 5.0
     """clip length in seconds"""
     num_devices: int = 4
@@ -82,6 +91,14 @@ class Args:
     """AdamW learning rate (cosine decay to 10 % over the run)"""
     label_smoothing: float = 0.0
     """cross-entropy label smoothing (keeps some entropy for the RL that follows)"""
+    rise_weight: float = 0.0
+    """extra loss weight on the frames where the teacher's level rises by at least
+    ``--rise-levels`` grid steps (its punches and onsets) and the frame after: the student
+    otherwise smooths over a rise it is unsure about by a frame, and its show loses the onsets
+    the gold scorer and the beat metric look for; 0 = every frame weighs the same"""
+    rise_levels: int = 2
+    """a rise of at least this many grid steps from one frame to the next counts for
+    ``--rise-weight``"""
     level_sigma: float = 0.0
     """ordinal soft target: the teacher's level spread as a Gaussian of this many grid steps
     over its neighbours (0 = exact-class cross-entropy). A near miss then costs less than a far
@@ -101,6 +118,47 @@ class Args:
     """torch device: auto | cpu | cuda"""
     threads: int = 0
     """torch intra-op threads (0: torch's default)"""
+
+
+def shift_bins(cqt: np.ndarray, shift: int) -> np.ndarray:
+    """A CQT ``[..., F, T]`` moved ``shift`` bins up (> 0) or down (< 0) along ``F``; the bins
+    shifted in are silent (0 on the absolute dB scale).
+
+    >>> shift_bins(np.arange(4.0).reshape(4, 1), 1)[:, 0].tolist()
+    [0.0, 0.0, 1.0, 2.0]
+    """
+    out = np.zeros_like(cqt)
+    f = cqt.shape[-2]
+    if abs(shift) >= f:
+        return out
+    if shift >= 0:
+        out[..., shift:, :] = cqt[..., : f - shift, :]
+    else:
+        out[..., : f + shift, :] = cqt[..., -shift:, :]
+    return out
+
+
+def augmented_copies(dataset, indices, *, copies: int, level_db: float, pitch_bins: int,
+                     seed: int) -> np.ndarray:
+    """The training CQTs ``[copies * len(indices), 2, F, T]``: copy 0 with ``dataset``'s own
+    seeded attenuation (``LevelAugmented(seed)``, none with ``level_db`` 0), copy ``k`` with
+    ``LevelAugmented(seed + k)`` and a seeded bin shift in ``[-pitch_bins, pitch_bins]``
+    (never 0 when ``pitch_bins`` > 0). Deterministic in ``seed``."""
+    if copies < 1 or pitch_bins < 0:
+        raise ValueError(f"need augment_copies >= 1 and pitch_shift_bins >= 0, got {copies}, {pitch_bins}")
+    from cqtml_env import LevelAugmented
+
+    out = []
+    rng = np.random.default_rng([seed, 0x5F7])
+    for k in range(copies):
+        data = LevelAugmented(dataset, level_db, seed=seed + k) if level_db > 0 else dataset
+        for i in indices:
+            x = np.asarray(data[int(i)], dtype=np.float32)
+            if k > 0 and pitch_bins > 0:
+                shift = int(rng.integers(1, pitch_bins + 1)) * (1 if rng.random() < 0.5 else -1)
+                x = shift_bins(x, shift)
+            out.append(x)
+    return np.stack(out).astype(np.float32)
 
 
 def teacher_targets(teacher: torch.nn.Module, cqt: torch.Tensor) -> torch.Tensor:
@@ -146,26 +204,47 @@ def soft_level_targets(targets: torch.Tensor, levels: int, sigma: float) -> torc
     return w / w.sum(dim=-1, keepdim=True)
 
 
+def rise_weights(targets: torch.Tensor, weight: float, min_levels: int = 2) -> torch.Tensor:
+    """Per-(device, frame) loss weights ``[B, D, T]`` for level indices ``[B, D, T]``: ``1 +
+    weight`` on every frame where the level rises by at least ``min_levels`` steps from the
+    frame before, and on the frame after it; 1 elsewhere. Normalised to mean 1 per batch, so
+    the loss keeps its scale.
+
+    >>> rise_weights(torch.tensor([[[0, 0, 5, 5, 5, 5]]]), 3.0)[0, 0].tolist()
+    [0.5, 0.5, 2.0, 2.0, 0.5, 0.5]
+    """
+    if weight < 0 or min_levels < 1:
+        raise ValueError(f"need weight >= 0 and min_levels >= 1, got {weight}, {min_levels}")
+    rise = torch.zeros(targets.shape, dtype=torch.bool, device=targets.device)
+    rise[..., 1:] = (targets[..., 1:] - targets[..., :-1]) >= min_levels
+    rise[..., 1:] |= rise[..., :-1].clone()  # the frame after the rise: where it lands
+    w = 1.0 + weight * rise.float()
+    return w / w.mean()
+
+
 def sft_loss(
     log_probs: torch.Tensor, targets: torch.Tensor, label_smoothing: float = 0.0,
-    level_sigma: float = 0.0,
+    level_sigma: float = 0.0, weights: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Cross-entropy of ``log_probs [B, D, T, K]`` against level indices ``[B, D, T]``, and
     the agreement statistics (argmax == teacher, mean level error as a fraction of full scale).
 
-    ``level_sigma > 0``: against :func:`soft_level_targets` instead of the exact class."""
+    ``level_sigma > 0``: against :func:`soft_level_targets` instead of the exact class.
+    ``weights [B, D, T]`` (e.g. :func:`rise_weights`) weigh each (device, frame)'s term."""
     k = log_probs.shape[-1]
     if level_sigma > 0:
         soft = soft_level_targets(targets, k, level_sigma)
         if label_smoothing > 0:
             soft = (1 - label_smoothing) * soft + label_smoothing / k
-        loss = -(soft * log_probs).sum(dim=-1).mean()
+        per = -(soft * log_probs).sum(dim=-1)
     else:
         # log_softmax of normalised log-probabilities is the identity, so torch's cross-entropy
         # (with its label smoothing) applies to them as they are
-        loss = torch.nn.functional.cross_entropy(
-            log_probs.reshape(-1, k), targets.reshape(-1), label_smoothing=label_smoothing
-        )
+        per = torch.nn.functional.cross_entropy(
+            log_probs.reshape(-1, k), targets.reshape(-1), label_smoothing=label_smoothing,
+            reduction="none",
+        ).reshape(targets.shape)
+    loss = (per * weights).mean() if weights is not None else per.mean()
     with torch.no_grad():
         pred = log_probs.argmax(dim=-1)
         stats = {
@@ -236,12 +315,9 @@ def train(args: Args) -> Path:
 
     split = split_data(args.data, args.max_duration, args.eval_clips, args.train_clips, args.seed,
                        args.cache_dir)
-    data = split.train
-    if args.level_augment_db > 0:
-        from cqtml_env import LevelAugmented
-
-        data = LevelAugmented(split.train, args.level_augment_db, seed=args.seed)
-    cqts = torch.as_tensor(np.stack([data[int(i)] for i in split.train_indices]).astype(np.float32))
+    cqts = torch.as_tensor(augmented_copies(
+        split.train, split.train_indices, copies=args.augment_copies,
+        level_db=args.level_augment_db, pitch_bins=args.pitch_shift_bins, seed=args.seed))
     cqt_shape = tuple(cqts.shape[1:])
 
     from cqtml_policy import registry
@@ -288,8 +364,11 @@ def train(args: Args) -> Path:
     for step in range(1, args.steps + 1):
         idx = torch.randint(len(cqts), (min(args.batch_size, len(cqts)),), generator=gen)
         log_probs = policy(cqts[idx].to(dev))
-        loss, stats = sft_loss(log_probs, targets[idx].to(dev), args.label_smoothing,
-                               args.level_sigma)
+        batch_targets = targets[idx].to(dev)
+        weights = (rise_weights(batch_targets, args.rise_weight, args.rise_levels)
+                   if args.rise_weight > 0 else None)
+        loss, stats = sft_loss(log_probs, batch_targets, args.label_smoothing,
+                               args.level_sigma, weights)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(policy.parameters(), 1.0)
