@@ -1,5 +1,10 @@
 # Two commands do everything on a fresh machine with Python 3.11 and pip:
-#   make train   - create/refresh .venv, install both packages, train GRPO on synthetic music
+#   make train   - create/refresh .venv, install both packages, fetch free real music (Debian
+#                  soundtrack packages: `apt-get download`, no install), train the default
+#                  policy on its tune half and report it on the check half it never saw
+#                  (README "Results: gold-v4 and rise-weighted imitation")
+#   make train DATA=synthetic - the same recipe on built-in synthetic music (no apt needed)
+#   make train-grpo - the GRPO policy `make train` trained before (reward model, synthetic)
 #   make test    - create/refresh .venv, install both packages + dev tools, run the test suite
 PYTHON ?= python3
 VENV   := .venv
@@ -7,9 +12,17 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.cqtml-installed
 # The CPU machines we run on cap pip at these releases (they lie on local disk there).
 TORCH  ?= torch==2.14.1 torchvision==0.29.1
-RUN_DIR ?= runs/grpo-default
+RUN_DIR ?= runs/sft-default
+# real = the Debian soundtracks (bench/real_music_check.py: its SOURCES say which half is
+# tune and which is check); anything else is a data spec such as `synthetic`
+DATA   ?= real
+MUSIC  ?= runs/.music
+CACHE  := --cache-dir runs/.feature-cache
+# supervised imitation of the gold-v4 target (agents/sft.py; each flag is an Args field)
+SFT    := --policy cnn-bands --teacher gold-target --gold-version gold-v4 --level-sigma 1.5 \
+          --learning-rate 3e-3 --steps 2400 --rise-weight 3
 
-.PHONY: venv train test lint bench wheels clean
+.PHONY: venv train train-grpo test lint bench wheels clean
 
 venv: $(STAMP)
 
@@ -22,7 +35,22 @@ $(STAMP): pyproject.toml cqtml_env/pyproject.toml cqtml_policy/pyproject.toml Ma
 
 train: venv
 	$(PY) -m cqtml_env.warmup
-	$(PY) agents/grpo.py --run-dir $(RUN_DIR) --cache-dir runs/.feature-cache
+ifeq ($(DATA),real)
+	$(PY) bench/real_music_check.py --prepare $(MUSIC)/tune --split tune --work $(MUSIC)-pkgs
+	$(PY) bench/real_music_check.py --prepare $(MUSIC)/check --split check --work $(MUSIC)-pkgs
+	$(PY) agents/sft.py $(SFT) --augment-copies 3 --pitch-shift-bins 2 \
+	    --data folder:$(MUSIC)/tune --run-dir $(RUN_DIR) $(CACHE)
+	$(PY) agents/evaluate.py --policy $(RUN_DIR)/checkpoints/final --data folder:$(MUSIC)/check \
+	    --clips 60 --gold-version gold-v4 $(CACHE) --out $(RUN_DIR)/eval
+else
+	$(PY) agents/sft.py $(SFT) --train-clips 1024 --data $(DATA) --run-dir $(RUN_DIR) $(CACHE)
+	$(PY) agents/evaluate.py --policy $(RUN_DIR)/checkpoints/final --gold-version gold-v4 \
+	    $(CACHE) --out $(RUN_DIR)/eval
+endif
+
+train-grpo: venv
+	$(PY) -m cqtml_env.warmup
+	$(PY) agents/grpo.py --run-dir runs/grpo-default $(CACHE)
 
 test: venv
 	$(PY) -m ruff check .

