@@ -16,6 +16,13 @@ contract's level grid; the student is any trainable policy
 the teacher's level) instead of the exact class; ``--eval-every N`` scores the student on the
 held-out clips every N steps (``eval/*`` scalars and ``<run-dir>/eval.json``: loss, exact
 levels, level error, the greedy show's std beside the teacher's, normalised gold).
+``--rise-weight W`` weighs the teacher's rises (its punches and onsets, few frames) more in
+the loss; ``--augment-copies N --pitch-shift-bins B`` trains on seeded, attenuated and
+pitch-shifted copies of each clip. ``make train`` is this script with the gold-v4 target:
+
+    python agents/sft.py --policy cnn-bands --teacher gold-target --gold-version gold-v4 \
+        --level-sigma 1.5 --learning-rate 3e-3 --steps 2400 --rise-weight 3 \
+        --augment-copies 3 --pitch-shift-bins 2 --data folder:runs/.music/tune
 
 Writes TensorBoard scalars (``losses/sft_ce``, ``charts/teacher_agreement`` = fraction of
 (device, frame) argmax levels equal to the teacher's, ``charts/teacher_level_mae``,

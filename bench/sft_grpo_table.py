@@ -7,6 +7,13 @@ Each argument is ``LABEL=DIR`` (or just ``DIR``) where ``DIR/report.json`` was w
 ``agents/evaluate.py``; the band-follower and random columns come from the first report (every
 report scores both baselines on the same clips). Several seeds of one configuration: give them
 the same label and the table shows mean ± spread (half the range).
+
+``--margin``: each cell is the policy minus the band-follower *of the same report* (mean ±
+spread over a label's reports), for seeds scored on different clips (``evaluate.py
+--held-out --seed N`` holds out each seed's own files, so their band-followers differ). Flashes
+are negated so that a positive margin is a win in every row.
+
+    python bench/sft_grpo_table.py --margin s=runs/s1/ev-tune s=runs/s2/ev-tune s=runs/s3/ev-tune
 """
 
 from __future__ import annotations
@@ -32,17 +39,22 @@ ROWS = [
 ]
 
 
-def _fmt(values: list[float]) -> str:
+def _fmt(values: list[float], *, signed: bool = False) -> str:
     vals = [v for v in values if v is not None and not math.isnan(v)]
     if not vals:
         return "—"
     mean = sum(vals) / len(vals)
+    head = f"{mean:+.3f}" if signed else f"{mean:.3f}"
     if len(vals) == 1:
-        return f"{mean:.3f}"
-    return f"{mean:.3f} ± {(max(vals) - min(vals)) / 2:.3f}"
+        return head
+    tail = " (" + " / ".join(f"{v:+.3f}" for v in vals) + ")" if signed else ""
+    return f"{head} ± {(max(vals) - min(vals)) / 2:.3f}{tail}"
 
 
-def table(specs: list[str]) -> str:
+LOWER_IS_BETTER = {"flashes"}
+
+
+def table(specs: list[str], *, margin: bool = False) -> str:
     columns: dict[str, list[dict]] = {}
     first = None
     for spec in specs:
@@ -62,6 +74,24 @@ def table(specs: list[str]) -> str:
             return rep[key]
         return rep["metrics"].get(key, float("nan"))
 
+    if margin:
+        def gap(rep: dict, key: str) -> float:
+            if key == "normalized_score" or key.startswith("norm:"):
+                return value(rep, key) - 1.0
+            d = value(rep, key) - rep["baselines"]["band-follow"]["metrics"].get(key, float("nan"))
+            return -d if key in LOWER_IS_BETTER else d
+
+        names = list(columns)
+        lines = [f"policy minus its own report's band-follower (flashes negated: > 0 is a win), "
+                 f"`{first['data']}`, gold `{first['gold_version']}`", "",
+                 "| measure | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+        for title, key in ROWS:
+            if key in ("mean_brightness", "std_time"):
+                continue  # not a win or a loss
+            cells = [_fmt([gap(r, key) for r in reps], signed=True) for reps in columns.values()]
+            lines.append(f"| {title} | " + " | ".join(cells) + " |")
+        return "\n".join(lines)
+
     names = list(base) + list(columns)
     lines = [
         f"{first['clips']} clips of `{first['data']}`, gold `{first['gold_version']}`",
@@ -77,6 +107,9 @@ def table(specs: list[str]) -> str:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) < 2:
+    argv = sys.argv[1:]
+    margin = "--margin" in argv
+    argv = [a for a in argv if a != "--margin"]
+    if not argv:
         sys.exit(__doc__)
-    print(table(sys.argv[1:]))
+    print(table(argv, margin=margin))
