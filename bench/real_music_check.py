@@ -194,10 +194,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="--prepare: only the tune or the check packages (see SOURCES)")
     args = ap.parse_args(argv)
     if args.prepare:
-        if prepared(Path(args.prepare), args.split):
-            print(f"{args.prepare}: already prepared ({args.split}), nothing to download")
-            return 0
-        if not shutil.which("dpkg-deb") or not shutil.which("apt-get"):
+        needs_apt = not prepared(Path(args.prepare), args.split)
+        if needs_apt and not (shutil.which("dpkg-deb") and shutil.which("apt-get")):
             sys.exit("--prepare needs a Debian system (apt-get, dpkg-deb); "
                      "train on synthetic music instead: make train DATA=synthetic")
         prepare(Path(args.prepare), Path(args.work), args.split)
