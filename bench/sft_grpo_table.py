@@ -54,6 +54,10 @@ def _fmt(values: list[float], *, signed: bool = False) -> str:
 LOWER_IS_BETTER = {"flashes"}
 
 
+def _header(names: list[str]) -> list[str]:
+    return ["| measure | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+
+
 def table(specs: list[str], *, margin: bool = False) -> str:
     columns: dict[str, list[dict]] = {}
     first = None
@@ -81,10 +85,8 @@ def table(specs: list[str], *, margin: bool = False) -> str:
             d = value(rep, key) - rep["baselines"]["band-follow"]["metrics"].get(key, float("nan"))
             return -d if key in LOWER_IS_BETTER else d
 
-        names = list(columns)
         lines = [f"policy minus its own report's band-follower (flashes negated: > 0 is a win), "
-                 f"`{first['data']}`, gold `{first['gold_version']}`", "",
-                 "| measure | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+                 f"`{first['data']}`, gold `{first['gold_version']}`", "", *_header(list(columns))]
         for title, key in ROWS:
             if key in ("mean_brightness", "std_time"):
                 continue  # not a win or a loss
@@ -92,13 +94,8 @@ def table(specs: list[str], *, margin: bool = False) -> str:
             lines.append(f"| {title} | " + " | ".join(cells) + " |")
         return "\n".join(lines)
 
-    names = list(base) + list(columns)
-    lines = [
-        f"{first['clips']} clips of `{first['data']}`, gold `{first['gold_version']}`",
-        "",
-        "| measure | " + " | ".join(names) + " |",
-        "|---" * (len(names) + 1) + "|",
-    ]
+    lines = [f"{first['clips']} clips of `{first['data']}`, gold `{first['gold_version']}`", "",
+             *_header(list(base) + list(columns))]
     for title, key in ROWS:
         cells = [_fmt([value(b, key, n)]) for n, b in base.items()]
         cells += [_fmt([value(r, key) for r in reps]) for reps in columns.values()]
