@@ -153,6 +153,19 @@ for _entry in (
         defaults={"band_features": True},
         summary="the CNN plus per-band level / auto-gain / flux curves as inputs",
     ),
+    PolicyEntry(
+        "vit-bands", "cqtml_policy.vit:CQTViTModel", True, aliases=("vit_bands",),
+        # vit-small's transformer on strips of 8 frames, with the cnn-bands curves added to
+        # its patch embeddings (ViTBackbone) and to every frame in a 9-frame frame stage
+        # (FrameConv): strips of 2 without the frame stage flicker (README, "A ViT that
+        # learns"). Saved as model_type "vit" with band_features in config.json.
+        defaults={
+            "relative_input": True, "patch_size": (0, 8), "frame_conv": 9,
+            "band_features": True,
+            "size": {"embed_dim": 128, "depth": 4, "num_heads": 4, "mlp_ratio": 2.0},
+        },
+        summary="ViT over 8-frame strips plus per-band curves in its tokens and frames",
+    ),
 ):
     register_policy(_entry)
 del _entry

@@ -12,7 +12,7 @@ from torch import nn
 
 from cqtml_policy.categorical import CategoricalPolicy, resolve_device
 from cqtml_policy.heads import LogProbabilityHead
-from cqtml_policy.inputs import with_relative
+from cqtml_policy.inputs import BandFeatures, with_relative
 from cqtml_policy.int8 import dequantized_state_dict, swap_linear_for_int8
 
 DEFAULT_BACKBONE = "vit_tiny_patch16_224"
@@ -88,6 +88,12 @@ class ViTBackbone(nn.Module):
     the patch size, ``dynamic_img_size`` (position embeddings resampled for other clip
     lengths / bin counts) and ``dynamic_img_pad`` (right/bottom zero-padding to whole
     patches, so frame ``t`` stays in column ``t // patch``).
+
+    ``band_features`` (the number of devices; 0 = off): each device band's level, auto-gained
+    level, loudness and flux (:class:`~cqtml_policy.inputs.BandFeatures`, what the gold target
+    and the band-follower are built from) for the ``w`` frames of each token column, stacked
+    and linearly embedded, are added to every patch embedding of that column before the
+    position embedding, so the transformer reads them at frame precision within its tokens.
     """
 
     def __init__(
@@ -98,6 +104,7 @@ class ViTBackbone(nn.Module):
         pretrained: str | Path | None = None,
         relative_input: bool = False,
         size: dict[str, Any] | None = None,
+        band_features: int = 0,
     ) -> None:
         super().__init__()
         import timm
@@ -130,6 +137,11 @@ class ViTBackbone(nn.Module):
         self.vit = timm.create_model(backbone_name, **kwargs)
         self.embed_dim = int(self.vit.embed_dim)
         self.compute_dtype = torch.float32
+        self.band_features = BandFeatures(band_features) if band_features > 0 else None
+        self.band_embed = (
+            nn.Linear(self.band_features.out_features * self.patch_size[1], self.embed_dim)
+            if self.band_features is not None else None
+        )
 
     def size(self) -> dict[str, Any]:
         """The transformer's resolved size (what :func:`resolve_size` takes back)."""
@@ -155,14 +167,38 @@ class ViTBackbone(nn.Module):
             math.ceil(frames / self.patch_size[1]),
         )
 
-    def forward(self, cqt: torch.Tensor) -> torch.Tensor:
+    def forward(self, cqt: torch.Tensor, bands: torch.Tensor | None = None) -> torch.Tensor:
+        """``bands``: the clip's :class:`BandFeatures` when the caller has them already."""
         _, h, w = self.grid_shape(cqt.shape[-2], cqt.shape[-1])
-        if self.relative_input:
-            cqt = with_relative(cqt.float())
-        tokens = self.vit.forward_features(cqt.to(self.compute_dtype))
+        inputs = with_relative(cqt.float()) if self.relative_input else cqt
+        if self.band_features is None:
+            tokens = self.vit.forward_features(inputs.to(self.compute_dtype))
+        else:
+            if bands is None:
+                bands = self.band_features(cqt.float())
+            tokens = self._forward_with_bands(inputs.to(self.compute_dtype), bands, w)
         tokens = tokens[:, self.vit.num_prefix_tokens :]  # drop the class token
         grid = tokens.reshape(tokens.shape[0], h, w, self.embed_dim).permute(0, 3, 1, 2)
         return grid.float()  # the head (and log-softmax) always run in float32
+
+    def _forward_with_bands(self, inputs: torch.Tensor, bands: torch.Tensor, w: int) -> torch.Tensor:
+        """timm's ``forward_features`` with the band embedding added to the patch embedding."""
+        vit = self.vit
+        x = vit.patch_embed(inputs)  # [B, H, W, C] (dynamic_img_size: NHWC)
+        b, n, t = bands.shape  # [B, 5D, T]
+        f = bands
+        per = self.patch_size[1]
+        f = nn.functional.pad(f, (0, w * per - t))  # like dynamic_img_pad: zeros past the end
+        f = f.reshape(b, n, w, per).permute(0, 2, 3, 1).reshape(b, w, per * n)
+        x = x + self.band_embed(f).to(x.dtype)[:, None]  # the same for every row of a column
+        x = vit.norm_pre(vit.patch_drop(vit._pos_embed(x)))
+        if vit.grad_checkpointing and not torch.jit.is_scripting():
+            from timm.models._manipulate import checkpoint_seq
+
+            x = checkpoint_seq(vit.blocks, x)
+        else:
+            x = vit.blocks(x)
+        return vit.norm(x)
 
 
 class FrameConv(nn.Module):
@@ -172,9 +208,13 @@ class FrameConv(nn.Module):
     (``kernel`` frames) mixes neighbouring frames, across token boundaries. The head then
     reads one column per frame, so adjacent frames share context instead of each frame of a
     token getting its own unrelated output (which flickers).
+
+    ``extra`` per-frame input channels (``[B, extra, T]``, e.g. the band curves) are projected
+    and added to each frame's feature before the mixing (zero-initialised), so frame-exact
+    onsets reach the head without going through a token.
     """
 
-    def __init__(self, channels: int, frames_per_token: int, kernel: int) -> None:
+    def __init__(self, channels: int, frames_per_token: int, kernel: int, extra: int = 0) -> None:
         super().__init__()
         if kernel < 1 or kernel % 2 == 0:
             raise ValueError(f"frame_conv must be an odd kernel size >= 1 (0 = off), got {kernel}")
@@ -187,12 +227,22 @@ class FrameConv(nn.Module):
         self.mix = nn.Conv2d(channels, channels, 1)
         nn.init.zeros_(self.mix.weight)  # starts as the identity: tokens repeated per frame
         nn.init.zeros_(self.mix.bias)
+        self.extra = nn.Conv1d(extra, channels, 1) if extra > 0 else None
+        if self.extra is not None:
+            nn.init.zeros_(self.extra.weight)
+            nn.init.zeros_(self.extra.bias)
 
-    def forward(self, grid: torch.Tensor, num_frames: int) -> torch.Tensor:
+    def forward(
+        self, grid: torch.Tensor, num_frames: int, extra: torch.Tensor | None = None
+    ) -> torch.Tensor:
         b, c, h, w = grid.shape
         f = self.frames_per_token
         x = grid[..., None] + self.offset[None, :, None, None, :]  # [B, C, H, W, f]
         x = x.reshape(b, c, h, w * f)[..., :num_frames]
+        if self.extra is not None:
+            if extra is None:
+                raise ValueError("this FrameConv was built with extra inputs: pass them")
+            x = x + self.extra(extra[..., :num_frames])[:, :, None, :]
         normed = self.norm(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
         return x + self.mix(nn.functional.gelu(self.conv(normed)))
 
@@ -221,6 +271,7 @@ class CQTViTModel(CategoricalPolicy):
         relative_input: bool = False,
         size: dict[str, Any] | None = None,
         frame_conv: int = 0,
+        band_features: bool = False,
     ) -> None:
         super().__init__(num_devices, distribution_size)
         self.cqt_shape = _check_cqt_shape(cqt_shape)
@@ -228,14 +279,18 @@ class CQTViTModel(CategoricalPolicy):
         self.patch_size = resolve_patch_size(patch_size, self.cqt_shape[1])
         self.backbone_name = backbone_name
         self.relative_input = bool(relative_input)
+        self.band_features = bool(band_features)
         self.backbone = ViTBackbone(
             self.cqt_shape, self.patch_size, backbone_name, pretrained, self.relative_input,
-            resolve_size(size),
+            resolve_size(size), num_devices if self.band_features else 0,
         )
         self.size = self.backbone.size()
         self.frame_conv = int(frame_conv)
         self.frames = (
-            FrameConv(self.backbone.embed_dim, self.patch_size[1], self.frame_conv)
+            FrameConv(
+                self.backbone.embed_dim, self.patch_size[1], self.frame_conv,
+                self.backbone.band_features.out_features if self.band_features else 0,
+            )
             if self.frame_conv else None
         )
         self.head = LogProbabilityHead(
@@ -262,6 +317,7 @@ class CQTViTModel(CategoricalPolicy):
         relative_input: bool = False,
         size: dict[str, Any] | None = None,
         frame_conv: int = 0,
+        band_features: bool = False,
     ) -> CQTViTModel:
         """Build the policy, ready to run on ``device`` (``"auto"``: CUDA when present).
 
@@ -283,10 +339,14 @@ class CQTViTModel(CategoricalPolicy):
         - ``frame_conv``: 0 (off) or an odd kernel in frames: tokens are expanded to one feature
           per frame and mixed over time by a residual depthwise convolution (:class:`FrameConv`)
           before the head, so neighbouring frames agree (less flicker) across token edges.
+        - ``band_features``: add each device band's level / auto-gain / flux curves to the
+          patch embeddings (:class:`ViTBackbone`), as ``cnn-bands`` adds them to the CNN's
+          per-frame features (registry name ``vit-bands``); with ``frame_conv`` they also
+          enter each frame's feature in the frame stage (:class:`FrameConv` ``extra``).
         """
         model = cls(
             cqt_shape, num_devices, distribution_size, patch_size, backbone_name, pretrained,
-            relative_input, size, frame_conv,
+            relative_input, size, frame_conv, band_features,
         )
         return model._prepare(device, use_half_precision, use_8bit, gradient_checkpointing)
 
@@ -322,9 +382,10 @@ class CQTViTModel(CategoricalPolicy):
 
     def forward(self, states: torch.Tensor) -> torch.Tensor:
         """``[B, 2, n_bins, T]`` -> log-probabilities ``[B, num_devices, T, K]``."""
-        grid = self.backbone(states)
+        bands = self.backbone.band_features(states.float()) if self.band_features else None
+        grid = self.backbone(states, bands)
         if self.frames is not None:
-            grid = self.frames(grid, states.shape[-1])
+            grid = self.frames(grid, states.shape[-1], bands)
         return self.head(grid, num_frames=states.shape[-1])
 
     def get_config(self) -> dict[str, Any]:
@@ -337,6 +398,7 @@ class CQTViTModel(CategoricalPolicy):
             "relative_input": self.relative_input,
             "size": dict(self.size),
             "frame_conv": self.frame_conv,
+            "band_features": self.band_features,
             "use_half_precision": self.use_half_precision,
             "use_8bit": self.use_8bit,
             "gradient_checkpointing": self.gradient_checkpointing,
