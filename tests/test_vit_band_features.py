@@ -29,8 +29,10 @@ def test_vit_bands_is_vit_small_plus_band_inputs() -> None:
     model = _bands()
     cfg = model.get_config()
     assert cfg["patch_size"] == [SHAPE[1], 8] and cfg["frame_conv"] == 9
+    assert cfg["frame_layers"] == 3 and cfg["frame_context"] is True
     small = registry.create_policy("vit-small", SHAPE, num_devices=3, distribution_size=8,
-                                   device="cpu", patch_size=(0, 8), frame_conv=9)
+                                   device="cpu", patch_size=(0, 8), frame_conv=9,
+                                   frame_layers=3, frame_context=True)
     assert cfg["band_features"] is True and small.get_config()["band_features"] is False
     assert cfg["size"] == small.get_config()["size"]
     # the only new weights: 5 curves x 3 devices x 8 frames per token -> the token width, and
@@ -159,3 +161,48 @@ def test_with_frame_conv_the_band_curves_also_enter_each_frame() -> None:
     assert out.shape == (2, 3, SHAPE[2], 8)
     out[:, :, 5].sum().backward()
     assert frames.extra.weight.grad.abs().sum() > 0
+
+
+def test_frame_layers_widen_the_frame_stage_by_dilation_and_start_as_one_layer() -> None:
+    from cqtml_policy.vit import FrameConv
+
+    torch.manual_seed(0)
+    one, three = FrameConv(6, 1, 9), FrameConv(6, 1, 9, layers=3)
+    three.load_state_dict(one.state_dict(), strict=False)  # the extra blocks start as identity
+    grid = torch.randn(1, 6, 1, 80)
+    torch.testing.assert_close(three(grid, 80), one(grid, 80))
+    for block in three.more:  # trained weights: every block now mixes
+        torch.nn.init.normal_(block.mix.weight)
+    torch.nn.init.normal_(three.mix.weight)
+    # receptive field: kernel 9 at dilations 1, 2, 4 reaches 4 + 8 + 16 = 28 frames each way
+    x = grid.clone().requires_grad_(True)
+    three(x, 80)[..., 40].sum().backward()
+    reach = x.grad.abs().sum(dim=(0, 1, 2)) > 0
+    assert reach.nonzero().flatten().tolist() == list(range(40 - 28, 40 + 29))
+    with pytest.raises(ValueError, match="frame_layers"):
+        FrameConv(6, 1, 9, layers=0)
+    model = _bands(frame_layers=2)
+    assert model.get_config()["frame_layers"] == 2 and len(model.frames.more) == 1
+    assert _bands(frame_layers=1).get_config()["frame_layers"] == 1
+
+
+def test_frame_context_gives_each_frame_the_clip_statistics_and_starts_as_identity() -> None:
+    from cqtml_policy.vit import FrameConv
+
+    torch.manual_seed(0)
+    plain, ctx = FrameConv(6, 1, 3), FrameConv(6, 1, 3, context=True)
+    ctx.load_state_dict(plain.state_dict(), strict=False)
+    grid = torch.randn(2, 6, 2, 50)  # two rows: statistics are per row
+    torch.testing.assert_close(ctx(grid, 50), plain(grid, 50))
+    torch.nn.init.normal_(ctx.context.proj.weight, std=0.1)
+    torch.nn.init.normal_(ctx.mix.weight)
+    x = grid.clone().requires_grad_(True)
+    ctx(x, 50)[0, :, 0, 0].sum().backward()
+    # frame 0 of row 0 now hears frame 49 of its own row (kernel 3 alone reaches frame 1),
+    # and nothing of the other row or the other clip
+    assert x.grad[0, :, 0, 49].abs().sum() > 0
+    assert x.grad[0, :, 1].abs().sum() == 0 and x.grad[1].abs().sum() == 0
+    model = _bands(frame_context=True)
+    assert model.get_config()["frame_context"] is True
+    with pytest.raises(ValueError, match="need frame_conv"):
+        _bands(frame_conv=0, frame_context=True)

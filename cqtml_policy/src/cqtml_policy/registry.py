@@ -156,12 +156,13 @@ for _entry in (
     PolicyEntry(
         "vit-bands", "cqtml_policy.vit:CQTViTModel", True, aliases=("vit_bands",),
         # vit-small's transformer on strips of 8 frames, with the cnn-bands curves added to
-        # its patch embeddings (ViTBackbone) and to every frame in a 9-frame frame stage
-        # (FrameConv): strips of 2 without the frame stage flicker (README, "A ViT that
-        # learns"). Saved as model_type "vit" with band_features in config.json.
+        # its patch embeddings (ViTBackbone) and to every frame of a frame stage (FrameConv:
+        # 3 blocks of 9 frames dilated 1/2/4, and the clip's mean / max as a FiLM): strips of
+        # 2 without the frame stage flicker (README, "A ViT that learns: vit-bands"). Saved
+        # as model_type "vit" with these keys in config.json.
         defaults={
             "relative_input": True, "patch_size": (0, 8), "frame_conv": 9,
-            "band_features": True,
+            "band_features": True, "frame_layers": 3, "frame_context": True,
             "size": {"embed_dim": 128, "depth": 4, "num_heads": 4, "mlp_ratio": 2.0},
         },
         summary="ViT over 8-frame strips plus per-band curves in its tokens and frames",

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from cqtml_policy.categorical import CategoricalPolicy, resolve_device
+from cqtml_policy.cnn import ClipContext
 from cqtml_policy.heads import LogProbabilityHead
 from cqtml_policy.inputs import BandFeatures, with_relative
 from cqtml_policy.int8 import dequantized_state_dict, swap_linear_for_int8
@@ -214,8 +215,18 @@ class FrameConv(nn.Module):
     onsets reach the head without going through a token.
     """
 
-    def __init__(self, channels: int, frames_per_token: int, kernel: int, extra: int = 0) -> None:
+    def __init__(
+        self,
+        channels: int,
+        frames_per_token: int,
+        kernel: int,
+        extra: int = 0,
+        layers: int = 1,
+        context: bool = False,
+    ) -> None:
         super().__init__()
+        if layers < 1:
+            raise ValueError(f"frame_layers must be >= 1, got {layers}")
         if kernel < 1 or kernel % 2 == 0:
             raise ValueError(f"frame_conv must be an odd kernel size >= 1 (0 = off), got {kernel}")
         self.frames_per_token = int(frames_per_token)
@@ -231,6 +242,14 @@ class FrameConv(nn.Module):
         if self.extra is not None:
             nn.init.zeros_(self.extra.weight)
             nn.init.zeros_(self.extra.bias)
+        # layers beyond the first: the same residual block, dilated 2, 4, ... frames (history
+        # of a decay is longer than one kernel)
+        # clip-level mean / max of each frame feature -> FiLM (the CNN's ClipContext): the
+        # per-clip auto-gain a token's attention reaches only approximately
+        self.context = ClipContext(channels) if context else None
+        self.more = nn.ModuleList(
+            _FrameBlock(channels, kernel, 2**i) for i in range(1, int(layers))
+        )
 
     def forward(
         self, grid: torch.Tensor, num_frames: int, extra: torch.Tensor | None = None
@@ -243,6 +262,31 @@ class FrameConv(nn.Module):
             if extra is None:
                 raise ValueError("this FrameConv was built with extra inputs: pass them")
             x = x + self.extra(extra[..., :num_frames])[:, :, None, :]
+        if self.context is not None:  # per row of the grid: [B, C, H, T] as [B·H, C, T]
+            rows = self.context(x.permute(0, 2, 1, 3).reshape(b * h, c, -1))
+            x = rows.reshape(b, h, c, -1).permute(0, 2, 1, 3)
+        normed = self.norm(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+        x = x + self.mix(nn.functional.gelu(self.conv(normed)))
+        for block in self.more:
+            x = block(x)
+        return x
+
+
+class _FrameBlock(nn.Module):
+    """One more residual frame-mixing block of :class:`FrameConv` (dilated depthwise conv)."""
+
+    def __init__(self, channels: int, kernel: int, dilation: int) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(channels)
+        self.conv = nn.Conv2d(
+            channels, channels, (1, kernel), padding=(0, dilation * (kernel // 2)),
+            dilation=(1, dilation), groups=channels,
+        )
+        self.mix = nn.Conv2d(channels, channels, 1)
+        nn.init.zeros_(self.mix.weight)
+        nn.init.zeros_(self.mix.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         normed = self.norm(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
         return x + self.mix(nn.functional.gelu(self.conv(normed)))
 
@@ -272,6 +316,8 @@ class CQTViTModel(CategoricalPolicy):
         size: dict[str, Any] | None = None,
         frame_conv: int = 0,
         band_features: bool = False,
+        frame_layers: int = 1,
+        frame_context: bool = False,
     ) -> None:
         super().__init__(num_devices, distribution_size)
         self.cqt_shape = _check_cqt_shape(cqt_shape)
@@ -286,10 +332,17 @@ class CQTViTModel(CategoricalPolicy):
         )
         self.size = self.backbone.size()
         self.frame_conv = int(frame_conv)
+        self.frame_layers = int(frame_layers)
+        self.frame_context = bool(frame_context)
+        if not self.frame_conv and (self.frame_layers != 1 or self.frame_context):
+            raise ValueError(
+                "frame_layers / frame_context shape the frame stage: they need frame_conv > 0"
+            )
         self.frames = (
             FrameConv(
                 self.backbone.embed_dim, self.patch_size[1], self.frame_conv,
                 self.backbone.band_features.out_features if self.band_features else 0,
+                frame_layers, frame_context,
             )
             if self.frame_conv else None
         )
@@ -318,6 +371,8 @@ class CQTViTModel(CategoricalPolicy):
         size: dict[str, Any] | None = None,
         frame_conv: int = 0,
         band_features: bool = False,
+        frame_layers: int = 1,
+        frame_context: bool = False,
     ) -> CQTViTModel:
         """Build the policy, ready to run on ``device`` (``"auto"``: CUDA when present).
 
@@ -343,10 +398,13 @@ class CQTViTModel(CategoricalPolicy):
           patch embeddings (:class:`ViTBackbone`), as ``cnn-bands`` adds them to the CNN's
           per-frame features (registry name ``vit-bands``); with ``frame_conv`` they also
           enter each frame's feature in the frame stage (:class:`FrameConv` ``extra``).
+        - ``frame_layers``: residual blocks in the frame stage (dilated 1, 2, 4, ...): a
+          decay's history is longer than one kernel. ``frame_context``: a FiLM from each
+          frame feature's clip mean / max (the CNN's ``ClipContext``) in the frame stage.
         """
         model = cls(
             cqt_shape, num_devices, distribution_size, patch_size, backbone_name, pretrained,
-            relative_input, size, frame_conv, band_features,
+            relative_input, size, frame_conv, band_features, frame_layers, frame_context,
         )
         return model._prepare(device, use_half_precision, use_8bit, gradient_checkpointing)
 
@@ -399,6 +457,8 @@ class CQTViTModel(CategoricalPolicy):
             "size": dict(self.size),
             "frame_conv": self.frame_conv,
             "band_features": self.band_features,
+            "frame_layers": self.frame_layers,
+            "frame_context": self.frame_context,
             "use_half_precision": self.use_half_precision,
             "use_8bit": self.use_8bit,
             "gradient_checkpointing": self.gradient_checkpointing,
