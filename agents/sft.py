@@ -96,6 +96,8 @@ class Args:
     """clips per step"""
     learning_rate: float = 1e-3
     """AdamW learning rate (cosine decay to 10 % over the run)"""
+    weight_decay: float = 0.01
+    """AdamW weight decay (torch's default; larger values regularise a student that overfits)"""
     label_smoothing: float = 0.0
     """cross-entropy label smoothing (keeps some entropy for the RL that follows)"""
     rise_weight: float = 0.0
@@ -354,7 +356,9 @@ def train(args: Args) -> Path:
                          device=args.device)
     policy.train()
     dev = next(policy.parameters()).device
-    optimizer = torch.optim.AdamW(policy.parameters(), lr=args.learning_rate)
+    optimizer = torch.optim.AdamW(
+        policy.parameters(), lr=args.learning_rate, weight_decay=args.weight_decay
+    )
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(s / max(args.steps, 1), 1)))
     )
