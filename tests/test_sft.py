@@ -3,6 +3,8 @@ levels, logs its scalars, and writes a checkpoint that loads and that GRPO's --i
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -45,7 +47,7 @@ def test_tiny_sft_lowers_the_loss_and_saves_a_loadable_checkpoint(tmp_path, poli
     torch.set_num_threads(1)
     args = sft.Args(policy=policy, data="synthetic:6", eval_clips=2, max_duration=1.0, steps=40,
                     batch_size=4, learning_rate=3e-3, log_every=5, run_dir=str(tmp_path / "sft"),
-                    level_augment_db=0.0)
+                    level_augment_db=0.0, weight_decay=0.05)
     split = split_data(args.data, args.max_duration, args.eval_clips, args.train_clips, args.seed)
     cqts = torch.as_tensor(np.stack([split.train[int(i)] for i in split.train_indices]))
     teacher = registry.create_policy("band-follow", num_devices=4, distribution_size=32,
@@ -55,6 +57,8 @@ def test_tiny_sft_lowers_the_loss_and_saves_a_loadable_checkpoint(tmp_path, poli
 
     logged = scalars(run_dir)
     assert {"losses/sft_ce", "charts/teacher_agreement"} <= set(logged)
+    trainer = json.loads((run_dir / "checkpoints" / "latest" / "trainer.json").read_text())
+    assert {g["weight_decay"] for g in trainer["optimizer"]["param_groups"]} == {0.05}
     ce = [v for _, v in sorted(logged["losses/sft_ce"])]
     assert ce[-1] < ce[0]
 
