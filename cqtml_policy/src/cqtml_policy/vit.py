@@ -187,9 +187,8 @@ class ViTBackbone(nn.Module):
         vit = self.vit
         x = vit.patch_embed(inputs)  # [B, H, W, C] (dynamic_img_size: NHWC)
         b, n, t = bands.shape  # [B, 5D, T]
-        f = bands
         per = self.patch_size[1]
-        f = nn.functional.pad(f, (0, w * per - t))  # like dynamic_img_pad: zeros past the end
+        f = nn.functional.pad(bands, (0, w * per - t))  # like dynamic_img_pad: zeros past the end
         f = f.reshape(b, n, w, per).permute(0, 2, 3, 1).reshape(b, w, per * n)
         x = x + self.band_embed(f).to(x.dtype)[:, None]  # the same for every row of a column
         x = vit.norm_pre(vit.patch_drop(vit._pos_embed(x)))
@@ -242,11 +241,11 @@ class FrameConv(nn.Module):
         if self.extra is not None:
             nn.init.zeros_(self.extra.weight)
             nn.init.zeros_(self.extra.bias)
-        # layers beyond the first: the same residual block, dilated 2, 4, ... frames (history
-        # of a decay is longer than one kernel)
         # clip-level mean / max of each frame feature -> FiLM (the CNN's ClipContext): the
         # per-clip auto-gain a token's attention reaches only approximately
         self.context = ClipContext(channels) if context else None
+        # layers beyond the first: the same residual block, dilated 2, 4, ... frames (the
+        # history of a decay is longer than one kernel)
         self.more = nn.ModuleList(
             _FrameBlock(channels, kernel, 2**i) for i in range(1, int(layers))
         )
@@ -265,11 +264,16 @@ class FrameConv(nn.Module):
         if self.context is not None:  # per row of the grid: [B, C, H, T] as [B·H, C, T]
             rows = self.context(x.permute(0, 2, 1, 3).reshape(b * h, c, -1))
             x = rows.reshape(b, h, c, -1).permute(0, 2, 1, 3)
-        normed = self.norm(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
-        x = x + self.mix(nn.functional.gelu(self.conv(normed)))
+        x = _mix_frames(x, self.norm, self.conv, self.mix)
         for block in self.more:
             x = block(x)
         return x
+
+
+def _mix_frames(x: torch.Tensor, norm: nn.Module, conv: nn.Module, mix: nn.Module) -> torch.Tensor:
+    """One residual frame-mixing step: per-frame LayerNorm, depthwise conv over time, GELU, 1×1."""
+    normed = norm(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+    return x + mix(nn.functional.gelu(conv(normed)))
 
 
 class _FrameBlock(nn.Module):
@@ -287,8 +291,7 @@ class _FrameBlock(nn.Module):
         nn.init.zeros_(self.mix.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        normed = self.norm(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
-        return x + self.mix(nn.functional.gelu(self.conv(normed)))
+        return _mix_frames(x, self.norm, self.conv, self.mix)
 
 
 class CQTViTModel(CategoricalPolicy):
