@@ -8,7 +8,8 @@
 their tracks as FLAC into ``DIR/<genre>/`` plus ``DIR/SOURCES.md`` (package, version,
 licence, files, minutes), written last; a rerun on a finished folder downloads nothing.
 ``--split tune`` / ``--split check`` fetch only one half of ``SOURCES`` (``make train``
-trains on the tune half and reports on the check half). The audio stays outside the
+trains on the tune half and reports on the check half); ``--split probe`` a third set, added
+after choices had been made on check, that nothing was chosen on. The audio stays outside the
 repository.
 
 The check itself does what ``cqtml-reward eval`` does (``reward_train.evaluate_fresh``:
@@ -46,12 +47,18 @@ SOURCES = [
      0.0, 50.0, 12, "Drascula-License (BASS-style, free redistribution; Debian main)", "tune"),
     ("asc-music", "soundtrack_asc", "usr/share/games/asc/music/*.mp3",
      30.0, 100.0, None, "GPL-2+", "check"),
+    # "probe": added after the ViT variants were compared on "check" (README, vit-bands), to
+    # report choices made on check on music no choice was made on; never tuned on
+    ("warzone2100-music", "soundtrack_warzone", "usr/share/games/warzone2100/music/albums/*/*.opus",
+     30.0, 60.0, 12, "CC-BY-SA-3.0 or GPL-2+ (each album's license.txt)", "probe"),
+    ("extremetuxracer-data", "game_etr", "usr/share/games/etr/music/*.ogg",
+     10.0, 60.0, None, "GPL-2+", "probe"),
 ]
-SPLITS = ("all", "tune", "check")
+SPLITS = ("all", "tune", "check", "probe")
 
 
 def sources(split: str = "all") -> list[tuple]:
-    """The ``SOURCES`` rows of one split (``all``, ``tune`` or ``check``)."""
+    """The ``SOURCES`` rows of one split (``all``, ``tune``, ``check`` or ``probe``)."""
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
     return [row for row in SOURCES if split in ("all", row[7])]

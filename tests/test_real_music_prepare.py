@@ -21,9 +21,11 @@ spec.loader.exec_module(rmc)
 
 
 def test_splits_partition_the_sources():
-    tune, check = rmc.sources("tune"), rmc.sources("check")
-    assert tune and check and len(tune) + len(check) == len(rmc.sources("all"))
-    assert not {r[1] for r in tune} & {r[1] for r in check}
+    tune, check, probe = rmc.sources("tune"), rmc.sources("check"), rmc.sources("probe")
+    assert tune and check and probe
+    assert len(tune) + len(check) + len(probe) == len(rmc.sources("all"))
+    genres = [{r[1] for r in rows} for rows in (tune, check, probe)]
+    assert not genres[0] & genres[1] and not genres[0] & genres[2] and not genres[1] & genres[2]
     with pytest.raises(ValueError, match="unknown split 'train'.*tune"):
         rmc.sources("train")
 
