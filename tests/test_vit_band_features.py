@@ -5,24 +5,21 @@ configs saved before the key load without them, and ``--init-from`` takes it."""
 
 from __future__ import annotations
 
+import functools
 import json
 
 import pytest
 import torch
+from test_vit_small import SHAPE, tiny_vit
 
 from cqtml_policy import CQTViTModel, load_policy, registry
 from cqtml_policy.contract import device_bands
 from cqtml_policy.inputs import BandFeatures
 
-SHAPE = (2, 24, 40)
-
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-def _bands(**kw):
-    torch.manual_seed(0)
-    return registry.create_policy("vit-bands", SHAPE, num_devices=3, distribution_size=8,
-                                  device="cpu", **kw)
+_bands = functools.partial(tiny_vit, "vit-bands")
 
 
 def test_vit_bands_is_vit_small_plus_band_inputs() -> None:
@@ -30,9 +27,7 @@ def test_vit_bands_is_vit_small_plus_band_inputs() -> None:
     cfg = model.get_config()
     assert cfg["patch_size"] == [SHAPE[1], 8] and cfg["frame_conv"] == 9
     assert cfg["frame_layers"] == 3 and cfg["frame_context"] is True
-    small = registry.create_policy("vit-small", SHAPE, num_devices=3, distribution_size=8,
-                                   device="cpu", patch_size=(0, 8), frame_conv=9,
-                                   frame_layers=3, frame_context=True)
+    small = tiny_vit(patch_size=(0, 8), frame_conv=9, frame_layers=3, frame_context=True)
     assert cfg["band_features"] is True and small.get_config()["band_features"] is False
     assert cfg["size"] == small.get_config()["size"]
     # the only new weights: 5 curves x 3 devices x 8 frames per token -> the token width, and

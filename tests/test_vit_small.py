@@ -19,10 +19,15 @@ SMALL = {"embed_dim": 128, "depth": 4, "num_heads": 4, "mlp_ratio": 2.0}
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-def _small(**kw):
+def tiny_vit(kind: str = "vit-small", **kw):
+    """A seeded 3-device, 8-level ViT of registry ``kind`` on a tiny CQT (also used by
+    test_vit_band_features)."""
     torch.manual_seed(0)
-    return registry.create_policy("vit-small", SHAPE, num_devices=3, distribution_size=8,
+    return registry.create_policy(kind, SHAPE, num_devices=3, distribution_size=8,
                                   device="cpu", **kw)
+
+
+_small = tiny_vit
 
 
 def test_resolve_size_checks_its_keys() -> None:
