@@ -30,6 +30,18 @@ def tiny_vit(kind: str = "vit-small", **kw):
 _small = tiny_vit
 
 
+def reload_without(model, folder, *keys):
+    """Save ``model``, drop ``keys`` from its saved config (a config written before they
+    existed) and load it back."""
+    model.save_pretrained(folder)
+    cfg_path = folder / "config.json"
+    cfg = json.loads(cfg_path.read_text())
+    for key in keys:
+        del cfg["config"][key]
+    cfg_path.write_text(json.dumps(cfg))
+    return load_policy(folder, device="cpu").eval()
+
+
 def test_resolve_size_checks_its_keys() -> None:
     assert resolve_size(None) == {}
     assert resolve_size({"depth": 2, "mlp_ratio": None}) == {"depth": 2}
@@ -84,12 +96,7 @@ def test_vit_small_round_trips_and_old_configs_load_as_tiny(tmp_path) -> None:
     torch.manual_seed(1)
     tiny = registry.create_policy("vit", SHAPE, num_devices=3, distribution_size=8,
                                   device="cpu").eval()
-    tiny.save_pretrained(tmp_path / "old")
-    cfg_path = tmp_path / "old" / "config.json"
-    cfg = json.loads(cfg_path.read_text())
-    del cfg["config"]["size"], cfg["config"]["frame_conv"]
-    cfg_path.write_text(json.dumps(cfg))
-    old = load_policy(tmp_path / "old", device="cpu").eval()
+    old = reload_without(tiny, tmp_path / "old", "size", "frame_conv")
     assert len(old.backbone.vit.blocks) == 12 and old.backbone.embed_dim == 192
     with torch.no_grad():
         assert torch.allclose(old(x), tiny(x), atol=1e-6)
