@@ -51,7 +51,7 @@ class Args:
     reward_model: str = "model"
     """the proxy reported beside gold: `model` (the shipped reward model) or a saved model's path"""
     gold_version: str = "gold-v1"
-    """gold scorer version to score with: gold-v1 | gold-v2 | gold-v3 | gold-v4 (docs/GOLD.md)"""
+    """gold scorer version to score with: gold-v1 ... gold-v5 (docs/GOLD.md)"""
     held_out: bool = False
     """real data: score only the files a training run with this `--seed` and `--clips` as its
     `--eval-clips` held out (agents/common.split_data), all their clips; choose recipes on

@@ -5,9 +5,9 @@
 On ``N`` clips of a data set (the same seeded pick as ``agents/evaluate.py``) it builds named
 shows per clip: one draw of every ``CandidateFactory`` source, the band-follower policy, the
 random policy, flat/bright shows (constant 0.75; the follower squeezed into 0.6..0.85; the gold
-target plus 0.25; the target compressed into 0.5..0.9), the gold-v2, gold-v3 and gold-v4
+target plus 0.25; the target compressed into 0.5..0.9), the gold-v2 ... gold-v5
 targets, a punchy show (dark, flashing on the kicks: onset pulses) and, with ``--policy``, a
-trained checkpoint. Each show's mean gold-v1 ... gold-v4 and independent metrics
+trained checkpoint. Each show's mean gold-v1 ... gold-v5 and independent metrics
 (agents/metrics.py, from the audio) are tabulated, and the rankings of the shows compared: Spearman and Kendall rank correlation between each gold
 version and each metric (flashes: fewer is better), and with the mean of the metrics' ranks.
 """
@@ -60,6 +60,7 @@ def shows_for_clip(cqt: np.ndarray, rng: np.random.Generator, policies: dict) ->
     out["target_v2"] = GoldScorer(version="gold-v2").features(cqt).target
     out["target_v3"] = GoldScorer(version="gold-v3").features(cqt).target
     out["target_v4"] = GoldScorer(version="gold-v4").features(cqt).target
+    out["target_v5"] = GoldScorer(version="gold-v5").features(cqt).target
     with torch.no_grad():
         for name, pol in policies.items():
             acts = pol.generate_actions(torch.as_tensor(cqt[None]), num_actions_per_state=1,
@@ -87,7 +88,7 @@ def make_scorer(spec: str):
 
 
 def run(data: str, clips: int, seed: int, policy: str | None, max_duration: float = 5.0,
-        cache_dir: str | None = None, versions: tuple[str, ...] = ("gold-v1", "gold-v2", "gold-v3", "gold-v4")) -> dict:
+        cache_dir: str | None = None, versions: tuple[str, ...] = ("gold-v1", "gold-v2", "gold-v3", "gold-v4", "gold-v5")) -> dict:
     import torch
 
     import cqtml_policy as P
@@ -173,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--policy", default=None, help="a trained checkpoint directory to include")
     ap.add_argument("--cache-dir", default=None)
-    ap.add_argument("--versions", default="gold-v1,gold-v2,gold-v3,gold-v4",
+    ap.add_argument("--versions", default="gold-v1,gold-v2,gold-v3,gold-v4,gold-v5",
                     help="gold versions to compare, comma-separated; 'gold-v2:key=json;key=json' "
                          "overrides config fields")
     ap.add_argument("--json", default=None, help="also write the result here")

@@ -34,7 +34,9 @@ That is gold-v1 (the default). ``version="gold-v2"`` / ``"gold-v3"`` select the 
 ``GOLD_V2`` / ``GOLD_V3`` (per-band auto-gain, loudness law, onset punches; v3's target follows
 with a decay and punches above its bed by onset strength): docs/GOLD.md. ``"gold-v4"``
 (``GOLD_V4``) puts v3's punches over a dB-linear bed between each band's own 5th and 98th
-percentile, with a short attack, that starts at the clip's level.
+percentile, with a short attack, that starts at the clip's level. ``"gold-v5"`` (``GOLD_V5``)
+adds a pulse for the whole rig on the clip's beats, tracked on an onset envelope that no longer
+mistakes the clip's first frame for an attack.
 
 Score = ``sum_c w_c * component_c`` averaged over devices (weights sum to 1), in [0, 1].
 Per-clip features are computed once (and cached by content). ``score``/``score_components``
@@ -64,7 +66,7 @@ DEFAULT_WEIGHTS: dict[str, float] = {
     "range": 0.10,
 }
 COMPONENTS: tuple[str, ...] = tuple(DEFAULT_WEIGHTS)
-GOLD_VERSIONS: tuple[str, ...] = ("gold-v1", "gold-v2", "gold-v3", "gold-v4")
+GOLD_VERSIONS: tuple[str, ...] = ("gold-v1", "gold-v2", "gold-v3", "gold-v4", "gold-v5")
 
 # gold-v2 (docs/GOLD.md, "gold-v2"): a target that is dynamic and punchy on real music
 V2_WEIGHTS: dict[str, float] = {
@@ -111,6 +113,15 @@ GOLD_V4: dict = {
     "follow_from_first": True,  # a clip is an excerpt: the bed starts at its level, not dark
     "punch_scale_power": 0.75,  # a weaker onset punches by (its flux / the strongest's)^0.75
 }
+# gold-v5 (docs/GOLD.md, "gold-v5"): v4's target plus a pulse of the whole rig on the clip's
+# beats, so that the rig's brightness peaks on the beat (v4's target lost beat-peak F to the
+# band-follower on the probe set). Weights as v2.
+GOLD_V5: dict = {
+    **GOLD_V4,
+    "beat_flux_lag": 2,  # beats tracked on the CQT's mean flux over 2 frames, not the band sum
+    "beat_punch_level": 0.08,  # every device adds up to 0.08 on a beat (the strongest beat) ...
+    "beat_punch_power": 0.5,  # ... a weaker one sqrt(its onset envelope / the strongest's)
+}
 
 
 @dataclass(frozen=True)
@@ -154,6 +165,9 @@ class GoldConfig:
     punch_mix: bool = False
     punch_scale_power: float = 0.0
     follow_from_first: bool = False
+    beat_flux_lag: int = 0
+    beat_punch_level: float = 0.0
+    beat_punch_power: float = 0.5
 
     @classmethod
     def v2(cls, **overrides) -> GoldConfig:
@@ -171,6 +185,12 @@ class GoldConfig:
     def v4(cls, **overrides) -> GoldConfig:
         """The gold-v4 preset (``GoldScorer(version="gold-v4")`` uses it)."""
         kw = {**GOLD_V4, "weights": dict(V2_WEIGHTS), "version": "gold-v4", **overrides}
+        return cls(**kw)
+
+    @classmethod
+    def v5(cls, **overrides) -> GoldConfig:
+        """The gold-v5 preset (``GoldScorer(version="gold-v5")`` uses it)."""
+        kw = {**GOLD_V5, "weights": dict(V2_WEIGHTS), "version": "gold-v5", **overrides}
         return cls(**kw)
 
     def to_dict(self) -> dict:
@@ -376,6 +396,8 @@ class GoldScorer:
             config = {**GOLD_V3, **config}
         elif version == "gold-v4":
             config = {**GOLD_V4, **config}
+        elif version == "gold-v5":
+            config = {**GOLD_V5, **config}
         w = dict(DEFAULT_WEIGHTS if version == "gold-v1" else V2_WEIGHTS)
         if weights is not None:
             unknown = set(weights) - set(DEFAULT_WEIGHTS)
@@ -444,6 +466,7 @@ class GoldScorer:
             target = np.clip((level - cfg.gate) / (ref - cfg.gate), 0.0, 1.0).astype(np.float32)
         else:
             target = self._target_v2(level)
+        beat_env = self._beat_envelope(mono, flux)
         if cfg.target_decay_s > 0:  # gold-v3: the level target follows with attack / decay
             target = self._follow(target)
         if cfg.punch_decay_s > 0:  # gold-v2: punches on the onsets are part of the target
@@ -461,6 +484,9 @@ class GoldScorer:
             else:
                 raise ValueError(f"punch_source must be 'onsets', 'beats' or 'rig-onsets', got {cfg.punch_source!r}")
             target = self._punch(target, strength, picks)
+        beats = self._beats(beat_env, target)
+        if cfg.beat_punch_level > 0:  # gold-v5: the whole rig pulses on the beat
+            target = self._beat_punch(target, beat_env, beats)
 
         onset_frames, onset_jump = [], []
         near = np.zeros_like(level)
@@ -482,7 +508,6 @@ class GoldScorer:
                 tt = np.arange(t_len)[:, None] - np.asarray(keep)[None, :]
                 g = np.exp(-(tt.astype(np.float32) ** 2) / (2 * sigma**2))
                 near[d] = g.max(axis=1)
-        beats = self._beats(flux.sum(axis=0), target)
         near_beat = np.zeros(t_len, dtype=np.float32)
         if beats.size:
             tt = (np.arange(t_len)[:, None] - beats[None, :]).astype(np.float32)
@@ -556,6 +581,36 @@ class GoldScorer:
             else:
                 out[d] = np.maximum(out[d], env)
         return out
+
+    def _beat_envelope(self, mono: np.ndarray, flux: np.ndarray) -> np.ndarray:
+        """The onset envelope the clip's beats are tracked on.
+
+        gold-v1..v4: the band fluxes summed, which start from silence before the clip, so the
+        first frame is the clip's largest "onset" and misleads the beat tracker. With
+        ``beat_flux_lag`` k > 0 (gold-v5): the mean over all CQT bins of the rise over the last
+        k frames (librosa's onset strength with ``lag=k``), zero on the first frame.
+        """
+        lag = int(self.config.beat_flux_lag)
+        if lag < 0:
+            raise ValueError(f"beat_flux_lag must be >= 0, got {lag}")
+        if lag == 0:
+            return flux.sum(axis=0)
+        prev = np.concatenate([np.repeat(mono[:, :1], lag, axis=1), mono[:, :-lag]], axis=1)
+        return np.maximum(mono - prev[:, : mono.shape[1]], 0.0).mean(axis=0)
+
+    def _beat_punch(self, target: np.ndarray, env: np.ndarray, beats: np.ndarray) -> np.ndarray:
+        """gold-v5: every device adds ``beat_punch_level * (env / strongest)^power`` on each
+        beat, decaying like the band punches (``punch_decay_s``); clipped to 1."""
+        cfg = self.config
+        if beats.size == 0:
+            return target
+        strength = env[beats].astype(np.float32)
+        pulse = np.zeros(target.shape[1], np.float32)
+        pulse[beats] = (strength / max(float(strength.max()), 1e-9)) ** np.float32(cfg.beat_punch_power)
+        keep = np.float32(np.exp(-1.0 / (max(cfg.punch_decay_s, 1e-3) * cfg.frame_rate)))
+        for t in range(1, pulse.shape[0]):
+            pulse[t] = max(pulse[t], pulse[t - 1] * keep)
+        return np.clip(target + np.float32(cfg.beat_punch_level) * pulse[None], 0.0, 1.0).astype(np.float32)
 
     def _follow(self, target: np.ndarray) -> np.ndarray:
         """gold-v3: a one-pole follower of the level target (WLED / LedFx style): rises with
@@ -848,6 +903,7 @@ __all__ = [
     "GOLD_V2",
     "GOLD_V3",
     "GOLD_V4",
+    "GOLD_V5",
     "GOLD_VERSIONS",
     "V2_WEIGHTS",
     "ClipFeatures",
