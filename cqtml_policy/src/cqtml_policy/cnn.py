@@ -17,7 +17,7 @@ from torch.nn import functional as F
 from cqtml_policy._deprecated import alias_getattr
 from cqtml_policy.categorical import CategoricalPolicy, resolve_device
 from cqtml_policy.heads import LogProbabilityHead
-from cqtml_policy.inputs import BandFeatures, with_relative
+from cqtml_policy.inputs import BandFeatures, PulseFeatures, with_relative
 
 
 class FrequencyStack(nn.Module):
@@ -113,12 +113,15 @@ class CNNBackbone(nn.Module):
         clip_context: bool = True,
         relative_input: bool = True,
         band_features: int = 0,
+        pulse_features: bool = False,
     ) -> None:
         super().__init__()
         self.relative_input = bool(relative_input)
         self.frequency = FrequencyStack(in_channels * (2 if relative_input else 1), channels, bands)
         self.band_features = BandFeatures(band_features) if band_features > 0 else None
+        self.pulse_features = PulseFeatures() if pulse_features else None
         extra = self.band_features.out_features if self.band_features is not None else 0
+        extra += self.pulse_features.out_features if self.pulse_features is not None else 0
         self.project = nn.Conv1d(self.frequency.out_features + extra, hidden, 1)
         self.context = ClipContext(hidden) if clip_context else nn.Identity()
         self.temporal = nn.Sequential(*(TemporalBlock(hidden, kernel_size, d) for d in dilations))
@@ -133,6 +136,8 @@ class CNNBackbone(nn.Module):
         x = self.frequency(with_relative(cqt) if self.relative_input else cqt)
         if self.band_features is not None:
             x = torch.cat([x, self.band_features(cqt)], dim=1)
+        if self.pulse_features is not None:
+            x = torch.cat([x, self.pulse_features(cqt)], dim=1)
         x = self.temporal(self.context(self.project(x)))
         return x.unsqueeze(2)
 
@@ -159,6 +164,7 @@ class TemporalCNNModel(CategoricalPolicy):
         clip_context: bool = True,
         relative_input: bool = True,
         band_features: bool = False,
+        pulse_features: bool = False,
     ) -> None:
         super().__init__(num_devices, distribution_size)
         shape = tuple(int(s) for s in cqt_shape)
@@ -177,9 +183,11 @@ class TemporalCNNModel(CategoricalPolicy):
         )
         if band_features:  # recorded only when on: configs saved before it load unchanged
             self.arch["band_features"] = True
+        if pulse_features:
+            self.arch["pulse_features"] = True
         self.backbone = CNNBackbone(
             self.in_channels, channels, hidden, bands, kernel_size, tuple(dilations), clip_context,
-            relative_input, num_devices if band_features else 0,
+            relative_input, num_devices if band_features else 0, pulse_features,
         )
         self.head = LogProbabilityHead(hidden, num_devices, distribution_size, frames_per_column=1)
 
@@ -198,7 +206,8 @@ class TemporalCNNModel(CategoricalPolicy):
         ``clip_context`` (clip-level statistics modulate every frame; default True),
         ``relative_input`` (add the CQT normalised per clip and bin as input channels; default True),
         ``band_features`` (add :class:`BandFeatures` of each device's band; default False,
-        registry name ``cnn-bands``).
+        registry name ``cnn-bands``), ``pulse_features`` (add :class:`PulseFeatures`: the
+        clip's onset envelope and beat pulse; default False, registry name ``cnn-pulse``).
         """
         return cls(cqt_shape, num_devices, distribution_size, **arch).to(resolve_device(device))
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from cqtml_policy.contract import device_bands
+from cqtml_policy.contract import DEFAULT_FRAME_RATE, device_bands
 
 
 def clip_relative(cqt: torch.Tensor, low: float = 0.05, high: float = 0.95) -> torch.Tensor:
@@ -59,4 +61,66 @@ class BandFeatures(nn.Module):
         return torch.stack(feats, dim=1)
 
 
-__all__ = ["BandFeatures", "clip_relative", "with_relative"]
+def onset_envelope(cqt: torch.Tensor, lag: int = 2) -> torch.Tensor:
+    """``[B, C, F, T]`` -> ``[B, T]``: the mean over bins of the (channel-max) CQT's rise over
+    the last ``lag`` frames, librosa's onset strength on the CQT. The clip is an excerpt: the
+    frames before it are taken equal to its first, so its start is not an onset."""
+    mono = cqt.amax(dim=1)
+    prev = torch.cat([mono[..., :1].expand(*mono.shape[:-1], lag), mono[..., :-lag]], dim=-1)
+    return (mono - prev[..., : mono.shape[-1]]).clamp(min=0.0).mean(dim=1)
+
+
+class PulseFeatures(nn.Module):
+    """Rig-level onset and beat curves ``[B, 3, T]`` from the CQT (no parameters): what a beat
+    tracker hears, which a policy whose convolutions see a third of a second cannot.
+
+    Channels: the :func:`onset_envelope` over its clip maximum; the *predominant local pulse*
+    (Grosche & Mueller 2011, librosa.beat.plp): every frame's strongest tempo between
+    ``tempo_min`` and ``tempo_max`` BPM in a Hann window of ``window_s`` around it, its
+    sinusoid with that tempo and phase overlap-added and half-wave rectified, so the curve
+    peaks on the beats even where an onset is weak; and the pulse's strength (1 - the mean
+    tempo magnitude over the strongest's), so a policy can tell a clear beat from none.
+    """
+
+    out_features = 3
+
+    def __init__(self, frame_rate: float = DEFAULT_FRAME_RATE, *, window_s: float = 3.0,
+                 tempo_min: float = 60.0, tempo_max: float = 200.0, num_tempi: int = 48,
+                 lag: int = 2) -> None:
+        super().__init__()
+        if not (frame_rate > 0 and window_s > 0 and 0 < tempo_min < tempo_max and num_tempi >= 1):
+            raise ValueError("PulseFeatures needs frame_rate, window_s > 0 and 0 < tempo_min < tempo_max")
+        self.frame_rate, self.lag = float(frame_rate), int(lag)
+        win = max(3, int(round(window_s * frame_rate)) | 1)  # odd: centred on its frame
+        offsets = torch.arange(win, dtype=torch.float64) - win // 2
+        hz = torch.logspace(math.log10(tempo_min / 60.0), math.log10(tempo_max / 60.0), num_tempi,
+                            dtype=torch.float64)
+        phase = 2.0 * math.pi * hz[:, None] * offsets[None] / self.frame_rate  # [K, W]
+        hann = torch.hann_window(win + 2, periodic=False, dtype=torch.float64)[1:-1]
+        self.register_buffer("_cos", (torch.cos(phase) * hann).float(), persistent=False)
+        self.register_buffer("_sin", (torch.sin(phase) * hann).float(), persistent=False)
+        self.window = win
+
+    def forward(self, cqt: torch.Tensor) -> torch.Tensor:
+        env = onset_envelope(cqt.float(), self.lag)  # [B, T]
+        b, t = env.shape
+        w, half = self.window, self.window // 2
+        peak = env.amax(dim=-1, keepdim=True).clamp(min=1e-4)
+        frames = F.pad(env, (half, half)).unfold(-1, w, 1)  # [B, T, W]: the window around t
+        re, im = frames @ self._cos.T, frames @ self._sin.T  # [B, T, K]
+        mag = torch.sqrt(re**2 + im**2)
+        best = mag.argmax(dim=-1, keepdim=True)  # the strongest tempo at each frame
+        norm = mag.gather(-1, best).clamp(min=1e-6)
+        strength = 1.0 - mag.mean(dim=-1, keepdim=True) / norm  # 0: no tempo stands out
+        c, s = re.gather(-1, best) / norm, im.gather(-1, best) / norm  # its phase, unit length
+        # each frame's sinusoid over its window: cos(phase(w) - angle) = cos*c + sin*s
+        kernels = self._cos[best.squeeze(-1)] * c + self._sin[best.squeeze(-1)] * s  # [B, T, W]
+        pulse = F.fold(kernels.transpose(1, 2), output_size=(1, t + 2 * half),
+                       kernel_size=(1, w)).view(b, -1)[:, half : half + t]
+        pulse = pulse.clamp(min=0.0)
+        pulse = pulse / pulse.amax(dim=-1, keepdim=True).clamp(min=1e-6)
+        has_onsets = (env.amax(dim=-1, keepdim=True) > 1e-4).float()  # silence: no pulse
+        return torch.stack([env / peak, pulse * has_onsets, strength.squeeze(-1) * has_onsets], dim=1)
+
+
+__all__ = ["BandFeatures", "PulseFeatures", "clip_relative", "onset_envelope", "with_relative"]

@@ -167,6 +167,14 @@ for _entry in (
         },
         summary="ViT over 8-frame strips plus per-band curves in its tokens and frames",
     ),
+    PolicyEntry(
+        "cnn-pulse", "cqtml_policy.cnn:TemporalCNNModel", True, aliases=("cnn_pulse",),
+        # cnn-bands plus the clip's onset envelope and predominant local pulse (inputs.
+        # PulseFeatures): a beat tracker's view over 3 s, where the convolutions see 0.3 s.
+        # Saved as model_type "cnn" with pulse_features in config.json.
+        defaults={"band_features": True, "pulse_features": True},
+        summary="cnn-bands plus the clip's onset envelope and beat pulse as inputs",
+    ),
 ):
     register_policy(_entry)
 del _entry

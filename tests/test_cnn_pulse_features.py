@@ -1,0 +1,110 @@
+"""``cnn-pulse``: cnn-bands plus the clip's onset envelope and predominant local pulse
+(``inputs.PulseFeatures``), a beat tracker's view over 3 s; cnn-bands configs load unchanged."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from scipy.signal import find_peaks
+from test_metrics import click_track
+
+from agents.checkpoint import init_policy_from
+from agents.common import make_policy
+from cqtml_env import CQTProcessor
+from cqtml_policy import load_policy, registry
+from cqtml_policy.inputs import PulseFeatures, onset_envelope
+
+
+@pytest.fixture(scope="module")
+def proc() -> CQTProcessor:
+    return CQTProcessor(max_duration=5.0)
+
+
+def cqt_of(p: CQTProcessor, audio: np.ndarray) -> torch.Tensor:
+    return torch.as_tensor(np.asarray(p(audio)))[None]
+
+
+@pytest.mark.parametrize("bpm", [100, 128, 170])
+def test_pulse_peaks_on_the_clicks(proc, bpm):
+    audio, times = click_track(proc, bpm=bpm, start=0.3)
+    f = PulseFeatures(proc.frame_rate)(cqt_of(proc, audio))[0].numpy()
+    assert f.shape == (3, proc.num_frames)
+    assert f.min() >= 0.0 and f.max() <= 1.0 + 1e-6
+    clicks = np.round(times * proc.frame_rate).astype(int)
+    env_peaks = find_peaks(f[0], height=0.2)[0]
+    assert env_peaks.tolist() == clicks.tolist()  # the onset envelope: on the click's frame
+    pulse_peaks = find_peaks(f[1], height=0.3)[0]
+    near = [int(np.min(np.abs(pulse_peaks - c))) for c in clicks]
+    assert max(near) <= 2  # the pulse: within the metrics' +-50 ms of every click
+    assert len(pulse_peaks) <= len(clicks) + 1  # and no peaks between them
+    assert f[2].mean() > 0.4  # a clear tempo
+
+
+def test_pulse_keeps_the_beat_where_a_click_is_missing(proc):
+    """What the envelope alone cannot give: the beat goes on through a skipped click."""
+    audio, times = click_track(proc, bpm=120, start=0.3)
+    sr, gone = proc.sample_rate, times[5]
+    i = int(round(gone * sr))
+    audio[:, i : i + int(0.03 * sr)] = 0.0
+    f = PulseFeatures(proc.frame_rate)(cqt_of(proc, audio))[0].numpy()
+    frame = int(round(gone * proc.frame_rate))
+    assert f[0, frame - 2 : frame + 3].max() < 0.1  # no onset there ...
+    pulse_peaks = find_peaks(f[1], height=0.3)[0]
+    assert np.min(np.abs(pulse_peaks - frame)) <= 2  # ... but a beat
+
+
+def test_noise_has_a_weaker_pulse_than_a_click_track(proc):
+    rng = np.random.default_rng(0)
+    noise = (rng.standard_normal((2, proc.num_samples)) * 0.1).astype(np.float32)
+    clicks, _ = click_track(proc, bpm=120, start=0.3)
+    pf = PulseFeatures(proc.frame_rate)
+    s_noise = float(pf(cqt_of(proc, noise))[0, 2].mean())
+    s_clicks = float(pf(cqt_of(proc, clicks))[0, 2].mean())
+    assert s_noise < s_clicks - 0.2
+
+
+def test_silence_and_an_excerpt_that_starts_loud():
+    pf = PulseFeatures()
+    silent = pf(torch.zeros(1, 2, 84, 60))
+    assert torch.isfinite(silent).all() and float(silent.abs().max()) == 0.0
+    loud = torch.full((1, 2, 84, 60), 0.8)
+    assert float(onset_envelope(loud)[0].abs().max()) == 0.0  # a steady excerpt has no onset
+    assert float(pf(loud).abs().max()) == 0.0
+
+
+def test_rows_are_independent_and_short_clips_work():
+    torch.manual_seed(0)
+    x = torch.rand(3, 2, 84, 37)  # shorter than the 3 s window
+    pf = PulseFeatures()
+    both = pf(x)
+    assert both.shape == (3, 3, 37) and torch.isfinite(both).all()
+    assert torch.allclose(pf(x[1:2]), both[1:2], atol=1e-6)
+    with pytest.raises(ValueError, match="tempo_min"):
+        PulseFeatures(tempo_min=200.0, tempo_max=60.0)
+
+
+def test_cnn_pulse_builds_saves_loads_and_cnn_bands_configs_stay(tmp_path):
+    torch.manual_seed(0)
+    x = torch.rand(2, 2, 84, 50)
+    pol = registry.create_policy("cnn-pulse", (2, 84, 50), device="cpu").eval()
+    cfg = pol.get_config()
+    assert cfg["pulse_features"] is True and cfg["band_features"] is True
+    bands = registry.create_policy("cnn-bands", (2, 84, 50), device="cpu")
+    assert "pulse_features" not in bands.get_config()  # what cnn-bands checkpoints hold
+    assert pol.backbone.project.in_channels == bands.backbone.project.in_channels + 3
+    with torch.no_grad():
+        out = pol(x)
+    assert out.shape == (2, 4, 50, 32)
+    pol.save_pretrained(tmp_path / "p")
+    back = load_policy(tmp_path / "p", device="cpu").eval()
+    with torch.no_grad():
+        assert torch.allclose(back(x), out, atol=1e-6)
+    fresh = make_policy("cnn-pulse", (2, 84, 50), 4, 32, device="cpu").eval()
+    init_policy_from(fresh, tmp_path / "p", "cnn-pulse")
+    with torch.no_grad():
+        assert torch.allclose(fresh(x), out, atol=1e-6)
+    pol.train()
+    pol(x).sum().backward()
+    w = pol.backbone.project.weight.grad
+    assert w is not None and float(w[:, -3:].abs().sum()) > 0  # the pulse inputs are used
