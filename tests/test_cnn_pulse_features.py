@@ -108,3 +108,29 @@ def test_cnn_pulse_builds_saves_loads_and_cnn_bands_configs_stay(tmp_path):
     pol(x).sum().backward()
     w = pol.backbone.project.weight.grad
     assert w is not None and float(w[:, -3:].abs().sum()) > 0  # the pulse inputs are used
+
+
+def test_vit_pulse_adds_the_pulse_curves_to_vit_bands(tmp_path):
+    from test_vit_small import SHAPE, tiny_vit
+
+    torch.manual_seed(0)
+    x = torch.rand(2, *SHAPE)
+    pol, bands = tiny_vit("vit-pulse").eval(), tiny_vit("vit-bands")
+    assert pol.get_config()["pulse_features"] is True
+    assert "pulse_features" not in bands.get_config()  # vit-bands configs stay as they were
+    per = pol.patch_size[1]
+    assert pol.backbone.band_embed.in_features == bands.backbone.band_embed.in_features + 3 * per
+    assert pol.frames.extra.in_channels == bands.frames.extra.in_channels + 3
+    with torch.no_grad():
+        out = pol(x)
+    assert out.shape == (2, 3, SHAPE[-1], 8)
+    pol.save_pretrained(tmp_path / "v")
+    with torch.no_grad():
+        assert torch.allclose(load_policy(tmp_path / "v", device="cpu").eval()(x), out, atol=1e-6)
+    pol.train()
+    pol(x).sum().backward()  # the pulse columns of the band embedding get gradient
+    n = pol.backbone.band_features.out_features  # curves per frame, the pulse's 3 last
+    grad = pol.backbone.band_embed.weight.grad.view(-1, per, n)
+    assert float(grad[..., -3:].abs().sum()) > 0
+    with pytest.raises(ValueError, match="needs band_features"):
+        tiny_vit("vit-small", pulse_features=True)

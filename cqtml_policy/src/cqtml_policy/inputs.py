@@ -123,4 +123,19 @@ class PulseFeatures(nn.Module):
         return torch.stack([env / peak, pulse * has_onsets, strength.squeeze(-1) * has_onsets], dim=1)
 
 
-__all__ = ["BandFeatures", "PulseFeatures", "clip_relative", "onset_envelope", "with_relative"]
+class CurveFeatures(nn.Module):
+    """:class:`BandFeatures` of ``num_bands`` bands, then (``pulse``) :class:`PulseFeatures`,
+    stacked ``[B, 5·D (+3), T]``: one module for a policy's per-frame input curves."""
+
+    def __init__(self, num_bands: int, pulse: bool = False) -> None:
+        super().__init__()
+        self.bands = BandFeatures(num_bands)
+        self.pulse = PulseFeatures() if pulse else None
+        self.out_features = self.bands.out_features + (self.pulse.out_features if pulse else 0)
+
+    def forward(self, cqt: torch.Tensor) -> torch.Tensor:
+        x = self.bands(cqt)
+        return x if self.pulse is None else torch.cat([x, self.pulse(cqt)], dim=1)
+
+
+__all__ = ["BandFeatures", "CurveFeatures", "PulseFeatures", "clip_relative", "onset_envelope", "with_relative"]

@@ -175,6 +175,17 @@ for _entry in (
         defaults={"band_features": True, "pulse_features": True},
         summary="cnn-bands plus the clip's onset envelope and beat pulse as inputs",
     ),
+    PolicyEntry(
+        "vit-pulse", "cqtml_policy.vit:CQTViTModel", True, aliases=("vit_pulse",),
+        # vit-bands with cnn-pulse's onset envelope and beat pulse among its curves. Saved as
+        # model_type "vit" with pulse_features in config.json.
+        defaults={
+            "relative_input": True, "patch_size": (0, 8), "frame_conv": 9,
+            "band_features": True, "frame_layers": 3, "frame_context": True, "pulse_features": True,
+            "size": {"embed_dim": 128, "depth": 4, "num_heads": 4, "mlp_ratio": 2.0},
+        },
+        summary="vit-bands plus the clip's onset envelope and beat pulse as inputs",
+    ),
 ):
     register_policy(_entry)
 del _entry

@@ -13,7 +13,7 @@ from torch import nn
 from cqtml_policy.categorical import CategoricalPolicy, resolve_device
 from cqtml_policy.cnn import ClipContext
 from cqtml_policy.heads import LogProbabilityHead
-from cqtml_policy.inputs import BandFeatures, with_relative
+from cqtml_policy.inputs import BandFeatures, CurveFeatures, with_relative
 from cqtml_policy.int8 import dequantized_state_dict, swap_linear_for_int8
 
 DEFAULT_BACKBONE = "vit_tiny_patch16_224"
@@ -95,6 +95,8 @@ class ViTBackbone(nn.Module):
     and the band-follower are built from) for the ``w`` frames of each token column, stacked
     and linearly embedded, are added to every patch embedding of that column before the
     position embedding, so the transformer reads them at frame precision within its tokens.
+    ``pulse_features``: the clip's onset envelope and beat pulse
+    (:class:`~cqtml_policy.inputs.PulseFeatures`) join those curves.
     """
 
     def __init__(
@@ -106,6 +108,7 @@ class ViTBackbone(nn.Module):
         relative_input: bool = False,
         size: dict[str, Any] | None = None,
         band_features: int = 0,
+        pulse_features: bool = False,
     ) -> None:
         super().__init__()
         import timm
@@ -138,7 +141,12 @@ class ViTBackbone(nn.Module):
         self.vit = timm.create_model(backbone_name, **kwargs)
         self.embed_dim = int(self.vit.embed_dim)
         self.compute_dtype = torch.float32
-        self.band_features = BandFeatures(band_features) if band_features > 0 else None
+        if pulse_features and band_features <= 0:
+            raise ValueError("pulse_features joins the band curves: it needs band_features")
+        self.band_features = (
+            CurveFeatures(band_features, pulse=True) if pulse_features
+            else BandFeatures(band_features) if band_features > 0 else None
+        )
         self.band_embed = (
             nn.Linear(self.band_features.out_features * self.patch_size[1], self.embed_dim)
             if self.band_features is not None else None
@@ -321,6 +329,7 @@ class CQTViTModel(CategoricalPolicy):
         band_features: bool = False,
         frame_layers: int = 1,
         frame_context: bool = False,
+        pulse_features: bool = False,
     ) -> None:
         super().__init__(num_devices, distribution_size)
         self.cqt_shape = _check_cqt_shape(cqt_shape)
@@ -329,9 +338,10 @@ class CQTViTModel(CategoricalPolicy):
         self.backbone_name = backbone_name
         self.relative_input = bool(relative_input)
         self.band_features = bool(band_features)
+        self.pulse_features = bool(pulse_features)
         self.backbone = ViTBackbone(
             self.cqt_shape, self.patch_size, backbone_name, pretrained, self.relative_input,
-            resolve_size(size), num_devices if self.band_features else 0,
+            resolve_size(size), num_devices if self.band_features else 0, self.pulse_features,
         )
         self.size = self.backbone.size()
         self.frame_conv = int(frame_conv)
@@ -376,6 +386,7 @@ class CQTViTModel(CategoricalPolicy):
         band_features: bool = False,
         frame_layers: int = 1,
         frame_context: bool = False,
+        pulse_features: bool = False,
     ) -> CQTViTModel:
         """Build the policy, ready to run on ``device`` (``"auto"``: CUDA when present).
 
@@ -404,10 +415,13 @@ class CQTViTModel(CategoricalPolicy):
         - ``frame_layers``: residual blocks in the frame stage (dilated 1, 2, 4, ...): a
           decay's history is longer than one kernel. ``frame_context``: a FiLM from each
           frame feature's clip mean / max (the CNN's ``ClipContext``) in the frame stage.
+        - ``pulse_features``: the clip's onset envelope and beat pulse join the band curves
+          (needs ``band_features``; registry name ``vit-pulse``).
         """
         model = cls(
             cqt_shape, num_devices, distribution_size, patch_size, backbone_name, pretrained,
             relative_input, size, frame_conv, band_features, frame_layers, frame_context,
+            pulse_features,
         )
         return model._prepare(device, use_half_precision, use_8bit, gradient_checkpointing)
 
@@ -462,6 +476,7 @@ class CQTViTModel(CategoricalPolicy):
             "band_features": self.band_features,
             "frame_layers": self.frame_layers,
             "frame_context": self.frame_context,
+            **({"pulse_features": True} if self.pulse_features else {}),
             "use_half_precision": self.use_half_precision,
             "use_8bit": self.use_8bit,
             "gradient_checkpointing": self.gradient_checkpointing,
