@@ -9,8 +9,9 @@ their tracks as FLAC into ``DIR/<genre>/`` plus ``DIR/SOURCES.md`` (package, ver
 licence, files, minutes), written last; a rerun on a finished folder downloads nothing.
 ``--split tune`` / ``--split check`` fetch only one half of ``SOURCES`` (``make train``
 trains on the tune half and reports on the check half); ``--split probe`` a third set, added
-after choices had been made on check, that nothing was chosen on. The audio stays outside the
-repository.
+after choices had been made on check; ``--split holdout`` a fourth, added after a choice had
+been made with the probe set (README, gold-v5), looked at once, for the final report. The audio
+stays outside the repository.
 
 The check itself does what ``cqtml-reward eval`` does (``reward_train.evaluate_fresh``:
 fresh ``CandidateFactory`` candidates per clip, gold vs reward-model scores), but on ``N``
@@ -53,8 +54,14 @@ SOURCES = [
      30.0, 60.0, 12, "CC-BY-SA-3.0 or GPL-2+ (each album's license.txt)", "probe"),
     ("extremetuxracer-data", "game_etr", "usr/share/games/etr/music/*.ogg",
      10.0, 60.0, None, "GPL-2+", "probe"),
+    # "holdout": added when the probe set had been used for choices (README, gold-v5: the
+    # default policy's inputs), to report on music nothing was chosen on; looked at once
+    ("supertux-data", "game_supertux", "usr/share/games/supertux2/music/*/*.ogg",
+     10.0, 45.0, 12, "GPL-2+ (data/music/*)", "holdout"),
+    ("planetblupi-music-ogg", "game_blupi", "usr/share/planetblupi/music/*.ogg",
+     20.0, 60.0, None, "GPL-3+", "holdout"),
 ]
-SPLITS = ("all", "tune", "check", "probe")
+SPLITS = ("all", "tune", "check", "probe", "holdout")
 
 
 def sources(split: str = "all") -> list[tuple]:
@@ -198,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="build the real-music folder in DIR (needs apt-get, dpkg-deb) and exit")
     ap.add_argument("--work", default="/tmp/realmusic_pkgs", help="--prepare: .debs, extracted trees")
     ap.add_argument("--split", choices=SPLITS, default="all",
-                    help="--prepare: only the tune or the check packages (see SOURCES)")
+                    help="--prepare: only the packages of one split (see SOURCES)")
     args = ap.parse_args(argv)
     if args.prepare:
         needs_apt = not prepared(Path(args.prepare), args.split)

@@ -21,11 +21,14 @@ spec.loader.exec_module(rmc)
 
 
 def test_splits_partition_the_sources():
-    tune, check, probe = rmc.sources("tune"), rmc.sources("check"), rmc.sources("probe")
-    assert tune and check and probe
-    assert len(tune) + len(check) + len(probe) == len(rmc.sources("all"))
-    genres = [{r[1] for r in rows} for rows in (tune, check, probe)]
-    assert not genres[0] & genres[1] and not genres[0] & genres[2] and not genres[1] & genres[2]
+    splits = [rmc.sources(s) for s in ("tune", "check", "probe", "holdout")]
+    assert all(splits)
+    assert sum(len(rows) for rows in splits) == len(rmc.sources("all"))
+    genres = [{r[1] for r in rows} for rows in splits]
+    packages = [{r[0] for r in rows} for rows in splits]
+    for i in range(len(splits)):  # no genre folder and no package in two splits
+        for j in range(i + 1, len(splits)):
+            assert not genres[i] & genres[j] and not packages[i] & packages[j]
     with pytest.raises(ValueError, match="unknown split 'train'.*tune"):
         rmc.sources("train")
 
