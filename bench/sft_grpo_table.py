@@ -1,4 +1,4 @@
-"""One table from several ``agents/evaluate.py`` reports: gold (v1/v2, normalised) beside the
+"""One table from several ``agents/evaluate.py`` reports: gold (each version, normalised) beside the
 independent metrics, for the band-follower and each policy (e.g. SFT only, SFT -> GRPO).
 
     python bench/sft_grpo_table.py sft-cnn=runs/eval-sft-cnn grpo-cnn=runs/eval-grpo-cnn ...
@@ -28,6 +28,8 @@ ROWS = [
     ("normalised gold-v1", "norm:gold-v1"),
     ("normalised gold-v2", "norm:gold-v2"),
     ("normalised gold-v3", "norm:gold-v3"),
+    ("normalised gold-v4", "norm:gold-v4"),
+    ("normalised gold-v5", "norm:gold-v5"),
     ("mean brightness", "mean_brightness"),
     ("std over time", "std_time"),
     ("novelty corr", "novelty_corr"),
