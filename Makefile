@@ -2,7 +2,7 @@
 #   make train   - create/refresh .venv, install both packages, fetch free real music (Debian
 #                  soundtrack packages: `apt-get download`, no install), train the default
 #                  policy on its tune half and report it on the check half it never saw
-#                  (README "Results: gold-v4 and rise-weighted imitation")
+#                  (README "Results: gold-v5 and the pulse inputs")
 #   make train DATA=synthetic - the same recipe on built-in synthetic music (no apt needed)
 #   make train-grpo - the GRPO policy `make train` trained before (reward model, synthetic)
 #   make test    - create/refresh .venv, install both packages + dev tools, run the test suite
@@ -18,8 +18,9 @@ RUN_DIR ?= runs/sft-default
 DATA   ?= real
 MUSIC  ?= runs/.music
 CACHE  := --cache-dir runs/.feature-cache
-# supervised imitation of the gold-v4 target (agents/sft.py; each flag is an Args field)
-SFT    := --policy cnn-bands --teacher gold-target --gold-version gold-v4 --level-sigma 1.5 \
+# supervised imitation of the gold-v5 target (agents/sft.py; each flag is an Args field)
+GOLD   := gold-v5
+SFT    := --policy cnn-pulse --teacher gold-target --gold-version $(GOLD) --level-sigma 1.5 \
           --learning-rate 3e-3 --steps 2400 --rise-weight 3
 
 .PHONY: venv train train-grpo test lint bench wheels clean
@@ -41,10 +42,10 @@ ifeq ($(DATA),real)
 	$(PY) agents/sft.py $(SFT) --augment-copies 3 --pitch-shift-bins 2 \
 	    --data folder:$(MUSIC)/tune --run-dir $(RUN_DIR) $(CACHE)
 	$(PY) agents/evaluate.py --policy $(RUN_DIR)/checkpoints/final --data folder:$(MUSIC)/check \
-	    --clips 60 --gold-version gold-v4 $(CACHE) --out $(RUN_DIR)/eval
+	    --clips 60 --gold-version $(GOLD) $(CACHE) --out $(RUN_DIR)/eval
 else
 	$(PY) agents/sft.py $(SFT) --train-clips 1024 --data $(DATA) --run-dir $(RUN_DIR) $(CACHE)
-	$(PY) agents/evaluate.py --policy $(RUN_DIR)/checkpoints/final --gold-version gold-v4 \
+	$(PY) agents/evaluate.py --policy $(RUN_DIR)/checkpoints/final --gold-version $(GOLD) \
 	    $(CACHE) --out $(RUN_DIR)/eval
 endif
 

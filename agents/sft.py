@@ -18,9 +18,9 @@ held-out clips every N steps (``eval/*`` scalars and ``<run-dir>/eval.json``: lo
 levels, level error, the greedy show's std beside the teacher's, normalised gold).
 ``--rise-weight W`` weighs the teacher's rises (its punches and onsets, few frames) more in
 the loss; ``--augment-copies N --pitch-shift-bins B`` trains on seeded, attenuated and
-pitch-shifted copies of each clip. ``make train`` is this script with the gold-v4 target:
+pitch-shifted copies of each clip. ``make train`` is this script with the gold-v5 target:
 
-    python agents/sft.py --policy cnn-bands --teacher gold-target --gold-version gold-v4 \
+    python agents/sft.py --policy cnn-pulse --teacher gold-target --gold-version gold-v5 \
         --level-sigma 1.5 --learning-rate 3e-3 --steps 2400 --rise-weight 3 \
         --augment-copies 3 --pitch-shift-bins 2 --data folder:runs/.music/tune
 
