@@ -44,20 +44,26 @@ def test_cnn_bands_builds_saves_and_loads_and_old_cnn_configs_stay(tmp_path):
         out = pol(x)
     assert out.shape == (2, 4, 50, 32)
     assert torch.allclose(out.exp().sum(-1), torch.ones(2, 4, 50), atol=1e-4)
+    assert_round_trip_and_extra_inputs_used(pol, "cnn-bands", x, out, tmp_path, extra=20)
+
+
+def assert_round_trip_and_extra_inputs_used(pol, kind: str, x, out, tmp_path, extra: int) -> None:
+    """A CNN of registry ``kind`` with ``extra`` input curves (the last of its projection's
+    inputs): saved and loaded, and taken by a fresh ``--policy kind`` through GRPO's
+    ``--init-from``, it gives ``out`` again; the curves carry gradient (used, not dropped).
+    (Also used by test_cnn_pulse_features.)"""
     pol.save_pretrained(tmp_path / "p")
     back = load_policy(tmp_path / "p", device="cpu").eval()
     with torch.no_grad():
         assert torch.allclose(back(x), out, atol=1e-6)
-    # GRPO's --init-from: a fresh `--policy cnn-bands` takes the saved weights
-    fresh = make_policy("cnn-bands", (2, 84, 50), 4, 32, device="cpu").eval()
-    init_policy_from(fresh, tmp_path / "p", "cnn-bands")
+    fresh = make_policy(kind, tuple(x.shape[1:]), 4, 32, device="cpu").eval()
+    init_policy_from(fresh, tmp_path / "p", kind)
     with torch.no_grad():
         assert torch.allclose(fresh(x), out, atol=1e-6)
-    # the band features carry gradient to the projection (they are used, not dropped)
     pol.train()
     pol(x).sum().backward()
     w = pol.backbone.project.weight.grad
-    assert w is not None and float(w[:, -20:].abs().sum()) > 0
+    assert w is not None and float(w[:, -extra:].abs().sum()) > 0
 
 
 @pytest.mark.parametrize("name", ["cnn", "cnn-bands"])

@@ -7,10 +7,9 @@ import numpy as np
 import pytest
 import torch
 from scipy.signal import find_peaks
+from test_cnn_band_features import assert_round_trip_and_extra_inputs_used
 from test_metrics import click_track
 
-from agents.checkpoint import init_policy_from
-from agents.common import make_policy
 from cqtml_env import CQTProcessor
 from cqtml_policy import load_policy, registry
 from cqtml_policy.inputs import PulseFeatures, onset_envelope
@@ -96,18 +95,7 @@ def test_cnn_pulse_builds_saves_loads_and_cnn_bands_configs_stay(tmp_path):
     with torch.no_grad():
         out = pol(x)
     assert out.shape == (2, 4, 50, 32)
-    pol.save_pretrained(tmp_path / "p")
-    back = load_policy(tmp_path / "p", device="cpu").eval()
-    with torch.no_grad():
-        assert torch.allclose(back(x), out, atol=1e-6)
-    fresh = make_policy("cnn-pulse", (2, 84, 50), 4, 32, device="cpu").eval()
-    init_policy_from(fresh, tmp_path / "p", "cnn-pulse")
-    with torch.no_grad():
-        assert torch.allclose(fresh(x), out, atol=1e-6)
-    pol.train()
-    pol(x).sum().backward()
-    w = pol.backbone.project.weight.grad
-    assert w is not None and float(w[:, -3:].abs().sum()) > 0  # the pulse inputs are used
+    assert_round_trip_and_extra_inputs_used(pol, "cnn-pulse", x, out, tmp_path, extra=3)
 
 
 def test_vit_pulse_adds_the_pulse_curves_to_vit_bands(tmp_path):
