@@ -16,7 +16,8 @@ Per device ``d`` (band ``device_bands(F, D)[d]``) and action ``a = actions[n, d]
   local maximum) that land near a band onset.
 * ``beat``    the same F-measure for the whole rig: rises of the mean activation over devices
   (event >= 0.1): recall of clip-level beats (librosa's beat tracker on the summed band
-  flux), precision against beats or any band onset; one value shared by every device.
+  flux; gold-v5: on the CQT's mean rise over 2 frames), precision against beats or any band
+  onset; one value shared by every device.
 * ``flicker`` 1 - mean over frames of ``clip((flashes_in_1s - 3) / 3, 0, 1)``; a *flash* is a
   pair of opposing transitions, a *transition* a swing of at least 0.2 (20 % of full scale)
   from the last extreme (hysteresis), so ripples below 0.2 never count.
