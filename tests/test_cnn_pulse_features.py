@@ -81,6 +81,8 @@ def test_rows_are_independent_and_short_clips_work():
     assert torch.allclose(pf(x[1:2]), both[1:2], atol=1e-6)
     with pytest.raises(ValueError, match="tempo_min"):
         PulseFeatures(tempo_min=200.0, tempo_max=60.0)
+    with pytest.raises(ValueError, match="lag >= 1"):
+        PulseFeatures(lag=0)
 
 
 def test_cnn_pulse_builds_saves_loads_and_cnn_bands_configs_stay(tmp_path):

@@ -88,8 +88,11 @@ class PulseFeatures(nn.Module):
                  tempo_min: float = 60.0, tempo_max: float = 200.0, num_tempi: int = 48,
                  lag: int = 2) -> None:
         super().__init__()
-        if not (frame_rate > 0 and window_s > 0 and 0 < tempo_min < tempo_max and num_tempi >= 1):
-            raise ValueError("PulseFeatures needs frame_rate, window_s > 0 and 0 < tempo_min < tempo_max")
+        if not (frame_rate > 0 and window_s > 0 and 0 < tempo_min < tempo_max and num_tempi >= 1
+                and lag >= 1):
+            raise ValueError("PulseFeatures needs frame_rate, window_s > 0, 0 < tempo_min < tempo_max, "
+                             f"num_tempi >= 1 and lag >= 1; got {frame_rate}, {window_s}, "
+                             f"{tempo_min}, {tempo_max}, {num_tempi}, {lag}")
         self.frame_rate, self.lag = float(frame_rate), int(lag)
         win = max(3, int(round(window_s * frame_rate)) | 1)  # odd: centred on its frame
         offsets = torch.arange(win, dtype=torch.float64) - win // 2
