@@ -12,7 +12,7 @@ from test_metrics import click_track
 
 from cqtml_env import CQTProcessor
 from cqtml_policy import load_policy, registry
-from cqtml_policy.inputs import PulseFeatures, onset_envelope
+from cqtml_policy.inputs import CurveFeatures, PulseFeatures, onset_envelope
 
 
 @pytest.fixture(scope="module")
@@ -83,6 +83,8 @@ def test_rows_are_independent_and_short_clips_work():
         PulseFeatures(tempo_min=200.0, tempo_max=60.0)
     with pytest.raises(ValueError, match="lag >= 1"):
         PulseFeatures(lag=0)
+    with pytest.raises(ValueError, match="num_bands > 0 or pulse"):
+        CurveFeatures(0)
 
 
 def test_cnn_pulse_builds_saves_loads_and_cnn_bands_configs_stay(tmp_path):

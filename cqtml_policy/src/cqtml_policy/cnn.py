@@ -17,7 +17,11 @@ from torch.nn import functional as F
 from cqtml_policy._deprecated import alias_getattr
 from cqtml_policy.categorical import CategoricalPolicy, resolve_device
 from cqtml_policy.heads import LogProbabilityHead
-from cqtml_policy.inputs import BandFeatures, PulseFeatures, with_relative
+from cqtml_policy.inputs import (
+    BandFeatures,  # noqa: F401  (its old import path: cqtml_policy.cnn)
+    CurveFeatures,
+    with_relative,
+)
 
 
 class FrequencyStack(nn.Module):
@@ -118,10 +122,9 @@ class CNNBackbone(nn.Module):
         super().__init__()
         self.relative_input = bool(relative_input)
         self.frequency = FrequencyStack(in_channels * (2 if relative_input else 1), channels, bands)
-        self.band_features = BandFeatures(band_features) if band_features > 0 else None
-        self.pulse_features = PulseFeatures() if pulse_features else None
-        extra = self.band_features.out_features if self.band_features is not None else 0
-        extra += self.pulse_features.out_features if self.pulse_features is not None else 0
+        self.curves = (CurveFeatures(band_features, pulse_features)
+                       if band_features > 0 or pulse_features else None)
+        extra = self.curves.out_features if self.curves is not None else 0
         self.project = nn.Conv1d(self.frequency.out_features + extra, hidden, 1)
         self.context = ClipContext(hidden) if clip_context else nn.Identity()
         self.temporal = nn.Sequential(*(TemporalBlock(hidden, kernel_size, d) for d in dilations))
@@ -134,10 +137,8 @@ class CNNBackbone(nn.Module):
     def forward(self, cqt: torch.Tensor) -> torch.Tensor:
         cqt = cqt.float()
         x = self.frequency(with_relative(cqt) if self.relative_input else cqt)
-        if self.band_features is not None:
-            x = torch.cat([x, self.band_features(cqt)], dim=1)
-        if self.pulse_features is not None:
-            x = torch.cat([x, self.pulse_features(cqt)], dim=1)
+        if self.curves is not None:
+            x = torch.cat([x, self.curves(cqt)], dim=1)
         x = self.temporal(self.context(self.project(x)))
         return x.unsqueeze(2)
 

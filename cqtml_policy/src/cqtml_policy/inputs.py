@@ -108,7 +108,7 @@ class PulseFeatures(nn.Module):
         env = onset_envelope(cqt.float(), self.lag)  # [B, T]
         b, t = env.shape
         w, half = self.window, self.window // 2
-        peak = env.amax(dim=-1, keepdim=True).clamp(min=1e-4)
+        env_max = env.amax(dim=-1, keepdim=True)
         frames = F.pad(env, (half, half)).unfold(-1, w, 1)  # [B, T, W]: the window around t
         re, im = frames @ self._cos.T, frames @ self._sin.T  # [B, T, K]
         mag = torch.sqrt(re**2 + im**2)
@@ -122,23 +122,26 @@ class PulseFeatures(nn.Module):
                        kernel_size=(1, w)).view(b, -1)[:, half : half + t]
         pulse = pulse.clamp(min=0.0)
         pulse = pulse / pulse.amax(dim=-1, keepdim=True).clamp(min=1e-6)
-        has_onsets = (env.amax(dim=-1, keepdim=True) > 1e-4).float()  # silence: no pulse
-        return torch.stack([env / peak, pulse * has_onsets, strength.squeeze(-1) * has_onsets], dim=1)
+        has_onsets = (env_max > 1e-4).float()  # silence: no pulse
+        return torch.stack([env / env_max.clamp(min=1e-4), pulse * has_onsets,
+                            strength.squeeze(-1) * has_onsets], dim=1)
 
 
 class CurveFeatures(nn.Module):
-    """:class:`BandFeatures` of ``num_bands`` bands, then (``pulse``) :class:`PulseFeatures`,
-    stacked ``[B, 5·D (+3), T]``: one module for a policy's per-frame input curves."""
+    """:class:`BandFeatures` of ``num_bands`` bands (0: none), then (``pulse``)
+    :class:`PulseFeatures`, stacked ``[B, 5·D (+3), T]``: the one module behind every policy's
+    per-frame input curves."""
 
     def __init__(self, num_bands: int, pulse: bool = False) -> None:
         super().__init__()
-        self.bands = BandFeatures(num_bands)
+        if num_bands <= 0 and not pulse:
+            raise ValueError("CurveFeatures needs num_bands > 0 or pulse")
+        self.bands = BandFeatures(num_bands) if num_bands > 0 else None
         self.pulse = PulseFeatures() if pulse else None
-        self.out_features = self.bands.out_features + (self.pulse.out_features if pulse else 0)
+        self.out_features = sum(m.out_features for m in (self.bands, self.pulse) if m is not None)
 
     def forward(self, cqt: torch.Tensor) -> torch.Tensor:
-        x = self.bands(cqt)
-        return x if self.pulse is None else torch.cat([x, self.pulse(cqt)], dim=1)
+        return torch.cat([m(cqt) for m in (self.bands, self.pulse) if m is not None], dim=1)
 
 
 __all__ = ["BandFeatures", "CurveFeatures", "PulseFeatures", "clip_relative", "onset_envelope", "with_relative"]

@@ -13,7 +13,7 @@ from torch import nn
 from cqtml_policy.categorical import CategoricalPolicy, resolve_device
 from cqtml_policy.cnn import ClipContext
 from cqtml_policy.heads import LogProbabilityHead
-from cqtml_policy.inputs import BandFeatures, CurveFeatures, with_relative
+from cqtml_policy.inputs import CurveFeatures, with_relative
 from cqtml_policy.int8 import dequantized_state_dict, swap_linear_for_int8
 
 DEFAULT_BACKBONE = "vit_tiny_patch16_224"
@@ -144,8 +144,7 @@ class ViTBackbone(nn.Module):
         if pulse_features and band_features <= 0:
             raise ValueError("pulse_features joins the band curves: it needs band_features")
         self.band_features = (
-            CurveFeatures(band_features, pulse=True) if pulse_features
-            else BandFeatures(band_features) if band_features > 0 else None
+            CurveFeatures(band_features, pulse_features) if band_features > 0 else None
         )
         self.band_embed = (
             nn.Linear(self.band_features.out_features * self.patch_size[1], self.embed_dim)

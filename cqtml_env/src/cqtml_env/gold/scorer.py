@@ -257,6 +257,12 @@ def _shift(x: np.ndarray, k: int, fill: float = 0.0) -> np.ndarray:
     return out
 
 
+def _hold_decay(env: np.ndarray, keep) -> None:
+    """In place: every impulse of ``env [T]`` decays by ``keep`` a frame until a bigger one."""
+    for t in range(1, env.shape[0]):
+        env[t] = max(env[t], env[t - 1] * keep)
+
+
 def rise(actions: np.ndarray) -> np.ndarray:
     """How much the activation rose within the last 2 frames (dark before the clip)."""
     prev1 = _shift(actions, 1)
@@ -575,8 +581,7 @@ class GoldScorer:
                 strength = flux[d, chosen].astype(np.float32)
                 rel = strength / max(float(strength.max()), 1e-9)
                 env[chosen] *= rel ** np.float32(cfg.punch_scale_power)
-            for t in range(1, env.shape[0]):
-                env[t] = max(env[t], env[t - 1] * keep)
+            _hold_decay(env, keep)
             if cfg.punch_mix:  # gold-v3: the bed leaves room, every punch rises by punch_level
                 out[d] = (1.0 - cfg.punch_level) * out[d] + env
             else:
@@ -608,9 +613,7 @@ class GoldScorer:
         strength = env[beats].astype(np.float32)
         pulse = np.zeros(target.shape[1], np.float32)
         pulse[beats] = (strength / max(float(strength.max()), 1e-9)) ** np.float32(cfg.beat_punch_power)
-        keep = np.float32(np.exp(-1.0 / (max(cfg.punch_decay_s, 1e-3) * cfg.frame_rate)))
-        for t in range(1, pulse.shape[0]):
-            pulse[t] = max(pulse[t], pulse[t - 1] * keep)
+        _hold_decay(pulse, np.float32(np.exp(-1.0 / (max(cfg.punch_decay_s, 1e-3) * cfg.frame_rate))))
         return np.clip(target + np.float32(cfg.beat_punch_level) * pulse[None], 0.0, 1.0).astype(np.float32)
 
     def _follow(self, target: np.ndarray) -> np.ndarray:
