@@ -9,6 +9,16 @@ import numpy as np
 import pytest
 
 
+def load_bench(name: str):
+    """``bench/<name>.py`` as a module (bench/ is scripts, not a package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parents[1] / "bench" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def tone(seconds: float, sr: int = 22050, freq: float = 440.0, amp: float = 0.5,
          channels: int = 1) -> np.ndarray:
     """A sine as float32 ``[samples, channels]`` (soundfile's layout)."""

@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
+from conftest import load_bench
 
 from cqtml_env import GoldScorer, SyntheticMusic
 
-ROOT = Path(__file__).resolve().parents[1]
-spec = importlib.util.spec_from_file_location("bench_taste", ROOT / "bench" / "bench_taste.py")
-bench_taste = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(bench_taste)
+bench_taste = load_bench("bench_taste")
 
 
 def test_taste_wants_the_bass_lamp_on_kicks_and_the_treble_lamp_steady():

@@ -3,17 +3,12 @@ hit, a smaller one low, none none (the numbers behind docs/GOLD.md's gold-v5 dia
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
+from conftest import load_bench
 
 from agents.metrics import PEAK_PROMINENCE
 
-ROOT = Path(__file__).resolve().parents[1]
-spec = importlib.util.spec_from_file_location("gold_targets", ROOT / "bench" / "gold_targets.py")
-gold_targets = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(gold_targets)
+gold_targets = load_bench("gold_targets")
 
 
 def test_peak_categories_at_the_beats():

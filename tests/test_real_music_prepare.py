@@ -3,21 +3,16 @@ built with dpkg-deb, served by a stand-in apt-get, extracted and excerpted to FL
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
 import subprocess
-from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
+from conftest import load_bench
 
-ROOT = Path(__file__).resolve().parents[1]
-spec = importlib.util.spec_from_file_location("real_music_check",
-                                              ROOT / "bench" / "real_music_check.py")
-rmc = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(rmc)
+rmc = load_bench("real_music_check")
 
 
 def test_splits_partition_the_sources():

@@ -3,14 +3,12 @@ band-follower (the per-seed held-out files differ, so their band-followers do)."
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-spec = importlib.util.spec_from_file_location("sft_grpo_table", ROOT / "bench" / "sft_grpo_table.py")
-tbl = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(tbl)
+from conftest import load_bench
+
+tbl = load_bench("sft_grpo_table")
 
 
 def _report(path: Path, norm: float, beat: float, bf_beat: float, flashes: float,
