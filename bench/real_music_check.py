@@ -10,7 +10,8 @@ licence, files, minutes), written last; a rerun on a finished folder downloads n
 ``--split tune`` / ``--split check`` fetch only one half of ``SOURCES`` (``make train``
 trains on the tune half and reports on the check half); ``--split probe`` a third set, added
 after choices had been made on check; ``--split holdout`` a fourth, added after a choice had
-been made with the probe set (README, gold-v5), looked at once, for the final report. The audio
+been made with the probe set (README, gold-v5), looked at once, for the final report;
+``--split fresh`` a fifth, added after the holdout set had been looked at. The audio
 stays outside the repository.
 
 The check itself does what ``cqtml-reward eval`` does (``reward_train.evaluate_fresh``:
@@ -60,12 +61,18 @@ SOURCES = [
      10.0, 45.0, 12, "GPL-2+ (data/music/*)", "holdout"),
     ("planetblupi-music-ogg", "game_blupi", "usr/share/planetblupi/music/*.ogg",
      20.0, 60.0, None, "GPL-3+", "holdout"),
+    # "fresh": added when the holdout set had been looked at (stop 24's final table), to report
+    # the next choices (README, "GRPO after imitation") on music nothing was chosen on
+    ("hedgewars-data", "game_hedgewars", "usr/share/games/hedgewars/Data/Music/*.ogg",
+     10.0, 45.0, 12, "GPL-2 (Debian copyright, Files: *)", "fresh"),
+    ("wesnoth-1.16-music", "game_wesnoth", "usr/share/games/wesnoth/1.16/data/core/music/*.ogg",
+     20.0, 45.0, 12, "GPL-2+", "fresh"),
 ]
-SPLITS = ("all", "tune", "check", "probe", "holdout")
+SPLITS = ("all", "tune", "check", "probe", "holdout", "fresh")
 
 
 def sources(split: str = "all") -> list[tuple]:
-    """The ``SOURCES`` rows of one split (``all``, ``tune``, ``check`` or ``probe``)."""
+    """The ``SOURCES`` rows of one split (one of ``SPLITS``; ``all``: every row)."""
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
     return [row for row in SOURCES if split in ("all", row[7])]
