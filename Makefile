@@ -31,7 +31,7 @@ $(STAMP): pyproject.toml cqtml_env/pyproject.toml cqtml_policy/pyproject.toml Ma
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(TORCH)
-	$(PY) -m pip install -q -e "./cqtml_env[show,label]" -e "./cqtml_policy[sb3,int8]" -e ".[dev]"
+	$(PY) -m pip install -q -e "./cqtml_env[show,label]" -e "./cqtml_policy[sb3,int8,beat]" -e ".[dev]"
 	touch $(STAMP)
 
 train: venv

@@ -83,7 +83,7 @@ def test_rows_are_independent_and_short_clips_work():
         PulseFeatures(tempo_min=200.0, tempo_max=60.0)
     with pytest.raises(ValueError, match="lag >= 1"):
         PulseFeatures(lag=0)
-    with pytest.raises(ValueError, match="num_bands > 0 or pulse"):
+    with pytest.raises(ValueError, match="num_bands > 0, pulse or beat"):
         CurveFeatures(0)
 
 

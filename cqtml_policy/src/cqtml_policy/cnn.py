@@ -118,12 +118,13 @@ class CNNBackbone(nn.Module):
         relative_input: bool = True,
         band_features: int = 0,
         pulse_features: bool = False,
+        beat_features: bool = False,
     ) -> None:
         super().__init__()
         self.relative_input = bool(relative_input)
         self.frequency = FrequencyStack(in_channels * (2 if relative_input else 1), channels, bands)
-        self.curves = (CurveFeatures(band_features, pulse_features)
-                       if band_features > 0 or pulse_features else None)
+        self.curves = (CurveFeatures(band_features, pulse_features, beat_features)
+                       if band_features > 0 or pulse_features or beat_features else None)
         extra = self.curves.out_features if self.curves is not None else 0
         self.project = nn.Conv1d(self.frequency.out_features + extra, hidden, 1)
         self.context = ClipContext(hidden) if clip_context else nn.Identity()
@@ -166,6 +167,7 @@ class TemporalCNNModel(CategoricalPolicy):
         relative_input: bool = True,
         band_features: bool = False,
         pulse_features: bool = False,
+        beat_features: bool = False,
     ) -> None:
         super().__init__(num_devices, distribution_size)
         shape = tuple(int(s) for s in cqt_shape)
@@ -186,9 +188,11 @@ class TemporalCNNModel(CategoricalPolicy):
             self.arch["band_features"] = True
         if pulse_features:
             self.arch["pulse_features"] = True
+        if beat_features:
+            self.arch["beat_features"] = True
         self.backbone = CNNBackbone(
             self.in_channels, channels, hidden, bands, kernel_size, tuple(dilations), clip_context,
-            relative_input, num_devices if band_features else 0, pulse_features,
+            relative_input, num_devices if band_features else 0, pulse_features, beat_features,
         )
         self.head = LogProbabilityHead(hidden, num_devices, distribution_size, frames_per_column=1)
 
@@ -208,7 +212,9 @@ class TemporalCNNModel(CategoricalPolicy):
         ``relative_input`` (add the CQT normalised per clip and bin as input channels; default True),
         ``band_features`` (add :class:`BandFeatures` of each device's band; default False,
         registry name ``cnn-bands``), ``pulse_features`` (add :class:`PulseFeatures`: the
-        clip's onset envelope and beat pulse; default False, registry name ``cnn-pulse``).
+        clip's onset envelope and beat pulse; default False, registry name ``cnn-pulse``),
+        ``beat_features`` (add :class:`BeatFeatures`: the clip's tracked beats; default False,
+        registry name ``cnn-beat``).
         """
         return cls(cqt_shape, num_devices, distribution_size, **arch).to(resolve_device(device))
 

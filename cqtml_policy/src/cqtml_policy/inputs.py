@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from cqtml_policy.contract import DEFAULT_FRAME_RATE, device_bands
+from cqtml_policy.contract import DEFAULT_FRAME_RATE, SAMPLE_RATE, device_bands
 
 
 def clip_relative(cqt: torch.Tensor, low: float = 0.05, high: float = 0.95) -> torch.Tensor:
@@ -127,21 +129,98 @@ class PulseFeatures(nn.Module):
                             strength.squeeze(-1) * has_onsets], dim=1)
 
 
-class CurveFeatures(nn.Module):
-    """:class:`BandFeatures` of ``num_bands`` bands (0: none), then (``pulse``)
-    :class:`PulseFeatures`, stacked ``[B, 5·D (+3), T]``: the one module behind every policy's
-    per-frame input curves."""
+class BeatFeatures(nn.Module):
+    """The clip's tracked beats as curves ``[B, 2, T]`` (no parameters): a dynamic-programming
+    beat tracker's decision (librosa.beat.beat_track: one tempo for the clip, beats placed on
+    the :func:`onset_envelope`'s peaks), which :class:`PulseFeatures`' local pulse only hints at.
 
-    def __init__(self, num_bands: int, pulse: bool = False) -> None:
+    Channels: 1 on every tracked beat frame (0 elsewhere); the same impulses weighted by
+    ``(envelope at the beat / the strongest beat's) ** strength_power``, so a policy can
+    pulse weak beats less. Like a lighting desk's beat detector it sees the whole clip it is
+    given. Clips shorter than ``min_s`` or whose envelope never reaches ``min_onset`` (near
+    silence) get no beats. Not differentiable (its input is the CQT, never trained); needs
+    librosa (``pip install "cqtml-policy[beat]"``). Tracking is deterministic in the envelope
+    and takes ~4 ms a clip, so the last ``memo`` envelopes' beats are kept: training, which
+    sees the same clips every epoch, tracks each once.
+
+    >>> BeatFeatures()(torch.zeros(1, 2, 84, 216)).shape
+    torch.Size([1, 2, 216])
+    """
+
+    out_features = 2
+
+    def __init__(self, frame_rate: float = DEFAULT_FRAME_RATE, *, lag: int = 2, min_s: float = 2.0,
+                 min_onset: float = 0.02, strength_power: float = 0.5, memo: int = 8192) -> None:
         super().__init__()
-        if num_bands <= 0 and not pulse:
-            raise ValueError("CurveFeatures needs num_bands > 0 or pulse")
-        self.bands = BandFeatures(num_bands) if num_bands > 0 else None
-        self.pulse = PulseFeatures() if pulse else None
-        self.out_features = sum(m.out_features for m in (self.bands, self.pulse) if m is not None)
+        if not (frame_rate > 0 and lag >= 1 and min_s > 0 and min_onset >= 0):
+            raise ValueError("BeatFeatures needs frame_rate > 0, lag >= 1, min_s > 0 and "
+                             f"min_onset >= 0; got {frame_rate}, {lag}, {min_s}, {min_onset}")
+        self.frame_rate, self.lag = float(frame_rate), int(lag)
+        self.min_s, self.min_onset, self.strength_power = float(min_s), float(min_onset), float(strength_power)
+        self.memo = int(memo)
+        self._memo: OrderedDict[bytes, torch.Tensor] = OrderedDict()
+
+    def beats(self, env: torch.Tensor) -> list[torch.Tensor]:
+        """Beat frame indices of each row of an onset envelope ``[B, T]``."""
+        try:
+            import librosa
+        except ImportError as exc:  # pragma: no cover - librosa ships with cqtml-env
+            raise ImportError('BeatFeatures needs librosa: pip install "cqtml-policy[beat]"') from exc
+        out = []
+        hop = max(1, int(round(SAMPLE_RATE / self.frame_rate)))
+        for row32 in env.detach().float().cpu().numpy():
+            key = row32.tobytes()
+            hit = self._memo.get(key)
+            if hit is not None:
+                self._memo.move_to_end(key)
+                out.append(hit)
+                continue
+            row = row32.astype(np.float64)
+            if row.shape[0] < self.min_s * self.frame_rate or row.max() < self.min_onset:
+                b = torch.zeros(0, dtype=torch.long)
+            else:
+                _, frames = librosa.beat.beat_track(onset_envelope=row, sr=SAMPLE_RATE,
+                                                    hop_length=hop, units="frames")
+                b = torch.as_tensor(frames, dtype=torch.long).clamp(0, row.shape[0] - 1)
+            out.append(b)
+            if self.memo > 0:
+                self._memo[key] = b
+                if len(self._memo) > self.memo:
+                    self._memo.popitem(last=False)
+        return out
 
     def forward(self, cqt: torch.Tensor) -> torch.Tensor:
-        return torch.cat([m(cqt) for m in (self.bands, self.pulse) if m is not None], dim=1)
+        env = onset_envelope(cqt.float(), self.lag)  # [B, T]
+        out = torch.zeros(env.shape[0], 2, env.shape[1], device=env.device)
+        for i, b in enumerate(self.beats(env)):
+            if b.numel() == 0:
+                continue
+            b = b.to(env.device)
+            strength = env[i, b]
+            out[i, 0, b] = 1.0
+            out[i, 1, b] = (strength / strength.max().clamp(min=1e-9)) ** self.strength_power
+        return out
 
 
-__all__ = ["BandFeatures", "CurveFeatures", "PulseFeatures", "clip_relative", "onset_envelope", "with_relative"]
+class CurveFeatures(nn.Module):
+    """:class:`BandFeatures` of ``num_bands`` bands (0: none), then (``pulse``)
+    :class:`PulseFeatures`, then (``beat``) :class:`BeatFeatures`, stacked
+    ``[B, 5·D (+3) (+2), T]``: the one module behind every policy's per-frame input curves."""
+
+    def __init__(self, num_bands: int, pulse: bool = False, beat: bool = False) -> None:
+        super().__init__()
+        if num_bands <= 0 and not pulse and not beat:
+            raise ValueError("CurveFeatures needs num_bands > 0, pulse or beat")
+        self.bands = BandFeatures(num_bands) if num_bands > 0 else None
+        self.pulse = PulseFeatures() if pulse else None
+        self.beat = BeatFeatures() if beat else None
+        self.out_features = sum(m.out_features for m in self._parts())
+
+    def _parts(self) -> list[nn.Module]:
+        return [m for m in (self.bands, self.pulse, self.beat) if m is not None]
+
+    def forward(self, cqt: torch.Tensor) -> torch.Tensor:
+        return torch.cat([m(cqt) for m in self._parts()], dim=1)
+
+
+__all__ = ["BandFeatures", "BeatFeatures", "CurveFeatures", "PulseFeatures", "clip_relative", "onset_envelope", "with_relative"]

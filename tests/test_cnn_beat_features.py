@@ -1,0 +1,88 @@
+"""``cnn-beat``: cnn-pulse plus the clip's tracked beats (``inputs.BeatFeatures``, librosa's
+DP beat tracker on the onset envelope); the beats are the gold scorer's (gold-v5), so a student
+of the gold-v5 target sees where the target's beat pulses fall; cnn-pulse configs load unchanged."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from test_cnn_band_features import assert_round_trip_and_extra_inputs_used
+from test_metrics import click_track
+
+from cqtml_env import CQTProcessor, GoldScorer
+from cqtml_policy import registry
+from cqtml_policy.inputs import BeatFeatures
+
+
+@pytest.fixture(scope="module")
+def proc() -> CQTProcessor:
+    return CQTProcessor(max_duration=5.0)
+
+
+def cqt_of(p: CQTProcessor, audio: np.ndarray) -> torch.Tensor:
+    return torch.as_tensor(np.asarray(p(audio)))[None]
+
+
+@pytest.mark.parametrize("bpm", [100, 128, 150])
+def test_beats_fall_on_the_clicks_and_are_the_gold_scorers(proc, bpm):
+    audio, times = click_track(proc, bpm=bpm, start=0.3)
+    cqt = cqt_of(proc, audio)
+    f = BeatFeatures(proc.frame_rate)(cqt)[0].numpy()
+    assert f.shape == (2, proc.num_frames) and f.min() >= 0.0 and f.max() <= 1.0 + 1e-6
+    beats = np.flatnonzero(f[0])
+    assert set(np.unique(f[0])) == {0.0, 1.0}
+    clicks = np.round(times * proc.frame_rate).astype(int)
+    assert len(beats) >= len(clicks) - 2  # the tracker may trim an edge beat ...
+    assert max(int(np.min(np.abs(clicks - b))) for b in beats) <= 1  # ... none off a click
+    assert np.all(f[1][beats] > 0) and np.all(f[1][f[0] == 0] == 0) and f[1].max() == pytest.approx(1.0)
+    gold = GoldScorer(num_devices=4, version="gold-v5", frame_rate=proc.frame_rate)
+    assert beats.tolist() == gold.features(cqt[0].numpy()).beat_frames.tolist()
+
+
+def test_weak_beats_weigh_less(proc):
+    audio, times = click_track(proc, bpm=120, start=0.3)
+    sr = proc.sample_rate
+    soft = times[1::2]  # every other click at a quarter of the amplitude
+    for t in soft:
+        i = int(round(t * sr))
+        audio[:, i : i + int(0.05 * sr)] *= 0.25
+    f = BeatFeatures(proc.frame_rate)(cqt_of(proc, audio))[0].numpy()
+    beats = np.flatnonzero(f[0])
+    frames = np.round(soft * proc.frame_rate).astype(int)
+    at_soft = [b for b in beats if np.min(np.abs(frames - b)) <= 1]
+    at_loud = [b for b in beats if b not in at_soft]
+    assert at_soft and at_loud
+    assert f[1][at_soft].mean() < f[1][at_loud].mean() - 0.1
+
+
+def test_silence_short_clips_rows_and_bad_arguments():
+    bf = BeatFeatures()
+    assert float(bf(torch.zeros(1, 2, 84, 216)).abs().max()) == 0.0  # silence: no beats
+    assert float(bf(torch.full((1, 2, 84, 216), 0.8)).abs().max()) == 0.0  # steady: none
+    torch.manual_seed(0)
+    x = torch.rand(3, 2, 84, 216)
+    both = bf(x)
+    assert both.shape == (3, 2, 216) and torch.equal(bf(x[1:2]), both[1:2])
+    assert float(bf(x[:, :, :, :40]).abs().max()) == 0.0  # under 2 s: no beats
+    assert torch.equal(BeatFeatures(memo=0)(x), both) and torch.equal(bf(x), both)  # memo: same beats
+    small = BeatFeatures(memo=2)
+    small(x)
+    assert len(small._memo) == 2  # bounded
+    with pytest.raises(ValueError, match="lag >= 1"):
+        BeatFeatures(lag=0)
+
+
+def test_cnn_beat_builds_saves_loads_and_cnn_pulse_configs_stay(tmp_path):
+    torch.manual_seed(0)
+    x = torch.rand(2, 2, 84, 120)
+    pol = registry.create_policy("cnn-beat", (2, 84, 120), device="cpu").eval()
+    cfg = pol.get_config()
+    assert cfg["beat_features"] is True and cfg["pulse_features"] is True
+    pulse = registry.create_policy("cnn-pulse", (2, 84, 120), device="cpu")
+    assert "beat_features" not in pulse.get_config()  # what cnn-pulse checkpoints hold
+    assert pol.backbone.project.in_channels == pulse.backbone.project.in_channels + 2
+    with torch.no_grad():
+        out = pol(x)
+    assert out.shape == (2, 4, 120, 32)
+    assert_round_trip_and_extra_inputs_used(pol, "cnn-beat", x, out, tmp_path, extra=2)
