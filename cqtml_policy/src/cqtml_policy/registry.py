@@ -176,13 +176,6 @@ for _entry in (
         summary="cnn-bands plus the clip's onset envelope and beat pulse as inputs",
     ),
     PolicyEntry(
-        "cnn-beat", "cqtml_policy.cnn:TemporalCNNModel", True, aliases=("cnn_beat",),
-        # cnn-pulse plus the clip's tracked beats (inputs.BeatFeatures: librosa's DP beat
-        # tracker on the onset envelope). Saved as model_type "cnn" with beat_features.
-        defaults={"band_features": True, "pulse_features": True, "beat_features": True},
-        summary="cnn-pulse plus the clip's tracked beats as inputs",
-    ),
-    PolicyEntry(
         "vit-pulse", "cqtml_policy.vit:CQTViTModel", True, aliases=("vit_pulse",),
         # vit-bands with cnn-pulse's onset envelope and beat pulse among its curves. Saved as
         # model_type "vit" with pulse_features in config.json.
@@ -192,6 +185,13 @@ for _entry in (
             "size": {"embed_dim": 128, "depth": 4, "num_heads": 4, "mlp_ratio": 2.0},
         },
         summary="vit-bands plus the clip's onset envelope and beat pulse as inputs",
+    ),
+    PolicyEntry(
+        "cnn-beat", "cqtml_policy.cnn:TemporalCNNModel", True, aliases=("cnn_beat",),
+        # cnn-pulse plus the clip's tracked beats (inputs.BeatFeatures: librosa's DP beat
+        # tracker on the onset envelope). Saved as model_type "cnn" with beat_features.
+        defaults={"band_features": True, "pulse_features": True, "beat_features": True},
+        summary="cnn-pulse plus the clip's tracked beats as inputs",
     ),
 ):
     register_policy(_entry)
