@@ -86,3 +86,39 @@ def test_cnn_beat_builds_saves_loads_and_cnn_pulse_configs_stay(tmp_path):
         out = pol(x)
     assert out.shape == (2, 4, 120, 32)
     assert_round_trip_and_extra_inputs_used(pol, "cnn-beat", x, out, tmp_path, extra=2)
+
+
+def periodic_cqt(frames: int, bins: int = 84, period: int = 12) -> torch.Tensor:
+    """A quiet noise floor with a loud frame every ``period`` frames: beats to track."""
+    torch.manual_seed(0)
+    x = torch.rand(2, 2, bins, frames) * 0.1
+    x[..., ::period] += 0.8
+    return x
+
+
+def test_vit_beat_adds_the_beat_curves_to_vit_pulse(tmp_path):
+    from cqtml_policy import load_policy
+
+    shape = (2, 24, 120)
+    x = periodic_cqt(120, bins=24)
+    assert bool((BeatFeatures()(x)[:, 0].sum(-1) >= 3).all())  # beats in both rows
+    torch.manual_seed(0)
+    pol = registry.create_policy("vit-beat", shape, num_devices=3, distribution_size=8, device="cpu").eval()
+    pulse = registry.create_policy("vit-pulse", shape, num_devices=3, distribution_size=8, device="cpu")
+    assert pol.get_config()["beat_features"] is True
+    assert "beat_features" not in pulse.get_config()  # vit-pulse configs stay as they were
+    per = pol.patch_size[1]
+    assert pol.backbone.band_embed.in_features == pulse.backbone.band_embed.in_features + 2 * per
+    with torch.no_grad():
+        out = pol(x)
+    assert out.shape == (2, 3, 120, 8)
+    pol.save_pretrained(tmp_path / "v")
+    with torch.no_grad():
+        assert torch.allclose(load_policy(tmp_path / "v", device="cpu").eval()(x), out, atol=1e-6)
+    pol.train()
+    pol(x).sum().backward()  # the beat columns of the band embedding get gradient
+    n = pol.backbone.band_features.out_features
+    grad = pol.backbone.band_embed.weight.grad.view(-1, per, n)
+    assert float(grad[..., -2:].abs().sum()) > 0
+    with pytest.raises(ValueError, match="needs band_features"):
+        registry.create_policy("vit-small", shape, device="cpu", beat_features=True)

@@ -193,6 +193,18 @@ for _entry in (
         defaults={"band_features": True, "pulse_features": True, "beat_features": True},
         summary="cnn-pulse plus the clip's tracked beats as inputs",
     ),
+    PolicyEntry(
+        "vit-beat", "cqtml_policy.vit:CQTViTModel", True, aliases=("vit_beat",),
+        # vit-pulse with cnn-beat's tracked beats among its curves. Saved as model_type "vit"
+        # with beat_features in config.json.
+        defaults={
+            "relative_input": True, "patch_size": (0, 8), "frame_conv": 9,
+            "band_features": True, "frame_layers": 3, "frame_context": True, "pulse_features": True,
+            "beat_features": True,
+            "size": {"embed_dim": 128, "depth": 4, "num_heads": 4, "mlp_ratio": 2.0},
+        },
+        summary="vit-pulse plus the clip's tracked beats as inputs",
+    ),
 ):
     register_policy(_entry)
 del _entry

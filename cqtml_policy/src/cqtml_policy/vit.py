@@ -96,7 +96,8 @@ class ViTBackbone(nn.Module):
     and linearly embedded, are added to every patch embedding of that column before the
     position embedding, so the transformer reads them at frame precision within its tokens.
     ``pulse_features``: the clip's onset envelope and beat pulse
-    (:class:`~cqtml_policy.inputs.PulseFeatures`) join those curves.
+    (:class:`~cqtml_policy.inputs.PulseFeatures`) join those curves; ``beat_features``: the
+    clip's tracked beats (:class:`~cqtml_policy.inputs.BeatFeatures`) too.
     """
 
     def __init__(
@@ -109,6 +110,7 @@ class ViTBackbone(nn.Module):
         size: dict[str, Any] | None = None,
         band_features: int = 0,
         pulse_features: bool = False,
+        beat_features: bool = False,
     ) -> None:
         super().__init__()
         import timm
@@ -141,10 +143,11 @@ class ViTBackbone(nn.Module):
         self.vit = timm.create_model(backbone_name, **kwargs)
         self.embed_dim = int(self.vit.embed_dim)
         self.compute_dtype = torch.float32
-        if pulse_features and band_features <= 0:
-            raise ValueError("pulse_features joins the band curves: it needs band_features")
+        if (pulse_features or beat_features) and band_features <= 0:
+            raise ValueError("pulse_features / beat_features join the band curves: each needs "
+                             "band_features")
         self.band_features = (
-            CurveFeatures(band_features, pulse_features) if band_features > 0 else None
+            CurveFeatures(band_features, pulse_features, beat_features) if band_features > 0 else None
         )
         self.band_embed = (
             nn.Linear(self.band_features.out_features * self.patch_size[1], self.embed_dim)
@@ -329,6 +332,7 @@ class CQTViTModel(CategoricalPolicy):
         frame_layers: int = 1,
         frame_context: bool = False,
         pulse_features: bool = False,
+        beat_features: bool = False,
     ) -> None:
         super().__init__(num_devices, distribution_size)
         self.cqt_shape = _check_cqt_shape(cqt_shape)
@@ -338,9 +342,11 @@ class CQTViTModel(CategoricalPolicy):
         self.relative_input = bool(relative_input)
         self.band_features = bool(band_features)
         self.pulse_features = bool(pulse_features)
+        self.beat_features = bool(beat_features)
         self.backbone = ViTBackbone(
             self.cqt_shape, self.patch_size, backbone_name, pretrained, self.relative_input,
             resolve_size(size), num_devices if self.band_features else 0, self.pulse_features,
+            self.beat_features,
         )
         self.size = self.backbone.size()
         self.frame_conv = int(frame_conv)
@@ -386,6 +392,7 @@ class CQTViTModel(CategoricalPolicy):
         frame_layers: int = 1,
         frame_context: bool = False,
         pulse_features: bool = False,
+        beat_features: bool = False,
     ) -> CQTViTModel:
         """Build the policy, ready to run on ``device`` (``"auto"``: CUDA when present).
 
@@ -415,12 +422,13 @@ class CQTViTModel(CategoricalPolicy):
           decay's history is longer than one kernel. ``frame_context``: a FiLM from each
           frame feature's clip mean / max (the CNN's ``ClipContext``) in the frame stage.
         - ``pulse_features``: the clip's onset envelope and beat pulse join the band curves
-          (needs ``band_features``; registry name ``vit-pulse``).
+          (needs ``band_features``; registry name ``vit-pulse``). ``beat_features``: the
+          clip's tracked beats too (needs ``band_features``; registry name ``vit-beat``).
         """
         model = cls(
             cqt_shape, num_devices, distribution_size, patch_size, backbone_name, pretrained,
             relative_input, size, frame_conv, band_features, frame_layers, frame_context,
-            pulse_features,
+            pulse_features, beat_features,
         )
         return model._prepare(device, use_half_precision, use_8bit, gradient_checkpointing)
 
@@ -476,6 +484,7 @@ class CQTViTModel(CategoricalPolicy):
             "frame_layers": self.frame_layers,
             "frame_context": self.frame_context,
             **({"pulse_features": True} if self.pulse_features else {}),
+            **({"beat_features": True} if self.beat_features else {}),
             "use_half_precision": self.use_half_precision,
             "use_8bit": self.use_8bit,
             "gradient_checkpointing": self.gradient_checkpointing,
