@@ -20,7 +20,7 @@ MUSIC  ?= runs/.music
 CACHE  := --cache-dir runs/.feature-cache
 # supervised imitation of the gold-v5 target (agents/sft.py; each flag is an Args field)
 GOLD   := gold-v5
-SFT    := --policy cnn-pulse --teacher gold-target --gold-version $(GOLD) --level-sigma 1.5 \
+SFT    := --policy cnn-beat --teacher gold-target --gold-version $(GOLD) --level-sigma 1.5 \
           --learning-rate 3e-3 --steps 2400 --rise-weight 3
 
 .PHONY: venv train train-grpo test lint bench wheels clean

@@ -4,7 +4,7 @@
    policy + limiter + every file: show.csv, show.json, show.mid, overview.png,
    preview.mp4) against the CQT alone (decode + streamed CQT to disk, the pipeline's own
    first stage run by itself), for the CNN and ViT policies (random-init weights: timing
-   only, the shows are meaningless; the ViT as `vit`, `vit-small` and `vit-bands`, the CNN also as `cnn-bands`, and both with the pulse inputs) and the band follower. Target: pipeline <= 1.5x CQT.
+   only, the shows are meaningless; the ViT as `vit`, `vit-small` and `vit-bands`, the CNN also as `cnn-bands`, and both with the pulse inputs and with the tracked beats) and the band follower. Target: pipeline <= 1.5x CQT.
    Columns: ``cqt`` is the streamed CQT *with the policy windows run alongside it* (the CQT
    in a worker thread; on two idle cores the policy hides behind it), ``policy_tail`` the
    windows left after the CQT ends, then tempo, limiter and each file. Also printed: CPU
@@ -85,7 +85,7 @@ def policies(quick: bool):
         yield "vit-small (random init)", cqtml_policy.create_policy("vit-small", shape,
                                                                     num_devices=4, device="cpu")
         # the kinds the README's trained results use
-        for name in ("cnn-bands", "vit-bands", "cnn-pulse", "vit-pulse"):
+        for name in ("cnn-bands", "vit-bands", "cnn-pulse", "vit-pulse", "cnn-beat", "vit-beat"):
             yield f"{name} (random init)", cqtml_policy.create_policy(name, shape, num_devices=4,
                                                                       device="cpu")
 
