@@ -105,7 +105,7 @@ def test_vit_beat_adds_the_beat_curves_to_vit_pulse(tmp_path):
     torch.manual_seed(0)
     pol = registry.create_policy("vit-beat", shape, num_devices=3, distribution_size=8, device="cpu").eval()
     pulse = registry.create_policy("vit-pulse", shape, num_devices=3, distribution_size=8, device="cpu")
-    assert pol.get_config()["beat_features"] is True
+    assert pol.get_config()["beat_features"] is True and pol.backbone.band_features.beat.segment == 120
     assert "beat_features" not in pulse.get_config()  # vit-pulse configs stay as they were
     per = pol.patch_size[1]
     assert pol.backbone.band_embed.in_features == pulse.backbone.band_embed.in_features + 2 * per
@@ -122,3 +122,19 @@ def test_vit_beat_adds_the_beat_curves_to_vit_pulse(tmp_path):
     assert float(grad[..., -2:].abs().sum()) > 0
     with pytest.raises(ValueError, match="needs band_features"):
         registry.create_policy("vit-small", shape, device="cpu", beat_features=True)
+
+
+def test_a_longer_input_is_tracked_one_clip_length_at_a_time():
+    """A show feeds ``[window | song context]``: the window's beats must be the clip's."""
+    x = periodic_cqt(216)[:1]
+    torch.manual_seed(1)
+    ctx = torch.rand(1, 2, 84, 150) * 0.9  # unrelated material after the window
+    alone = BeatFeatures(segment=216)(x)
+    joined = BeatFeatures(segment=216)(torch.cat([x, ctx], dim=-1))
+    assert float(alone[0, 0].sum()) >= 5 and torch.equal(joined[..., :216], alone)
+    whole = BeatFeatures()(torch.cat([x, ctx], dim=-1))  # no segments: one sequence
+    assert whole.shape == joined.shape
+    pol = registry.create_policy("cnn-beat", (2, 84, 216), device="cpu")
+    assert pol.backbone.curves.beat.segment == 216
+    with pytest.raises(ValueError, match="segment >= 0"):
+        BeatFeatures(segment=-1)

@@ -119,11 +119,12 @@ class CNNBackbone(nn.Module):
         band_features: int = 0,
         pulse_features: bool = False,
         beat_features: bool = False,
+        beat_segment: int = 0,
     ) -> None:
         super().__init__()
         self.relative_input = bool(relative_input)
         self.frequency = FrequencyStack(in_channels * (2 if relative_input else 1), channels, bands)
-        self.curves = (CurveFeatures(band_features, pulse_features, beat_features)
+        self.curves = (CurveFeatures(band_features, pulse_features, beat_features, beat_segment)
                        if band_features > 0 or pulse_features or beat_features else None)
         extra = self.curves.out_features if self.curves is not None else 0
         self.project = nn.Conv1d(self.frequency.out_features + extra, hidden, 1)
@@ -193,6 +194,7 @@ class TemporalCNNModel(CategoricalPolicy):
         self.backbone = CNNBackbone(
             self.in_channels, channels, hidden, bands, kernel_size, tuple(dilations), clip_context,
             relative_input, num_devices if band_features else 0, pulse_features, beat_features,
+            shape[-1],  # beats are tracked one clip length at a time (BeatFeatures.segment)
         )
         self.head = LogProbabilityHead(hidden, num_devices, distribution_size, frames_per_column=1)
 

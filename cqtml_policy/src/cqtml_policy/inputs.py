@@ -141,7 +141,10 @@ class BeatFeatures(nn.Module):
     silence) get no beats. Not differentiable (its input is the CQT, never trained); needs
     librosa (``pip install "cqtml-policy[beat]"``). Tracking is deterministic in the envelope
     and takes ~4 ms a clip, so the last ``memo`` envelopes' beats are kept: training, which
-    sees the same clips every epoch, tracks each once.
+    sees the same clips every epoch, tracks each once. ``segment`` > 0 (the policies pass their
+    clip length): an input longer than that is tracked ``segment`` frames at a time, so beats
+    are found as in training whatever is appended (a show's window with song context after
+    it: tracked as one sequence, 30 % of the window's beats moved).
 
     >>> BeatFeatures()(torch.zeros(1, 2, 84, 216)).shape
     torch.Size([1, 2, 216])
@@ -150,18 +153,30 @@ class BeatFeatures(nn.Module):
     out_features = 2
 
     def __init__(self, frame_rate: float = DEFAULT_FRAME_RATE, *, lag: int = 2, min_s: float = 2.0,
-                 min_onset: float = 0.02, strength_power: float = 0.5, memo: int = 8192) -> None:
+                 min_onset: float = 0.02, strength_power: float = 0.5, memo: int = 8192,
+                 segment: int = 0) -> None:
         super().__init__()
-        if not (frame_rate > 0 and lag >= 1 and min_s > 0 and min_onset >= 0):
-            raise ValueError("BeatFeatures needs frame_rate > 0, lag >= 1, min_s > 0 and "
-                             f"min_onset >= 0; got {frame_rate}, {lag}, {min_s}, {min_onset}")
+        if not (frame_rate > 0 and lag >= 1 and min_s > 0 and min_onset >= 0 and segment >= 0):
+            raise ValueError("BeatFeatures needs frame_rate > 0, lag >= 1, min_s > 0, "
+                             f"min_onset >= 0 and segment >= 0; got {frame_rate}, {lag}, "
+                             f"{min_s}, {min_onset}, {segment}")
+        self.segment = int(segment)
         self.frame_rate, self.lag = float(frame_rate), int(lag)
         self.min_s, self.min_onset, self.strength_power = float(min_s), float(min_onset), float(strength_power)
         self.memo = int(memo)
         self._memo: OrderedDict[bytes, torch.Tensor] = OrderedDict()
 
     def beats(self, env: torch.Tensor) -> list[torch.Tensor]:
-        """Beat frame indices of each row of an onset envelope ``[B, T]``."""
+        """Beat frame indices of each row of an onset envelope ``[B, T]`` (``segment`` frames
+        at a time when ``segment`` > 0)."""
+        t = env.shape[-1]
+        seg = self.segment
+        if seg <= 0 or t <= seg:
+            return self._track(env)
+        parts = [self._track(env[:, s : s + seg]) for s in range(0, t, seg)]
+        return [torch.cat([p[i] + k * seg for k, p in enumerate(parts)]) for i in range(env.shape[0])]
+
+    def _track(self, env: torch.Tensor) -> list[torch.Tensor]:
         try:
             import librosa
         except ImportError as exc:  # pragma: no cover - librosa ships with cqtml-env
@@ -207,13 +222,14 @@ class CurveFeatures(nn.Module):
     :class:`PulseFeatures`, then (``beat``) :class:`BeatFeatures`, stacked
     ``[B, 5·D (+3) (+2), T]``: the one module behind every policy's per-frame input curves."""
 
-    def __init__(self, num_bands: int, pulse: bool = False, beat: bool = False) -> None:
+    def __init__(self, num_bands: int, pulse: bool = False, beat: bool = False,
+                 beat_segment: int = 0) -> None:
         super().__init__()
         if num_bands <= 0 and not pulse and not beat:
             raise ValueError("CurveFeatures needs num_bands > 0, pulse or beat")
         self.bands = BandFeatures(num_bands) if num_bands > 0 else None
         self.pulse = PulseFeatures() if pulse else None
-        self.beat = BeatFeatures() if beat else None
+        self.beat = BeatFeatures(segment=beat_segment) if beat else None
         self.out_features = sum(m.out_features for m in self._parts())
 
     def _parts(self) -> list[nn.Module]:

@@ -147,7 +147,8 @@ class ViTBackbone(nn.Module):
             raise ValueError("pulse_features / beat_features join the band curves: each needs "
                              "band_features")
         self.band_features = (
-            CurveFeatures(band_features, pulse_features, beat_features) if band_features > 0 else None
+            CurveFeatures(band_features, pulse_features, beat_features, frames)
+            if band_features > 0 else None
         )
         self.band_embed = (
             nn.Linear(self.band_features.out_features * self.patch_size[1], self.embed_dim)
