@@ -87,19 +87,28 @@ def test_rows_are_independent_and_short_clips_work():
         CurveFeatures(0)
 
 
-def test_cnn_pulse_builds_saves_loads_and_cnn_bands_configs_stay(tmp_path):
+def assert_cnn_kind_adds_curves(kind: str, base: str, key: str, extra: int, frames: int,
+                                tmp_path) -> None:
+    """Registry CNN ``kind`` = ``base`` plus ``extra`` input curves switched on by config
+    ``key``: ``base``'s configs lack the key (its checkpoints load unchanged), the projection
+    takes ``extra`` more inputs, and the model round-trips with the curves in use.
+    (Also used by test_cnn_beat_features.)"""
     torch.manual_seed(0)
-    x = torch.rand(2, 2, 84, 50)
-    pol = registry.create_policy("cnn-pulse", (2, 84, 50), device="cpu").eval()
+    x = torch.rand(2, 2, 84, frames)
+    pol = registry.create_policy(kind, (2, 84, frames), device="cpu").eval()
     cfg = pol.get_config()
-    assert cfg["pulse_features"] is True and cfg["band_features"] is True
-    bands = registry.create_policy("cnn-bands", (2, 84, 50), device="cpu")
-    assert "pulse_features" not in bands.get_config()  # what cnn-bands checkpoints hold
-    assert pol.backbone.project.in_channels == bands.backbone.project.in_channels + 3
+    assert cfg[key] is True and cfg["band_features"] is True
+    plain = registry.create_policy(base, (2, 84, frames), device="cpu")
+    assert key not in plain.get_config()  # what the base kind's checkpoints hold
+    assert pol.backbone.project.in_channels == plain.backbone.project.in_channels + extra
     with torch.no_grad():
         out = pol(x)
-    assert out.shape == (2, 4, 50, 32)
-    assert_round_trip_and_extra_inputs_used(pol, "cnn-pulse", x, out, tmp_path, extra=3)
+    assert out.shape == (2, 4, frames, 32)
+    assert_round_trip_and_extra_inputs_used(pol, kind, x, out, tmp_path, extra=extra)
+
+
+def test_cnn_pulse_builds_saves_loads_and_cnn_bands_configs_stay(tmp_path):
+    assert_cnn_kind_adds_curves("cnn-pulse", "cnn-bands", "pulse_features", 3, 50, tmp_path)
 
 
 def test_vit_pulse_adds_the_pulse_curves_to_vit_bands(tmp_path):

@@ -111,6 +111,15 @@ def create_policy(
     return cls(num_devices=num_devices, distribution_size=distribution_size, **kw)
 
 
+def _vit_pulse() -> dict[str, Any]:
+    """vit-pulse's keyword arguments (a fresh dict each time: vit-beat adds to them)."""
+    return {
+        "relative_input": True, "patch_size": (0, 8), "frame_conv": 9,
+        "band_features": True, "frame_layers": 3, "frame_context": True, "pulse_features": True,
+        "size": {"embed_dim": 128, "depth": 4, "num_heads": 4, "mlp_ratio": 2.0},
+    }
+
+
 for _entry in (
     PolicyEntry(
         "vit", "cqtml_policy.vit:CQTViTModel", True, aliases=("cqt_vit",),
@@ -179,11 +188,7 @@ for _entry in (
         "vit-pulse", "cqtml_policy.vit:CQTViTModel", True, aliases=("vit_pulse",),
         # vit-bands with cnn-pulse's onset envelope and beat pulse among its curves. Saved as
         # model_type "vit" with pulse_features in config.json.
-        defaults={
-            "relative_input": True, "patch_size": (0, 8), "frame_conv": 9,
-            "band_features": True, "frame_layers": 3, "frame_context": True, "pulse_features": True,
-            "size": {"embed_dim": 128, "depth": 4, "num_heads": 4, "mlp_ratio": 2.0},
-        },
+        defaults=_vit_pulse(),
         summary="vit-bands plus the clip's onset envelope and beat pulse as inputs",
     ),
     PolicyEntry(
@@ -197,12 +202,7 @@ for _entry in (
         "vit-beat", "cqtml_policy.vit:CQTViTModel", True, aliases=("vit_beat",),
         # vit-pulse with cnn-beat's tracked beats among its curves. Saved as model_type "vit"
         # with beat_features in config.json.
-        defaults={
-            "relative_input": True, "patch_size": (0, 8), "frame_conv": 9,
-            "band_features": True, "frame_layers": 3, "frame_context": True, "pulse_features": True,
-            "beat_features": True,
-            "size": {"embed_dim": 128, "depth": 4, "num_heads": 4, "mlp_ratio": 2.0},
-        },
+        defaults={**_vit_pulse(), "beat_features": True},
         summary="vit-pulse plus the clip's tracked beats as inputs",
     ),
 ):
