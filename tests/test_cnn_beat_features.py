@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from test_cnn_pulse_features import assert_cnn_kind_adds_curves
+from test_cnn_pulse_features import assert_cnn_kind_adds_curves, cqt_of
 from test_metrics import click_track
 
 from cqtml_env import CQTProcessor, GoldScorer
@@ -18,10 +18,6 @@ from cqtml_policy.inputs import BeatFeatures
 @pytest.fixture(scope="module")
 def proc() -> CQTProcessor:
     return CQTProcessor(max_duration=5.0)
-
-
-def cqt_of(p: CQTProcessor, audio: np.ndarray) -> torch.Tensor:
-    return torch.as_tensor(np.asarray(p(audio)))[None]
 
 
 @pytest.mark.parametrize("bpm", [100, 128, 150])
