@@ -23,6 +23,7 @@ _EXPORTS: dict[str, str] = {
     "default_rig": "cqtml_env.show.rig",
     "FlashLimiter": "cqtml_env.show.limiter",
     "limit_flashes": "cqtml_env.show.limiter",
+    "reduce_flashes": "cqtml_env.show.limiter",
     "AudioReader": "cqtml_env.show.stream",
     "stream_cqt": "cqtml_env.show.stream",
     "play_show": "cqtml_env.show.player",
