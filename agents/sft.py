@@ -65,6 +65,10 @@ class Args:
     `gold-target`: the gold scorer's own target levels of each clip (``--gold-version``)"""
     gold_version: str = "gold-v3"
     """gold scorer version whose target `--teacher gold-target` imitates (docs/GOLD.md)"""
+    teacher_max_flashes: int = 0
+    """N > 0: the gold target's smallest swings are flattened until no device has more than
+    N flashes (pairs of swings of at least 10 %) in any second (``cqtml_env.show.
+    reduce_flashes``, on the level grid), so the student imitates a flash-safe show; 0 = off"""
     data: str = "synthetic"
     """training data: synthetic | synthetic:N | folder:PATH | fma:PATH | musicnet:PATH"""
     train_clips: int = 256
@@ -177,9 +181,11 @@ def teacher_targets(teacher: torch.nn.Module, cqt: torch.Tensor) -> torch.Tensor
 
 
 def gold_target_levels(cqts, *, num_devices: int, levels: int, frame_rate: float,
-                       version: str = "gold-v3") -> torch.Tensor:
+                       version: str = "gold-v3", max_flashes: int = 0) -> torch.Tensor:
     """The gold scorer's target of every clip ``[B, 2, F, T]`` as level indices ``[B, D, T]``
     (int64) on the contract's ``levels``-level grid: what ``--teacher gold-target`` imitates.
+    ``max_flashes`` > 0: the quantised target through ``reduce_flashes`` (keeping half a
+    threshold, so the levels it cuts to, snapped back to the grid, stay within the threshold).
 
     >>> from cqtml_env.contract import DEFAULT_FRAME_RATE
     >>> gold_target_levels(torch.rand(1, 2, 84, 50), num_devices=4, levels=32,
@@ -188,6 +194,7 @@ def gold_target_levels(cqts, *, num_devices: int, levels: int, frame_rate: float
     """
     from cqtml_env import GoldScorer
     from cqtml_env.contract import level_grid, quantise
+    from cqtml_env.show import reduce_flashes
 
     gold = GoldScorer(num_devices=num_devices, version=version, frame_rate=frame_rate,
                       cache_size=1)
@@ -195,6 +202,8 @@ def gold_target_levels(cqts, *, num_devices: int, levels: int, frame_rate: float
     out = []
     for c in np.asarray(cqts, dtype=np.float32):
         q = quantise(gold.features(c).target, levels)  # [D, T] on the grid
+        if max_flashes > 0:
+            q = reduce_flashes(q, frame_rate=frame_rate, max_flashes=max_flashes, keep=0.5)
         out.append(np.abs(q[..., None] - grid).argmin(axis=-1))
     return torch.as_tensor(np.stack(out), dtype=torch.int64)
 
@@ -336,7 +345,8 @@ def train(args: Args) -> Path:
             return gold_target_levels(x.numpy(), num_devices=args.num_devices,
                                       levels=args.distribution_size,
                                       frame_rate=split.processor.frame_rate,
-                                      version=args.gold_version)
+                                      version=args.gold_version,
+                                      max_flashes=args.teacher_max_flashes)
         teacher = registry.create_policy(
             args.teacher, num_devices=args.num_devices, distribution_size=args.distribution_size,
             frame_rate=split.processor.frame_rate,
@@ -416,6 +426,8 @@ def train(args: Args) -> Path:
                     extra={"sft": True, "teacher": args.teacher,
                            **({"gold_version": args.gold_version}
                               if args.teacher == "gold-target" else {}),
+                           **({"teacher_max_flashes": args.teacher_max_flashes}
+                              if args.teacher_max_flashes else {}),
                            "history": history[-5:],
                            **({"eval": evals[-1]} if evals else {})},
                     links=("latest", "final"))
