@@ -11,8 +11,10 @@ licence, files, minutes), written last; a rerun on a finished folder downloads n
 trains on the tune half and reports on the check half); ``--split probe`` a third set, added
 after choices had been made on check; ``--split holdout`` a fourth, added after a choice had
 been made with the probe set (README, gold-v5), looked at once, for the final report;
-``--split fresh`` a fifth, added after the holdout set had been looked at. The audio
-stays outside the repository.
+``--split fresh`` a fifth, added after the holdout set had been looked at; ``--split reserve``
+a sixth, added after fresh had been looked at and first scored in stop 29's final table. The
+tune half gained two game scores in stop 29 (Flare, FreedroidRPG). The audio stays outside the
+repository.
 
 The check itself does what ``cqtml-reward eval`` does (``reward_train.evaluate_fresh``:
 fresh ``CandidateFactory`` candidates per clip, gold vs reward-model scores), but on ``N``
@@ -47,6 +49,11 @@ SOURCES = [
      0.0, 50.0, None, "CC-BY-SA-3.0", "check"),
     ("drascula-music", "adventure_score", "usr/share/scummvm/drascula/audio/*.ogg",
      0.0, 50.0, 12, "Drascula-License (BASS-style, free redistribution; Debian main)", "tune"),
+    # more training music (stop 29): two more game scores, so the students learn from five
+    ("flare-game", "fantasy_flare", "usr/share/games/flare/mods/fantasycore/music/*.ogg",
+     20.0, 60.0, 12, "CC-BY-SA-3.0+", "tune"),
+    ("freedroidrpg-data", "game_freedroid", "usr/share/freedroidrpg/data/sound/music/*.ogg",
+     20.0, 60.0, 12, "GPL-2+", "tune"),
     ("asc-music", "soundtrack_asc", "usr/share/games/asc/music/*.mp3",
      30.0, 100.0, None, "GPL-2+", "check"),
     # "probe": added after the ViT variants were compared on "check" (README, vit-bands), to
