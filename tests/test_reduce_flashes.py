@@ -108,3 +108,59 @@ def test_sft_records_teacher_max_flashes(tmp_path):
     trainer = json.loads((run_dir / "checkpoints" / "final" / "trainer.json").read_text())
     assert trainer["extra"]["teacher_max_flashes"] == 3
     assert json.loads((run_dir / "args.json").read_text())["teacher_max_flashes"] == 3
+
+
+def _reference(x: np.ndarray, frame_rate: float, max_flashes: int = 3, threshold: float = 0.1,
+               keep: float = 0.5) -> np.ndarray:
+    """reduce_flashes the slow way: the zig-zag recomputed (by its own loop) after each cut."""
+    def zigzag(r):
+        lo = hi = ext = d = 0
+        pts, evs = [], []
+        for t in range(1, len(r)):
+            if d == 0:
+                lo, hi = (t if r[t] < r[lo] else lo), (t if r[t] > r[hi] else hi)
+                if r[t] - r[lo] >= threshold:
+                    pts, evs, d, ext = pts + [lo], evs + [t], 1, t
+                elif r[hi] - r[t] >= threshold:
+                    pts, evs, d, ext = pts + [hi], evs + [t], -1, t
+            elif (r[t] - r[ext]) * d > 0:
+                ext = t
+            elif (r[ext] - r[t]) * d >= threshold:
+                pts, evs, d, ext = pts + [ext], evs + [t], -d, t
+        return (pts + [ext] if evs else pts), evs
+
+    y = np.array(x, dtype=np.float64)
+    window = int(np.floor(frame_rate + 1e-9)) + 1
+    for row in np.atleast_2d(y):
+        while True:
+            pts, evs = zigzag(row)
+            crowded = [any(sum(1 for f in evs if s <= f < s + window) > 2 * max_flashes
+                           for s in evs if s <= e < s + window) for e in evs]
+            if not any(crowded):
+                break
+            best = min((min(abs(row[pts[i]] - row[pts[i - 1]]), abs(row[pts[i]] - row[pts[i + 1]])), i)
+                       for i in range(1, len(pts) - 1) if crowded[i - 1] or crowded[i])[1]
+            a, p, b = pts[best - 1], pts[best], pts[best + 1]
+            if row[p] > row[a]:
+                row[a : b + 1] = np.minimum(row[a : b + 1], max(row[a], row[b]) + keep * threshold)
+            else:
+                row[a : b + 1] = np.maximum(row[a : b + 1], min(row[a], row[b]) - keep * threshold)
+    return y
+
+
+def test_the_incremental_zigzag_matches_recomputing_it():
+    rng = np.random.default_rng(7)
+    t = np.arange(300)
+    cases = [rng.random(300), np.round(rng.random(300) * 31) / 31,
+             0.2 + 0.6 * (t % 22 < 4) + 0.15 * rng.random(300),
+             np.clip(0.5 + np.cumsum(rng.normal(0, 0.08, 300)), 0, 1),
+             0.4 + 0.3 * ((t // 3) % 2) + 0.05 * rng.random(300)]
+    cases += [np.clip(rng.normal(0.5, s, 300), 0, 1) for s in (0.05, 0.1, 0.2)]
+    # ties between neighbouring extremes (coarse levels, a strobe over equal floors)
+    cases += [np.round(rng.random(300) * 4) / 4, np.round(rng.random(300) * 8) / 8,
+              0.2 + 0.5 * ((t // 2) % 2) + 0.1 * ((t // 5) % 2)]
+    for k, x in enumerate(cases):
+        for mf in (1, 3):
+            np.testing.assert_array_equal(reduce_flashes(x, frame_rate=FR, max_flashes=mf),
+                                          _reference(x, FR, mf), err_msg=f"case {k}, {mf}")
+

@@ -276,31 +276,53 @@ def reduce_flashes(intensities: np.ndarray, *, frame_rate: float, max_flashes: i
     window = int(np.floor(window_s * frame_rate + 1e-9)) + 1  # as FlashLimiter counts frames
     limit = 2 * int(max_flashes)  # changes; flashes = changes / 2, as agents/metrics.py counts
     for row in np.atleast_2d(x):  # views: edited in place
-        while True:
-            points, events = _turning_points(row, threshold)
-            ev = np.asarray(events, dtype=np.int64)
-            if len(ev) <= limit:
-                break
-            # events k .. k + n[k] - 1 lie within one window from event k
-            n = np.searchsorted(ev, ev + window, side="left") - np.arange(len(ev))
-            crowded = np.zeros(len(ev), dtype=bool)
-            for k in np.flatnonzero(n > limit):
-                crowded[k : k + n[k]] = True
-            if not crowded.any():
-                break
-            # interior extreme i ends change i and starts change i + 1: flattening it removes both
-            sizes = [min(abs(row[points[i]] - row[points[i - 1]]),
-                         abs(row[points[i]] - row[points[i + 1]]))
-                     if crowded[i - 1] or crowded[i] else np.inf
-                     for i in range(1, len(points) - 1)]
-            i = 1 + int(np.argmin(sizes))
-            a, p, b = points[i - 1], points[i], points[i + 1]
-            seg = row[a : b + 1]
-            if row[p] > row[a]:
-                np.minimum(seg, max(row[a], row[b]) + keep * threshold, out=seg)
-            else:
-                np.maximum(seg, min(row[a], row[b]) - keep * threshold, out=seg)
+        _reduce_row(row, threshold=threshold, window=window, limit=limit, keep=keep)
     return x
+
+
+def _reduce_row(row: np.ndarray, *, threshold: float, window: int, limit: int,
+                keep: float) -> None:
+    """:func:`reduce_flashes` on one row, in place. The zig-zag is computed once; each
+    flattening then updates it where it changed (the two extremes it removes, and the change
+    leaving the trough it keeps), so a pass costs numpy work on the extremes, not a Python loop
+    over the frames (``tests/test_reduce_flashes.py`` checks it against recomputing)."""
+    pts, evs = _turning_points(row, threshold)
+    points, events = np.asarray(pts, dtype=np.int64), np.asarray(evs, dtype=np.int64)
+    while len(events) > limit:
+        # events k .. k + n[k] - 1 lie within one window from event k
+        n = np.searchsorted(events, events + window, side="left") - np.arange(len(events))
+        over = np.flatnonzero(n > limit)
+        if not len(over):
+            return
+        mark = np.zeros(len(events) + 1, dtype=np.int64)
+        np.add.at(mark, over, 1)
+        np.add.at(mark, over + n[over], -1)
+        crowded = np.cumsum(mark[:-1]) > 0
+        # interior extreme i ends change i and starts change i + 1: flattening it removes both
+        v = row[points]
+        sizes = np.minimum(np.abs(v[1:-1] - v[:-2]), np.abs(v[1:-1] - v[2:]))
+        sizes[~(crowded[:-1] | crowded[1:])] = np.inf
+        i = 1 + int(np.argmin(sizes))
+        a, p, b = points[i - 1], points[i], points[i + 1]
+        sign = 1.0 if row[p] > row[a] else -1.0  # a peak (cut it) or a dip (fill it)
+        ua, ub = sign * row[a], sign * row[b]
+        level = sign * (max(ua, ub) + keep * threshold)
+        seg = row[a : b + 1]
+        if sign > 0:
+            np.minimum(seg, level, out=seg)
+        else:
+            np.maximum(seg, level, out=seg)
+        if i == 1 or i + 2 == len(points):  # the first or the running extreme: start again
+            pts, evs = _turning_points(row, threshold)
+            points, events = np.asarray(pts, dtype=np.int64), np.asarray(evs, dtype=np.int64)
+        elif ub < ua:  # b is kept: the changes into and out of it stay where they were
+            points = np.delete(points, [i - 1, i])
+            events = np.delete(events, [i - 1, i])
+        else:  # a is kept (ties keep the earlier, as the zig-zag does): its change out moves
+            lo, hi = a + 1, events[i + 1] + 1
+            e = lo + int(np.argmax(sign * row[lo:hi] >= ua + threshold))
+            points = np.delete(points, [i, i + 1])
+            events = np.concatenate([events[: i - 1], [e], events[i + 2 :]])
 
 
 __all__ = ["FlashLimiter", "LimiterReport", "limit_flashes", "reduce_flashes"]
