@@ -18,11 +18,14 @@ held-out clips every N steps (``eval/*`` scalars and ``<run-dir>/eval.json``: lo
 levels, level error, the greedy show's std beside the teacher's, normalised gold).
 ``--rise-weight W`` weighs the teacher's rises (its punches and onsets, few frames) more in
 the loss; ``--augment-copies N --pitch-shift-bins B`` trains on seeded, attenuated and
-pitch-shifted copies of each clip. ``make train`` is this script with the gold-v5 target:
+pitch-shifted copies of each clip; ``--teacher-max-flashes 3`` imitates the gold target with
+its smallest swings flattened until it is flash-safe (``cqtml_env.show.reduce_flashes``).
+``make train`` is this script with the gold-v5 target:
 
-    python agents/sft.py --policy cnn-pulse --teacher gold-target --gold-version gold-v5 \
+    python agents/sft.py --policy cnn-beat --teacher gold-target --gold-version gold-v5 \
         --level-sigma 1.5 --learning-rate 3e-3 --steps 2400 --rise-weight 3 \
-        --augment-copies 3 --pitch-shift-bins 2 --data folder:runs/.music/tune
+        --teacher-max-flashes 3 --augment-copies 3 --pitch-shift-bins 2 \
+        --data folder:runs/.music/tune
 
 Writes TensorBoard scalars (``losses/sft_ce``, ``charts/teacher_agreement`` = fraction of
 (device, frame) argmax levels equal to the teacher's, ``charts/teacher_level_mae``,
