@@ -327,6 +327,10 @@ class HeldOut:
 
 def train(args: Args) -> Path:
     """Run SFT; returns the run directory (its ``checkpoints/latest`` is the trained policy)."""
+    if args.teacher_max_flashes < 0 or (args.teacher_max_flashes and args.teacher != "gold-target"):
+        raise ValueError(f"--teacher-max-flashes must be 0 (off) or a positive count with "
+                         f"--teacher gold-target; got {args.teacher_max_flashes} with "
+                         f"--teacher {args.teacher}")
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     seed_everything(args.seed)

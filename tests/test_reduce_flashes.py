@@ -164,3 +164,12 @@ def test_the_incremental_zigzag_matches_recomputing_it():
             np.testing.assert_array_equal(reduce_flashes(x, frame_rate=FR, max_flashes=mf),
                                           _reference(x, FR, mf), err_msg=f"case {k}, {mf}")
 
+
+
+@pytest.mark.parametrize("teacher, n", [("band-follow", 3), ("gold-target", -1)])
+def test_sft_refuses_teacher_max_flashes_it_cannot_apply(tmp_path, teacher, n):
+    args = sft.Args(policy="cnn", teacher=teacher, data="synthetic:2", steps=1,
+                    run_dir=str(tmp_path / "sft"), teacher_max_flashes=n)
+    with pytest.raises(ValueError, match="teacher-max-flashes"):
+        sft.train(args)
+    assert not (tmp_path / "sft").exists()  # refused before anything is written
