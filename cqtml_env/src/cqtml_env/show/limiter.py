@@ -35,14 +35,18 @@ _MARGIN = 1e-6
 
 
 class _Detector:
-    """Hysteresis change detector on one signal (see module doc)."""
+    """Hysteresis change detector on one signal (see module doc). ``record``: also keep the
+    frame each change started from (its extreme), for :func:`reduce_flashes`."""
 
-    def __init__(self, threshold: float, cap: float, budget: int, window: int) -> None:
+    def __init__(self, threshold: float, cap: float, budget: int, window: int,
+                 record: bool = False) -> None:
         self.th, self.cap, self.budget, self.window = threshold, cap, budget, window
         self.dir = 0  # 0: none yet, +1 rising (tracking a peak), -1 falling (a trough)
         self.ext = None  # last extreme (dir != 0)
         self.lo = self.hi = None  # running min / max before the first change
+        self.lo_t = self.hi_t = self.ext_t = 0  # the frames of those (first occurrence)
         self.changes: deque[int] = deque()
+        self.starts: list[int] | None = [] if record else None
 
     def _z(self, x: float) -> float:
         return x if x < self.cap else self.cap
@@ -63,31 +67,37 @@ class _Detector:
             return (self.ext - th, np.inf)
         return (-np.inf, self.ext + th)
 
+    def _change(self, t: int, start: int, direction: int, z: float) -> None:
+        self.dir, self.ext, self.ext_t = direction, z, t
+        self.changes.append(t)
+        if self.starts is not None:
+            self.starts.append(start)
+
     def update(self, x: float, t: int) -> None:
         z = self._z(x)
         if self.lo is None:
             self.lo = self.hi = z
+            self.lo_t = self.hi_t = t
             return
         if self.dir == 0:
-            self.lo, self.hi = min(self.lo, z), max(self.hi, z)
+            if z < self.lo:
+                self.lo, self.lo_t = z, t
+            if z > self.hi:
+                self.hi, self.hi_t = z, t
             if z - self.lo >= self.th:
-                self.dir, self.ext = 1, z
-                self.changes.append(t)
+                self._change(t, self.lo_t, 1, z)
             elif self.hi - z >= self.th:
-                self.dir, self.ext = -1, z
-                self.changes.append(t)
+                self._change(t, self.hi_t, -1, z)
         elif self.dir > 0:
             if z > self.ext:
-                self.ext = z
+                self.ext, self.ext_t = z, t
             elif self.ext - z >= self.th:
-                self.dir, self.ext = -1, z
-                self.changes.append(t)
+                self._change(t, self.ext_t, -1, z)
         else:
             if z < self.ext:
-                self.ext = z
+                self.ext, self.ext_t = z, t
             elif z - self.ext >= self.th:
-                self.dir, self.ext = 1, z
-                self.changes.append(t)
+                self._change(t, self.ext_t, 1, z)
 
 
 @dataclass
@@ -212,36 +222,16 @@ def limit_flashes(intensities: np.ndarray, *, frame_rate: float, **kwargs) -> np
 
 
 def _turning_points(x: np.ndarray, threshold: float) -> tuple[list[int], list[int]]:
-    """The zig-zag of ``x [T]`` under hysteresis ``threshold``: ``(points, events)``. Change
-    ``i`` (1-based) goes from extreme ``points[i - 1]`` to ``points[i]`` and is registered at
-    frame ``events[i - 1]``; ``points[0]`` is the extreme the first change left, the last
-    point the running extreme (no points when nothing changes)."""
-    lo = hi = ext = 0
-    d = 0  # 0: no change yet, +1 rising, -1 falling
-    points: list[int] = []
-    events: list[int] = []
-    for t in range(1, len(x)):
-        v = x[t]
-        if d == 0:
-            lo = t if v < x[lo] else lo
-            hi = t if v > x[hi] else hi
-            if v - x[lo] >= threshold:
-                points.append(lo)
-                events.append(t)
-                d, ext = 1, t
-            elif x[hi] - v >= threshold:
-                points.append(hi)
-                events.append(t)
-                d, ext = -1, t
-        elif (v - x[ext]) * d > 0:
-            ext = t
-        elif (x[ext] - v) * d >= threshold:
-            points.append(ext)
-            events.append(t)
-            d, ext = -d, t
-    if events:
-        points.append(ext)
-    return points, events
+    """The zig-zag of ``x [T]`` under hysteresis ``threshold`` (the limiter's detector, uncapped):
+    ``(points, events)``. Change ``i`` (1-based) goes from extreme ``points[i - 1]`` to
+    ``points[i]`` and is registered at frame ``events[i - 1]``; ``points[0]`` is the extreme the
+    first change left, the last point the running extreme (no points when nothing changes)."""
+    det = _Detector(threshold, np.inf, budget=0, window=0, record=True)
+    for t, v in enumerate(np.asarray(x, dtype=np.float64).tolist()):
+        det.update(v, t)
+    if not det.changes:
+        return [], []
+    return det.starts + [det.ext_t], list(det.changes)
 
 
 def reduce_flashes(intensities: np.ndarray, *, frame_rate: float, max_flashes: int = 3,
@@ -262,7 +252,8 @@ def reduce_flashes(intensities: np.ndarray, *, frame_rate: float, max_flashes: i
     Example:
         >>> t = np.arange(216)
         >>> show = 0.2 + 0.6 * (t % 22 < 4) + 0.15 * (t % 4 < 2)  # 2 Hz punches, 10 Hz ripple
-        >>> out = reduce_flashes(show, frame_rate=43.07)
+        >>> from cqtml_env.contract import DEFAULT_FRAME_RATE
+        >>> out = reduce_flashes(show, frame_rate=DEFAULT_FRAME_RATE)
         >>> bool(np.array_equal(out >= 0.7, show >= 0.7))  # the punches stay
         True
     """
