@@ -304,8 +304,11 @@ def _reduce_row(row: np.ndarray, *, threshold: float, window: int, limit: int,
         else:
             np.maximum(seg, level, out=seg)
         if i == 1 or i + 2 == len(points):  # the first or the running extreme: start again
+            before = len(events)
             pts, evs = _turning_points(row, threshold)
             points, events = np.asarray(pts, dtype=np.int64), np.asarray(evs, dtype=np.int64)
+            if len(events) >= before:  # a cut always removes two changes; never loop forever
+                return
         elif ub < ua:  # b is kept: the changes into and out of it stay where they were
             points = np.delete(points, [i - 1, i])
             events = np.delete(events, [i - 1, i])
