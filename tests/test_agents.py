@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -161,6 +162,13 @@ def test_group_advantages_and_aggregation():
     assert vals == pytest.approx([per.mean().item()] * 3)
 
 
+# A rank of the two-process run sometimes aborts with this C++ message and no Python traceback:
+# in fresh-venv CI runs under xdist (1 of 3 fresh-clone runs in stop 29, 1 of about 4 in stop
+# 17), never when run alone (3 of 3) or in a warm venv; not understood. The run is retried once for this abort only: any
+# other failure, or the abort twice, still fails the test.
+ABORT = "terminate called without an active exception"
+
+
 @pytest.mark.slow
 def test_grpo_under_torchrun_two_processes(tmp_path):
     run = tmp_path / "ddp"
@@ -170,7 +178,11 @@ def test_grpo_under_torchrun_two_processes(tmp_path):
            "--eval-every", "2", "--checkpoint-every", "2", "--image-every", "0", "--run-dir", str(run),
            "--no-progress", "--no-final-report"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env, cwd=ROOT)
+    for _ in range(2):
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env, cwd=ROOT)
+        if proc.returncode == 0 or ABORT not in proc.stderr:
+            break
+        shutil.rmtree(run, ignore_errors=True)  # a rank died in C++ (see ABORT): once more
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (run / "checkpoints" / "final").exists()
     writers = {ev.name.split(".")[-2] for ev in run.glob("events.out.tfevents.*")}  # ...<host>.<pid>.<n>
