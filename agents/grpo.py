@@ -62,7 +62,7 @@ class Args:
     """B: clips drawn per iteration (split across ranks under torchrun)"""
     num_generations: int = 32
     """G: actions sampled per clip; one group for the advantage baseline (cheap: one forward per clip)"""
-    policy: Literal["vit", "vit-small", "vit-bands", "cnn", "cnn-bands", "cnn-pulse", "vit-pulse", "cnn-beat", "vit-beat"] = "cnn"
+    policy: Literal["vit", "vit-small", "vit-bands", "cnn", "cnn-bands", "cnn-pulse", "vit-pulse", "cnn-beat", "vit-beat", "cnn-gain", "vit-gain"] = "cnn"
     """policy architecture: the small conv policy (`cnn`, learns fast on a CPU) or timm ViT-tiny (`vit`)"""
     reward: Literal["model", "gold"] = "model"
     """training reward: the learned reward model (proxy) or the gold scorer itself"""

@@ -61,7 +61,7 @@ class Args:
     """name of this experiment (part of the default run directory)"""
     seed: int = 1
     """seed of the run: initial weights, batch draws"""
-    policy: Literal["vit", "vit-small", "vit-bands", "cnn", "cnn-bands", "cnn-pulse", "vit-pulse", "cnn-beat", "vit-beat"] = "cnn"
+    policy: Literal["vit", "vit-small", "vit-bands", "cnn", "cnn-bands", "cnn-pulse", "vit-pulse", "cnn-beat", "vit-beat", "cnn-gain", "vit-gain"] = "cnn"
     """student architecture, built from the registry exactly as agents/grpo.py builds it"""
     teacher: Literal["band-follow", "gold-target"] = "band-follow"
     """teacher whose levels are imitated: the band-follower (the bar RL must then beat), or

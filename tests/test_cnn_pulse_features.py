@@ -83,7 +83,7 @@ def test_rows_are_independent_and_short_clips_work():
         PulseFeatures(tempo_min=200.0, tempo_max=60.0)
     with pytest.raises(ValueError, match="lag >= 1"):
         PulseFeatures(lag=0)
-    with pytest.raises(ValueError, match="num_bands > 0, pulse or beat"):
+    with pytest.raises(ValueError, match="num_bands > 0, pulse, beat or gain_bands > 0"):
         CurveFeatures(0)
 
 

@@ -17,7 +17,7 @@ SHAPE = (2, 24, 16)
 
 
 def test_names_and_aliases_resolve_to_one_kind_each():
-    assert registry.list_policies() == ["vit", "cnn", "band-follow", "random", "vit-small", "cnn-bands", "vit-bands", "cnn-pulse", "vit-pulse", "cnn-beat", "vit-beat"]
+    assert registry.list_policies() == ["vit", "cnn", "band-follow", "random", "vit-small", "cnn-bands", "vit-bands", "cnn-pulse", "vit-pulse", "cnn-beat", "vit-beat", "cnn-gain", "vit-gain"]
     for alias, name in [("cqt_vit", "vit"), ("cqt_cnn", "cnn"), ("CNN", "cnn"), ("band_follow", "band-follow"),
                         ("bandfollow", "band-follow"), ("band-follow", "band-follow"), ("random", "random")]:
         assert registry.canonical_name(alias) == name
@@ -30,7 +30,7 @@ def test_names_and_aliases_resolve_to_one_kind_each():
     for name in registry.list_policies():
         saved = registry.policy_class(name).model_type
         assert registry.policy_class(saved) is registry.policy_class(name)
-        assert saved == name or (name, saved) in {("vit-small", "vit"), ("cnn-bands", "cnn"), ("vit-bands", "vit"), ("cnn-pulse", "cnn"), ("vit-pulse", "vit"), ("cnn-beat", "cnn"), ("vit-beat", "vit")}
+        assert saved == name or (name, saved) in {("vit-small", "vit"), ("cnn-bands", "cnn"), ("vit-bands", "vit"), ("cnn-pulse", "cnn"), ("vit-pulse", "vit"), ("cnn-beat", "cnn"), ("vit-beat", "vit"), ("cnn-gain", "cnn"), ("vit-gain", "vit")}
 
 
 def test_agents_make_policy_and_load_policy_share_the_registry(tmp_path):

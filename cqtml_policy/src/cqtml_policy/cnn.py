@@ -120,12 +120,15 @@ class CNNBackbone(nn.Module):
         pulse_features: bool = False,
         beat_features: bool = False,
         beat_segment: int = 0,
+        gain_features: int = 0,
     ) -> None:
         super().__init__()
         self.relative_input = bool(relative_input)
         self.frequency = FrequencyStack(in_channels * (2 if relative_input else 1), channels, bands)
-        self.curves = (CurveFeatures(band_features, pulse_features, beat_features, beat_segment)
-                       if band_features > 0 or pulse_features or beat_features else None)
+        self.curves = (CurveFeatures(band_features, pulse_features, beat_features, beat_segment,
+                                     gain_features)
+                       if band_features > 0 or pulse_features or beat_features or gain_features > 0
+                       else None)
         extra = self.curves.out_features if self.curves is not None else 0
         self.project = nn.Conv1d(self.frequency.out_features + extra, hidden, 1)
         self.context = ClipContext(hidden) if clip_context else nn.Identity()
@@ -169,6 +172,7 @@ class TemporalCNNModel(CategoricalPolicy):
         band_features: bool = False,
         pulse_features: bool = False,
         beat_features: bool = False,
+        gain_features: bool = False,
     ) -> None:
         super().__init__(num_devices, distribution_size)
         shape = tuple(int(s) for s in cqt_shape)
@@ -191,10 +195,13 @@ class TemporalCNNModel(CategoricalPolicy):
             self.arch["pulse_features"] = True
         if beat_features:
             self.arch["beat_features"] = True
+        if gain_features:
+            self.arch["gain_features"] = True
         self.backbone = CNNBackbone(
             self.in_channels, channels, hidden, bands, kernel_size, tuple(dilations), clip_context,
             relative_input, num_devices if band_features else 0, pulse_features, beat_features,
             shape[-1],  # beats are tracked one clip length at a time (BeatFeatures.segment)
+            num_devices if gain_features else 0,
         )
         self.head = LogProbabilityHead(hidden, num_devices, distribution_size, frames_per_column=1)
 
@@ -216,7 +223,9 @@ class TemporalCNNModel(CategoricalPolicy):
         registry name ``cnn-bands``), ``pulse_features`` (add :class:`PulseFeatures`: the
         clip's onset envelope and beat pulse; default False, registry name ``cnn-pulse``),
         ``beat_features`` (add :class:`BeatFeatures`: the clip's tracked beats; default False,
-        registry name ``cnn-beat``).
+        registry name ``cnn-beat``), ``gain_features`` (add :class:`GainFeatures`: each band's
+        level through a per-band auto-gain, and its rise; default False, registry name
+        ``cnn-gain``).
         """
         return cls(cqt_shape, num_devices, distribution_size, **arch).to(resolve_device(device))
 

@@ -205,6 +205,22 @@ for _entry in (
         defaults={**_vit_pulse(), "beat_features": True},
         summary="vit-pulse plus the clip's tracked beats as inputs",
     ),
+    PolicyEntry(
+        "cnn-gain", "cqtml_policy.cnn:TemporalCNNModel", True, aliases=("cnn_gain",),
+        # cnn-beat plus each device band's level through a per-band auto-gain (inputs.
+        # GainFeatures: the band's own 5th percentile dark, its 98th full, a -68 dB gate) and
+        # that curve's rise. Saved as model_type "cnn" with gain_features in config.json.
+        defaults={"band_features": True, "pulse_features": True, "beat_features": True,
+                  "gain_features": True},
+        summary="cnn-beat plus each band's auto-gained level and its rise as inputs",
+    ),
+    PolicyEntry(
+        "vit-gain", "cqtml_policy.vit:CQTViTModel", True, aliases=("vit_gain",),
+        # vit-beat with cnn-gain's auto-gained band curves among its curves. Saved as
+        # model_type "vit" with gain_features in config.json.
+        defaults={**_vit_pulse(), "beat_features": True, "gain_features": True},
+        summary="vit-beat plus each band's auto-gained level and its rise as inputs",
+    ),
 ):
     register_policy(_entry)
 del _entry

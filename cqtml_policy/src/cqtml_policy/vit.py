@@ -97,7 +97,8 @@ class ViTBackbone(nn.Module):
     position embedding, so the transformer reads them at frame precision within its tokens.
     ``pulse_features``: the clip's onset envelope and beat pulse
     (:class:`~cqtml_policy.inputs.PulseFeatures`) join those curves; ``beat_features``: the
-    clip's tracked beats (:class:`~cqtml_policy.inputs.BeatFeatures`) too.
+    clip's tracked beats (:class:`~cqtml_policy.inputs.BeatFeatures`) too; ``gain_features``:
+    each band's auto-gained level and its rise (:class:`~cqtml_policy.inputs.GainFeatures`) too.
     """
 
     def __init__(
@@ -111,6 +112,7 @@ class ViTBackbone(nn.Module):
         band_features: int = 0,
         pulse_features: bool = False,
         beat_features: bool = False,
+        gain_features: bool = False,
     ) -> None:
         super().__init__()
         import timm
@@ -143,11 +145,12 @@ class ViTBackbone(nn.Module):
         self.vit = timm.create_model(backbone_name, **kwargs)
         self.embed_dim = int(self.vit.embed_dim)
         self.compute_dtype = torch.float32
-        if (pulse_features or beat_features) and band_features <= 0:
-            raise ValueError("pulse_features / beat_features join the band curves: each needs "
-                             "band_features")
+        if (pulse_features or beat_features or gain_features) and band_features <= 0:
+            raise ValueError("pulse_features / beat_features / gain_features join the band "
+                             "curves: each needs band_features")
         self.band_features = (
-            CurveFeatures(band_features, pulse_features, beat_features, frames)
+            CurveFeatures(band_features, pulse_features, beat_features, frames,
+                          band_features if gain_features else 0)
             if band_features > 0 else None
         )
         self.band_embed = (
@@ -334,6 +337,7 @@ class CQTViTModel(CategoricalPolicy):
         frame_context: bool = False,
         pulse_features: bool = False,
         beat_features: bool = False,
+        gain_features: bool = False,
     ) -> None:
         super().__init__(num_devices, distribution_size)
         self.cqt_shape = _check_cqt_shape(cqt_shape)
@@ -344,10 +348,11 @@ class CQTViTModel(CategoricalPolicy):
         self.band_features = bool(band_features)
         self.pulse_features = bool(pulse_features)
         self.beat_features = bool(beat_features)
+        self.gain_features = bool(gain_features)
         self.backbone = ViTBackbone(
             self.cqt_shape, self.patch_size, backbone_name, pretrained, self.relative_input,
             resolve_size(size), num_devices if self.band_features else 0, self.pulse_features,
-            self.beat_features,
+            self.beat_features, self.gain_features,
         )
         self.size = self.backbone.size()
         self.frame_conv = int(frame_conv)
@@ -394,6 +399,7 @@ class CQTViTModel(CategoricalPolicy):
         frame_context: bool = False,
         pulse_features: bool = False,
         beat_features: bool = False,
+        gain_features: bool = False,
     ) -> CQTViTModel:
         """Build the policy, ready to run on ``device`` (``"auto"``: CUDA when present).
 
@@ -425,11 +431,13 @@ class CQTViTModel(CategoricalPolicy):
         - ``pulse_features``: the clip's onset envelope and beat pulse join the band curves
           (needs ``band_features``; registry name ``vit-pulse``). ``beat_features``: the
           clip's tracked beats too (needs ``band_features``; registry name ``vit-beat``).
+          ``gain_features``: each band's auto-gained level and its rise too (needs
+          ``band_features``; registry name ``vit-gain``).
         """
         model = cls(
             cqt_shape, num_devices, distribution_size, patch_size, backbone_name, pretrained,
             relative_input, size, frame_conv, band_features, frame_layers, frame_context,
-            pulse_features, beat_features,
+            pulse_features, beat_features, gain_features,
         )
         return model._prepare(device, use_half_precision, use_8bit, gradient_checkpointing)
 
@@ -486,6 +494,7 @@ class CQTViTModel(CategoricalPolicy):
             "frame_context": self.frame_context,
             **({"pulse_features": True} if self.pulse_features else {}),
             **({"beat_features": True} if self.beat_features else {}),
+            **({"gain_features": True} if self.gain_features else {}),
             "use_half_precision": self.use_half_precision,
             "use_8bit": self.use_8bit,
             "gradient_checkpointing": self.gradient_checkpointing,
