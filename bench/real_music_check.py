@@ -12,9 +12,10 @@ trains on the tune half and reports on the check half); ``--split probe`` a thir
 after choices had been made on check; ``--split holdout`` a fourth, added after a choice had
 been made with the probe set (README, gold-v5), looked at once, for the final report;
 ``--split fresh`` a fifth, added after the holdout set had been looked at; ``--split reserve``
-a sixth, added after fresh had been looked at and first scored in stop 29's final table. The
-tune half gained two game scores in stop 29 (Flare, FreedroidRPG). The audio stays outside the
-repository.
+a sixth, added after fresh had been looked at and first scored in stop 29's final table;
+``--split vault`` a seventh, added when reserve had been scored (stop 30), kept unscored until
+that stop's choices were made. The tune half gained two game scores in stop 29 (Flare,
+FreedroidRPG). The audio stays outside the repository.
 
 The check itself does what ``cqtml-reward eval`` does (``reward_train.evaluate_fresh``:
 fresh ``CandidateFactory`` candidates per clip, gold vs reward-model scores), but on ``N``
@@ -82,8 +83,16 @@ SOURCES = [
      30.0, 60.0, None, "GPL-2+", "reserve"),
     ("openclonk-data", "game_openclonk", "usr/share/games/openclonk/Music.ocg/*.ogg",
      30.0, 45.0, None, "CC-BY-3.0 (Music.ocg/authors.txt: K-Pone) or CC0", "reserve"),
+    # "vault": added when the reserve set had been scored (stop 30), kept unscored until the
+    # stop's choices were all made, then looked at once for its final table
+    ("warmux-data", "game_warmux", "usr/share/games/warmux/music/ingame/*.ogg",
+     20.0, 45.0, 12, "GPL-2+", "vault"),
+    ("megaglest-data", "game_megaglest", "usr/share/games/megaglest/techs/megapack/factions/*/music/*.ogg",
+     20.0, 45.0, None, "CC-BY-SA-3.0", "vault"),
+    ("lugaru-data", "game_lugaru", "usr/share/games/lugaru/Sounds/Music*.ogg",
+     10.0, 45.0, None, "CC-BY-SA-3.0 (Data/*)", "vault"),
 ]
-SPLITS = ("all", "tune", "check", "probe", "holdout", "fresh", "reserve")
+SPLITS = ("all", "tune", "check", "probe", "holdout", "fresh", "reserve", "vault")
 
 
 def sources(split: str = "all") -> list[tuple]:
