@@ -2,7 +2,7 @@
 #   make train   - create/refresh .venv, install both packages, fetch free real music (Debian
 #                  soundtrack packages: `apt-get download`, no install), train the default
 #                  policy on its tune half and report it on the check half it never saw
-#                  (README "Results: a flash-safe teacher and two more training scores")
+#                  (README "Results: per-band auto-gain inputs, cnn-gain")
 #   make train DATA=synthetic - the same recipe on built-in synthetic music (no apt needed)
 #   make train-grpo - the GRPO policy `make train` trained before (reward model, synthetic)
 #   make test    - create/refresh .venv, install both packages + dev tools, run the test suite
@@ -21,7 +21,7 @@ CACHE  := --cache-dir runs/.feature-cache
 # supervised imitation of the gold-v5 target, its smallest swings flattened until it is
 # flash-safe (agents/sft.py; each flag is an Args field)
 GOLD   := gold-v5
-SFT    := --policy cnn-beat --teacher gold-target --gold-version $(GOLD) --level-sigma 1.5 \
+SFT    := --policy cnn-gain --teacher gold-target --gold-version $(GOLD) --level-sigma 1.5 \
           --learning-rate 3e-3 --steps 2400 --rise-weight 3 --teacher-max-flashes 3
 
 .PHONY: venv train train-grpo test lint bench wheels clean

@@ -22,7 +22,7 @@ pitch-shifted copies of each clip; ``--teacher-max-flashes 3`` imitates the gold
 its smallest swings flattened until it is flash-safe (``cqtml_env.show.reduce_flashes``).
 ``make train`` is this script with the gold-v5 target:
 
-    python agents/sft.py --policy cnn-beat --teacher gold-target --gold-version gold-v5 \
+    python agents/sft.py --policy cnn-gain --teacher gold-target --gold-version gold-v5 \
         --level-sigma 1.5 --learning-rate 3e-3 --steps 2400 --rise-weight 3 \
         --teacher-max-flashes 3 --augment-copies 3 --pitch-shift-bins 2 \
         --data folder:runs/.music/tune
