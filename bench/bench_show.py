@@ -85,7 +85,8 @@ def policies(quick: bool):
         yield "vit-small (random init)", cqtml_policy.create_policy("vit-small", shape,
                                                                     num_devices=4, device="cpu")
         # the kinds the README's trained results use
-        for name in ("cnn-bands", "vit-bands", "cnn-pulse", "vit-pulse", "cnn-beat", "vit-beat"):
+        for name in ("cnn-bands", "vit-bands", "cnn-pulse", "vit-pulse", "cnn-beat", "vit-beat",
+                     "cnn-gain", "vit-gain"):
             yield f"{name} (random init)", cqtml_policy.create_policy(name, shape, num_devices=4,
                                                                       device="cpu")
 
