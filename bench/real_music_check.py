@@ -198,13 +198,20 @@ def prepare(out: Path, work: Path, split: str = "all") -> None:
     print(f"total {total:.1f} min in {out}")
 
 
-def check(data: str, clips: int, seed: int, candidates: int, model_path: str) -> dict:
+def check(data: str, clips: int, seed: int, candidates: int, model_path: str,
+          gold_version: str | None = None) -> dict:
+    """Agreement of a reward model with the gold ordering on ``clips`` clips of ``data``;
+    ``gold_version`` None: the version the model was trained on (its metrics), else gold-v1."""
+    from cqtml_env import GoldScorer
     from cqtml_env.datasets.spec import make_dataset
     from cqtml_env.reward.evaluation import evaluate_fresh
     from cqtml_env.reward.model import RewardModel
 
     model = (RewardModel.load_default() if model_path == "default"
              else RewardModel.from_pretrained(model_path))
+    version = gold_version or (model.config.metrics or {}).get("gold_version", "gold-v1")
+    scorer = GoldScorer(num_devices=model.config.num_devices, frame_rate=model.config.frame_rate,
+                        version=version)
     ds = make_dataset(data)
     rng = np.random.default_rng(seed)  # same clip choice as agents/evaluate.py --seed
     idx = np.sort(rng.permutation(len(ds))[:clips])
@@ -214,10 +221,12 @@ def check(data: str, clips: int, seed: int, candidates: int, model_path: str) ->
     for j, i in enumerate(idx):
         info = ds.clip_info(int(i))
         groups.setdefault(str(info.get("folder", "")).split("/")[0] or ".", []).append(j)
-    out = {"data": data, "clips_available": len(ds), "clips": int(len(idx)),
-           "all": evaluate_fresh(model, cqts, candidates=candidates, seed=seed)}
+    out = {"data": data, "gold_version": version, "clips_available": len(ds),
+           "clips": int(len(idx)),
+           "all": evaluate_fresh(model, cqts, candidates=candidates, seed=seed, scorer=scorer)}
     if len(groups) > 1:
-        out["by_folder"] = {g: evaluate_fresh(model, cqts[js], candidates=candidates, seed=seed)
+        out["by_folder"] = {g: evaluate_fresh(model, cqts[js], candidates=candidates, seed=seed,
+                                              scorer=scorer)
                             for g, js in sorted(groups.items())}
     out["seconds"] = round(time.perf_counter() - t0, 1)
     return out
@@ -231,6 +240,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--candidates", type=int, default=64, help="candidate actions per clip")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--model", default="default", help="'default' or a reward-model weights path")
+    ap.add_argument("--gold-version", default=None,
+                    help="gold scorer to agree with (default: the one the model was trained on)")
     ap.add_argument("--json", default=None, help="also write the result here")
     ap.add_argument("--prepare", metavar="DIR", default=None,
                     help="build the real-music folder in DIR (needs apt-get, dpkg-deb) and exit")
@@ -245,13 +256,13 @@ def main(argv: list[str] | None = None) -> int:
                      "train on synthetic music instead: make train DATA=synthetic")
         prepare(Path(args.prepare), Path(args.work), args.split)
         return 0
-    res = check(args.data, args.clips, args.seed, args.candidates, args.model)
+    res = check(args.data, args.clips, args.seed, args.candidates, args.model, args.gold_version)
     text = json.dumps(res, indent=1)
     print(text)
     if args.json:
         Path(args.json).write_text(text)
     a = res["all"]
-    print(f"\nreward model vs gold on {a['clips']} clips of {args.data}: pairwise agreement "
+    print(f"\nreward model vs {res['gold_version']} on {a['clips']} clips of {args.data}: pairwise agreement "
           f"{a['acc_gold_sampled_pairs']:.3f} (all pairs {a['acc_gold_all_pairs']:.3f}), "
           f"Spearman per clip {a['spearman_per_clip']:.3f}, pooled {a['spearman_pooled']:.3f}")
     return 0

@@ -122,6 +122,7 @@ def _train_default(args: argparse.Namespace) -> int:
         hidden=args.hidden,
         threads=args.threads,
         progress=not args.quiet,
+        gold_version=args.gold_version,
     )
     print(json.dumps(model.config.metrics, indent=1, default=float))
     return 0
@@ -171,6 +172,8 @@ def main(argv: list[str] | None = None) -> int:
     d.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS)
     d.add_argument("--hidden", type=int, default=DEFAULT_HIDDEN)
     d.add_argument("--threads", type=int, default=1)
+    d.add_argument("--gold-version", default="gold-v1",
+                   help="gold scorer the oracle labels follow (docs/GOLD.md; shipped: gold-v1)")
     d.add_argument("--quiet", action="store_true")
     d.set_defaults(fn=_train_default)
     e = sub.add_parser("eval", help="agreement with gold on fresh candidates")

@@ -40,12 +40,21 @@ def train_default(
     hidden: int = DEFAULT_HIDDEN,
     threads: int = 1,
     progress: bool = True,
+    gold_version: str = "gold-v1",
 ) -> RewardModel:
-    """Build the default reward model into ``out`` (``default.safetensors/.json`` + card)."""
+    """Build the default reward model into ``out`` (``default.safetensors/.json`` + card).
+
+    ``gold_version``: the gold scorer whose ordering the oracle labels follow and the figures
+    are measured against (``docs/GOLD.md``); the shipped weights are gold-v1's.
+    """
+    from cqtml_env.gold.scorer import GoldScorer
+
+    scorer = GoldScorer(version=gold_version)  # raises naming the known versions, before any work
     torch.set_num_threads(threads)
     t0 = time.time()
     work = Path(work)
-    prefs_dir = work / f"prefs-seed{seed}"
+    prefs_dir = work / (f"prefs-seed{seed}" if gold_version == "gold-v1"
+                        else f"prefs-{gold_version}-seed{seed}")
     prefs = PreferenceDataset(prefs_dir) if (prefs_dir / "manifest.json").exists() else None
     if prefs is not None and sum(s.get("clips", 0) for s in prefs.shards) != clips:
         prefs = None  # an interrupted or different run: make it again
@@ -59,6 +68,7 @@ def train_default(
             candidates_per_clip=64,
             pairs_per_clip=128,
             labeller="oracle",
+            scorer=scorer,
             seed=seed,
             progress=progress,
             description="cqtml-reward train-default",
@@ -71,9 +81,10 @@ def train_default(
         prefs, work / "model", cfg, log_dir=work / "tb", progress=progress
     )
     fresh = evaluate_fresh(
-        model, SyntheticMusic(32, seed=FRESH_DATA_SEED).get_many(range(32)), seed=seed + 1
+        model, SyntheticMusic(32, seed=FRESH_DATA_SEED).get_many(range(32)), seed=seed + 1,
+        scorer=scorer,
     )
-    transfer = evaluate_fresh(model, record_like_cqts(16, seed=1), seed=seed + 2)
+    transfer = evaluate_fresh(model, record_like_cqts(16, seed=1), seed=seed + 2, scorer=scorer)
     ms256 = time_256(model)
     model.config.metrics = {
         "heldout_pairs": report["best_val"],
@@ -86,7 +97,9 @@ def train_default(
         "total_minutes": (time.time() - t0) / 60,
         "generate_minutes": gen_minutes,
         "ms_per_256_one_clip_1_thread": ms256,
-        "command": f"cqtml-reward train-default --out {out} --seed {seed}",
+        "gold_version": gold_version,
+        "command": f"cqtml-reward train-default --out {out} --seed {seed}"
+                   + ("" if gold_version == "gold-v1" else f" --gold-version {gold_version}"),
     }
     out = Path(out)
     model.save_pretrained(out, "default")
