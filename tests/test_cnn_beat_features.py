@@ -83,32 +83,43 @@ def periodic_cqt(frames: int, bins: int = 84, period: int = 12) -> torch.Tensor:
     return x
 
 
-def test_vit_beat_adds_the_beat_curves_to_vit_pulse(tmp_path):
+def assert_vit_kind_adds_curves(kind: str, base: str, key: str, extra: int, x, tmp_path):
+    """Registry ViT ``kind`` = ``base`` plus ``extra`` band curves switched on by config ``key``
+    (3 devices, 8 levels): ``base``'s configs lack the key, the band embedding takes ``extra``
+    more curves per frame, the model round-trips, the new curves get gradient, and a ViT
+    without band curves refuses the key. Returns the policy. (Also used by
+    test_gain_features.)"""
     from cqtml_policy import load_policy
 
-    shape = (2, 24, 120)
-    x = periodic_cqt(120, bins=24)
-    assert bool((BeatFeatures()(x)[:, 0].sum(-1) >= 3).all())  # beats in both rows
+    shape = tuple(x.shape[1:])
     torch.manual_seed(0)
-    pol = registry.create_policy("vit-beat", shape, num_devices=3, distribution_size=8, device="cpu").eval()
-    pulse = registry.create_policy("vit-pulse", shape, num_devices=3, distribution_size=8, device="cpu")
-    assert pol.get_config()["beat_features"] is True and pol.backbone.band_features.beat.segment == 120
-    assert "beat_features" not in pulse.get_config()  # vit-pulse configs stay as they were
+    pol = registry.create_policy(kind, shape, num_devices=3, distribution_size=8, device="cpu").eval()
+    plain = registry.create_policy(base, shape, num_devices=3, distribution_size=8, device="cpu")
+    assert pol.get_config()[key] is True
+    assert key not in plain.get_config()  # the base kind's configs stay as they were
     per = pol.patch_size[1]
-    assert pol.backbone.band_embed.in_features == pulse.backbone.band_embed.in_features + 2 * per
+    assert pol.backbone.band_embed.in_features == plain.backbone.band_embed.in_features + extra * per
     with torch.no_grad():
         out = pol(x)
-    assert out.shape == (2, 3, 120, 8)
+    assert out.shape == (x.shape[0], 3, x.shape[-1], 8)
     pol.save_pretrained(tmp_path / "v")
     with torch.no_grad():
         assert torch.allclose(load_policy(tmp_path / "v", device="cpu").eval()(x), out, atol=1e-6)
     pol.train()
-    pol(x).sum().backward()  # the beat columns of the band embedding get gradient
+    pol(x).sum().backward()  # the new columns of the band embedding get gradient
     n = pol.backbone.band_features.out_features
     grad = pol.backbone.band_embed.weight.grad.view(-1, per, n)
-    assert float(grad[..., -2:].abs().sum()) > 0
+    assert float(grad[..., -extra:].abs().sum()) > 0
     with pytest.raises(ValueError, match="needs band_features"):
-        registry.create_policy("vit-small", shape, device="cpu", beat_features=True)
+        registry.create_policy("vit-small", shape, device="cpu", **{key: True})
+    return pol
+
+
+def test_vit_beat_adds_the_beat_curves_to_vit_pulse(tmp_path):
+    x = periodic_cqt(120, bins=24)
+    assert bool((BeatFeatures()(x)[:, 0].sum(-1) >= 3).all())  # beats in both rows
+    pol = assert_vit_kind_adds_curves("vit-beat", "vit-pulse", "beat_features", 2, x, tmp_path)
+    assert pol.backbone.band_features.beat.segment == 120
 
 
 def test_a_longer_input_is_tracked_one_clip_length_at_a_time():

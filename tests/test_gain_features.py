@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from test_cnn_beat_features import periodic_cqt
+from test_cnn_beat_features import assert_vit_kind_adds_curves, periodic_cqt
 from test_cnn_pulse_features import assert_cnn_kind_adds_curves
 
 from cqtml_env import CQTProcessor, GoldScorer
@@ -85,26 +85,5 @@ def test_cnn_gain_builds_saves_loads_and_cnn_beat_configs_stay(tmp_path):
 
 
 def test_vit_gain_adds_the_gain_curves_to_vit_beat(tmp_path):
-    from cqtml_policy import load_policy
-
-    shape = (2, 24, 120)
-    x = periodic_cqt(120, bins=24)
-    torch.manual_seed(0)
-    pol = registry.create_policy("vit-gain", shape, num_devices=3, distribution_size=8, device="cpu").eval()
-    beat = registry.create_policy("vit-beat", shape, num_devices=3, distribution_size=8, device="cpu")
-    assert pol.get_config()["gain_features"] is True
-    assert "gain_features" not in beat.get_config()  # vit-beat configs stay as they were
-    per = pol.patch_size[1]
-    assert pol.backbone.band_embed.in_features == beat.backbone.band_embed.in_features + 6 * per
-    with torch.no_grad():
-        out = pol(x)
-    pol.save_pretrained(tmp_path / "v")
-    with torch.no_grad():
-        assert torch.allclose(load_policy(tmp_path / "v", device="cpu").eval()(x), out, atol=1e-6)
-    pol.train()
-    pol(x).sum().backward()  # the gain columns of the band embedding get gradient
-    n = pol.backbone.band_features.out_features
-    grad = pol.backbone.band_embed.weight.grad.view(-1, per, n)
-    assert float(grad[..., -6:].abs().sum()) > 0
-    with pytest.raises(ValueError, match="needs band_features"):
-        registry.create_policy("vit-small", shape, device="cpu", gain_features=True)
+    assert_vit_kind_adds_curves("vit-gain", "vit-beat", "gain_features", 6, periodic_cqt(120, bins=24),
+                                tmp_path)
