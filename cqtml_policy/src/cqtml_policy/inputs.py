@@ -258,14 +258,15 @@ class GainFeatures(nn.Module):
             fl = fl.clamp(min=self.gate)
             ce = torch.maximum(ce, fl + self.min_span)
             rel = torch.where(level > fl, (level - fl) / (ce - fl), torch.zeros_like(level)).clamp(0.0, 1.0)
-            feats += [rel, F.pad(rel, (1, 0))[..., :-1].sub(rel).neg().clamp(min=0.0)]
+            feats += [rel, (rel - F.pad(rel, (1, 0))[..., :-1]).clamp(min=0.0)]
         return torch.stack(feats, dim=1)
 
 
 class CurveFeatures(nn.Module):
     """:class:`BandFeatures` of ``num_bands`` bands (0: none), then (``pulse``)
-    :class:`PulseFeatures`, then (``beat``) :class:`BeatFeatures`, stacked
-    ``[B, 5·D (+3) (+2), T]``: the one module behind every policy's per-frame input curves."""
+    :class:`PulseFeatures`, then (``beat``) :class:`BeatFeatures`, then :class:`GainFeatures`
+    of ``gain_bands`` bands (0: none), stacked ``[B, 5·D (+3) (+2) (+2·G), T]``: the one module
+    behind every policy's per-frame input curves."""
 
     def __init__(self, num_bands: int, pulse: bool = False, beat: bool = False,
                  beat_segment: int = 0, gain_bands: int = 0) -> None:
