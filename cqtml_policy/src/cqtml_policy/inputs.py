@@ -250,16 +250,15 @@ class GainFeatures(nn.Module):
 
     def forward(self, cqt: torch.Tensor) -> torch.Tensor:
         mono = cqt.float().amax(dim=1)  # [B, F, T]
+        level = torch.stack([mono[:, lo:hi].topk(min(self.top_bins, hi - lo), dim=1).values.mean(dim=1)
+                             for lo, hi in device_bands(mono.shape[1], self.num_bands)], dim=1)
         q = torch.tensor([self.floor, self.ceiling], device=mono.device)
-        feats = []
-        for lo, hi in device_bands(mono.shape[1], self.num_bands):
-            level = mono[:, lo:hi].topk(min(self.top_bins, hi - lo), dim=1).values.mean(dim=1)
-            fl, ce = torch.quantile(level, q, dim=-1, keepdim=True)
-            fl = fl.clamp(min=self.gate)
-            ce = torch.maximum(ce, fl + self.min_span)
-            rel = torch.where(level > fl, (level - fl) / (ce - fl), torch.zeros_like(level)).clamp(0.0, 1.0)
-            feats += [rel, (rel - F.pad(rel, (1, 0))[..., :-1]).clamp(min=0.0)]
-        return torch.stack(feats, dim=1)
+        fl, ce = torch.quantile(level, q, dim=-1, keepdim=True)  # [B, D, 1] each: one sort
+        fl = fl.clamp(min=self.gate)
+        ce = torch.maximum(ce, fl + self.min_span)
+        rel = torch.where(level > fl, (level - fl) / (ce - fl), torch.zeros_like(level)).clamp(0.0, 1.0)
+        rise = (rel - F.pad(rel, (1, 0))[..., :-1]).clamp(min=0.0)
+        return torch.stack([rel, rise], dim=2).flatten(1, 2)  # [B, 2·D, T]: level, rise per band
 
 
 class CurveFeatures(nn.Module):
