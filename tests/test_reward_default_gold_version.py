@@ -18,7 +18,9 @@ def test_a_gold_v5_recipe_labels_with_gold_v5_and_says_so(tmp_path):
                           progress=False, gold_version="gold-v5")
     m = model.config.metrics
     assert m["gold_version"] == "gold-v5" and m["command"].endswith("--gold-version gold-v5")
-    assert 0.0 <= m["fresh_synthetic"]["acc_gold_all_pairs"] <= 1.0
+    # its figures are measured (well above chance even after one epoch on 4 clips: ~0.8)
+    assert m["fresh_synthetic"]["acc_gold_all_pairs"] > 0.65
+    assert m["record_like_transfer"]["acc_gold_all_pairs"] > 0.65
     saved = RewardModel.from_pretrained(tmp_path / "out" / "default.safetensors")
     assert saved.config.metrics["gold_version"] == "gold-v5"
     # the stored gold of each candidate is gold-v5's, and the oracle labels follow it
