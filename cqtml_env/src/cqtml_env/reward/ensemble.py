@@ -24,7 +24,7 @@ import copy
 
 import torch
 
-from cqtml_env.reward.model import NUM_GLOBAL_STATS, RewardModel
+from cqtml_env.reward.model import RewardModel
 
 SHARED = ("band_logits", "gate")
 
@@ -47,6 +47,8 @@ def stack_members(members: list[RewardModel]) -> RewardModel:
             raise ValueError("ensemble members must have the same hidden sizes")
         if m.config.device_terms != first.config.device_terms:
             raise ValueError("ensemble members must all have per-device terms or none")
+        if m.config.gold_version != first.config.gold_version:
+            raise ValueError("ensemble members must follow the same gold version")
     h, g = first.config.hidden, first.config.global_hidden
     cfg = copy.deepcopy(first.config)
     cfg.hidden, cfg.global_hidden, cfg.metrics = k * h, k * g, {}
@@ -63,10 +65,10 @@ def stack_members(members: list[RewardModel]) -> RewardModel:
         g1, g2 = out.global_mlp[0], out.global_mlp[2]
         g1.weight.zero_()
         for i, m in enumerate(members):
-            w = m.global_mlp[0].weight  # [g, h + NUM_GLOBAL_STATS]: own frame units, then stats
+            w = m.global_mlp[0].weight  # [g, h + n_stats]: own frame units, then stats
             g1.weight[i * g:(i + 1) * g, i * h:(i + 1) * h] = w[:, :h]
             g1.weight[i * g:(i + 1) * g, k * h:] = w[:, h:]
-        assert g1.weight.shape[1] == k * h + NUM_GLOBAL_STATS
+        assert g1.weight.shape[1] == k * h + first.n_stats
         g1.bias.copy_(torch.cat([m.global_mlp[0].bias for m in members]))
         g2.weight.copy_(torch.cat([m.global_mlp[2].weight for m in members], dim=1) / k)
         g2.bias.copy_(torch.stack([m.global_mlp[2].bias for m in members]).mean(0))

@@ -18,13 +18,15 @@ def evaluate_fresh(
     pairs_per_clip: int = 128,
 ) -> dict:
     """Spearman and pairwise agreement with gold on new candidates of new clips (scored
-    through the env's scoring path, :class:`~cqtml_env.reward.scoring.ShowScorer`)."""
+    through the env's scoring path, :class:`~cqtml_env.reward.scoring.ShowScorer`); ``scorer``
+    None: the gold version the model's features follow."""
     from cqtml_env.gold.scorer import GoldScorer
     from cqtml_env.preferences.candidates import CandidateFactory
     from cqtml_env.preferences.sampling import sample_pairs
 
     cfg = model.config
-    scorer = scorer or GoldScorer(num_devices=cfg.num_devices, frame_rate=cfg.frame_rate)
+    scorer = scorer or GoldScorer(num_devices=cfg.num_devices, frame_rate=cfg.frame_rate,
+                                  version=cfg.gold_version)
     scoring = ShowScorer(proxy=model, gold=scorer, cache_size=1)
     rng = np.random.default_rng(seed)
     rhos, pooled_r, pooled_g = [], [], []

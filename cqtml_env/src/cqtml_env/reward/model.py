@@ -24,6 +24,16 @@ Structured like the task so that it is fast and transfers to real music:
    them (:meth:`RewardModel.with_device_terms`) leaves every score bit-identical, and weight
    decay pulls them back towards the shared head; the fine-tune learns them.
 
+5. **Gold version** (``gold_version``; gold-v1 in the shipped model until it is retrained).
+   gold-v1's target is the estimate of item 1, computed here with a learned gate. Later gold
+   versions shape their target with rules a small encoder cannot learn from a few thousand
+   pairs (per-band floor and ceiling, a follower with attack and decay, punches, a pulse on
+   the clip's beats from librosa's beat tracker). There the encoder takes the target, the band
+   onsets, the silent frames and the beats from that version's :class:`GoldScorer` (fixed per
+   clip and cached by content; the band pooling stays learned), the flash rule uses that
+   version's swing, and the per-frame and global heads also see the rig's beat response (the
+   gold ``beat`` component: rises of the mean over devices near the clip's beats).
+
 ``raw = mean_{d,t}(c + g)``; :meth:`RewardModel.forward` returns ``raw`` (the Bradley–Terry
 logit scale it was trained on) unless ``calibrated=True``. :meth:`RewardModel.score` returns
 the *calibrated* score ``raw * calib_scale + calib_bias``: an affine map fitted after training
@@ -46,7 +56,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from cqtml_env.contract import DEFAULT_FRAME_RATE, device_bands
-from cqtml_env.gold.scorer import GoldConfig
+from cqtml_env.gold.scorer import GOLD_VERSIONS, GoldConfig, GoldScorer
 
 CONFIG_VERSION = 1
 
@@ -64,6 +74,8 @@ class RewardModelConfig:
     min_ref_span: float = 0.3
     device_terms: bool = False
     """per-device corrections of the shared heads (module doc, item 4)"""
+    gold_version: str = "gold-v1"
+    """the gold scorer whose rules the hand-made features follow (module doc, item 5)"""
     calib_scale: float = 1.0
     calib_bias: float = 0.0
     version: int = CONFIG_VERSION
@@ -88,6 +100,9 @@ class RewardModelConfig:
 NUM_CLIP_FEATURES = 9
 NUM_ACTION_FEATURES = 11
 NUM_GLOBAL_STATS = 12
+# what a gold version after v1 adds (module doc, item 5): near-beat and beat maps per clip;
+# the rig's beat events, events near a beat, beat hits per frame; beat precision, recall, F
+BEAT_CLIP_FEATURES, BEAT_ACTION_FEATURES, BEAT_GLOBAL_STATS = 2, 3, 4
 # the per-device parameters (module doc, item 4); weights saved without them load as zeros
 DEVICE_TERMS = ("device_in", "device_bias", "device_out", "device_global")
 # the gold scorer's rule constants, mirrored by the model's hand-made features (one source)
@@ -97,15 +112,17 @@ GOLD = GoldConfig()
 class ClipEncoding:
     """Per-clip tensors (computed once per clip, reused for any number of actions)."""
 
-    FIELDS = ("feats", "target", "onset", "near", "jump", "silent")
+    FIELDS = ("feats", "target", "onset", "near", "jump", "silent", "beat", "near_beat")
 
-    def __init__(self, feats, target, onset, near, jump, silent) -> None:
-        self.feats = feats  # [C, D, T, NUM_CLIP_FEATURES]
+    def __init__(self, feats, target, onset, near, jump, silent, beat, near_beat) -> None:
+        self.feats = feats  # [C, D, T, clip features]
         self.target = target  # [C, D, T] brightness target estimate
         self.onset = onset  # [C, D, T] 1 at band onsets
         self.near = near  # [C, D, T] Gaussian closeness to the nearest onset
         self.jump = jump  # [C, D, T] target jump around each frame (>= 0.1)
         self.silent = silent  # [C, D, T] 1 where the band is silent
+        self.beat = beat  # [C, 1, T] 1 on the clip's beats (gold-v1: none)
+        self.near_beat = near_beat  # [C, 1, T] closeness to the nearest beat or band onset
 
     def index(self, idx: torch.Tensor) -> ClipEncoding:
         return ClipEncoding(*(getattr(self, f)[idx] for f in self.FIELDS))
@@ -161,14 +178,26 @@ class RewardModel(nn.Module):
         for i, (lo, hi) in enumerate(device_bands(f, d)):
             logits[i, lo:hi] = 0.0
         self.band_logits = nn.Parameter(logits)
-        self.gate = nn.Parameter(torch.tensor(float(cfg.gate_init)))
-        cin = NUM_CLIP_FEATURES + NUM_ACTION_FEATURES
+        self.gate = nn.Parameter(torch.tensor(float(cfg.gate_init)))  # gold-v1's target only
+        if cfg.gold_version not in GOLD_VERSIONS:
+            raise ValueError(f"unknown gold_version {cfg.gold_version!r}; known: {GOLD_VERSIONS}")
+        self.beats = cfg.gold_version != "gold-v1"  # module doc, item 5
+        if self.beats:  # that version's rules, and its clip features (cached by content)
+            self._gold = GoldScorer(num_devices=d, version=cfg.gold_version,
+                                    frame_rate=cfg.frame_rate, cache_size=1024)
+            self.rules = self._gold.config
+        else:
+            self._gold, self.rules = None, GOLD
+        self.n_clip = NUM_CLIP_FEATURES + BEAT_CLIP_FEATURES * self.beats
+        self.n_action = NUM_ACTION_FEATURES + BEAT_ACTION_FEATURES * self.beats
+        self.n_stats = NUM_GLOBAL_STATS + BEAT_GLOBAL_STATS * self.beats
+        cin = self.n_clip + self.n_action
         h = cfg.hidden
         self.bands = device_bands(f, d)
         self.frame_mlp = nn.Sequential(nn.Linear(cin, h), nn.ReLU())
         self.frame_out = nn.Linear(h, 1)
         self.global_mlp = nn.Sequential(
-            nn.Linear(h + NUM_GLOBAL_STATS, cfg.global_hidden),
+            nn.Linear(h + self.n_stats, cfg.global_hidden),
             nn.GELU(),
             nn.Linear(cfg.global_hidden, 1),
         )
@@ -203,6 +232,25 @@ class RewardModel(nn.Module):
         w = torch.softmax(self.band_logits, dim=-1)  # [D, F]
         mean = torch.einsum("df,cft->cdt", w, x)
         bflux = torch.einsum("df,cft->cdt", w, flux)
+        if self.beats:
+            level, y, onset, near, silent, beat, near_beat = self._gold_maps(cqt)
+        else:
+            level, y, onset, near, silent = self._v1_maps(x, bflux)
+            beat = near_beat = torch.zeros_like(y[:, :1])
+        after = torch.maximum(torch.maximum(y, _shift(y, -1)), _shift(y, -2))
+        before = torch.minimum(_shift(y, 1), _shift(y, 2))
+        jump = (after - before).clamp(min=self.rules.min_jump)
+        y_rise = y - before
+        loud = x.mean(dim=1, keepdim=True).expand_as(mean)
+        cols = [y, mean, level, bflux * 10, onset, near, y_rise, silent, loud]
+        if self.beats:
+            cols += [beat.expand_as(y), near_beat.expand_as(y)]
+        feats = torch.stack(cols, dim=-1)
+        return ClipEncoding(feats, y, onset, near, jump, silent, beat, near_beat)
+
+    def _v1_maps(self, x: torch.Tensor, bflux: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """gold-v1's rules in torch: level, target (learned gate), onsets, nearness, silence."""
+        cfg = self.config
         level = torch.stack([_top_mean(x[:, lo:hi], 3) for lo, hi in self.bands], dim=1)
         gate = self.gate
         ref = torch.quantile(level.flatten(1), 0.95, dim=1)[:, None, None]
@@ -213,20 +261,31 @@ class RewardModel(nn.Module):
         above = bflux >= _pool(bflux, 21, "avg") + GOLD.onset_delta
         after = torch.maximum(torch.maximum(y, _shift(y, -1)), _shift(y, -2))
         onset = (local_max & above & (after >= GOLD.onset_min_target)).float()
-        before = torch.minimum(_shift(y, 1), _shift(y, 2))
-        jump = (after - before).clamp(min=GOLD.min_jump)
         near = torch.zeros_like(onset)
         for k in range(-4, 5):
             near = torch.maximum(near, _shift(onset, k) * math.exp(-(k**2) / (2 * GOLD.onset_sigma**2)))
         silent = y <= 0
         for k in range(1, GOLD.silence_release + 1):
             silent = silent & (_shift(y, k) <= 0)
-        y_rise = y - before
-        loud = x.mean(dim=1, keepdim=True).expand_as(mean)
-        feats = torch.stack(
-            [y, mean, level, bflux * 10, onset, near, y_rise, silent.float(), loud], dim=-1
-        )
-        return ClipEncoding(feats, y, onset, near, jump, silent.float())
+        return level, y, onset, near, silent.float()
+
+    def _gold_maps(self, cqt: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Later gold versions: level, target, onsets, nearness, silence ``[C, D, T]`` and
+        beats, nearness to a beat ``[C, 1, T]``, from that version's scorer (fixed per clip)."""
+        feats = [self._gold.features(c) for c in cqt.detach().float().cpu().numpy()]
+        c, d, t = len(feats), self.config.num_devices, cqt.shape[-1]
+        onset = np.zeros((c, d, t), np.float32)
+        beat = np.zeros((c, 1, t), np.float32)
+        for i, f in enumerate(feats):
+            for j, frames in enumerate(f.onset_frames):
+                onset[i, j, frames] = 1.0
+            beat[i, 0, f.beat_frames] = 1.0
+        maps = [np.stack([getattr(f, k) for f in feats]).astype(np.float32)
+                for k in ("level", "target", "near_onset", "silent")]
+        near_beat = np.stack([f.near_beat for f in feats])[:, None].astype(np.float32)
+        level, y, near, silent = maps
+        out = (level, y, onset, near, silent, beat, near_beat)
+        return tuple(torch.from_numpy(np.ascontiguousarray(m)).to(cqt.device) for m in out)
 
     # -- action side ---------------------------------------------------------------------
     def score_encoded(
@@ -252,47 +311,41 @@ class RewardModel(nn.Module):
         y, onset, near, jump, silent = (
             getattr(enc, f).unsqueeze(1) for f in ("target", "onset", "near", "jump", "silent")
         )
+        rules = self.rules
         a = action.float()
         prev1, prev2 = _shift(a, 1), _shift(a, 2)
         diff = a - prev1
         rise = a - torch.minimum(prev1, prev2)
         # best Gaussian-weighted rise within gold's onset window, relative to the target's jump
         resp = torch.zeros_like(a)
-        k0, k1 = GOLD.onset_window
-        for k in range(k0, k1 + 1):
-            resp = torch.maximum(resp, _shift(rise, -k) * math.exp(-(k**2) / (2 * GOLD.onset_sigma**2)))
+        k0, k1 = rules.onset_window
+        gauss = [math.exp(-(k**2) / (2 * rules.onset_sigma**2)) for k in range(k0, k1 + 1)]
+        for k, gk in zip(range(k0, k1 + 1), gauss):
+            resp = torch.maximum(resp, _shift(rise, -k) * gk)
         hit = (resp / jump).clamp(0, 1) * onset
-        event = ((rise >= GOLD.rise_event) & (rise >= _shift(rise, 1)) & (rise > _shift(rise, -1))).float()
+        event = ((rise >= rules.rise_event) & (rise >= _shift(rise, 1)) & (rise > _shift(rise, -1))).float()
         nxt2 = _shift(a, -2)
         extremum = (diff * _shift(diff, -1) < 0) & (
-            torch.maximum((a - prev2).abs(), (a - nxt2).abs()) >= GOLD.flash_swing
+            torch.maximum((a - prev2).abs(), (a - nxt2).abs()) >= rules.flash_swing
         )
         window = max(1, int(round(self.config.frame_rate)))  # one second: the flash-count window
         flashes = _pool(extremum.float(), window) * (window / 2.0)
-        lim = GOLD.max_flashes_per_s
+        lim = rules.max_flashes_per_s
         excess = ((flashes - lim) / lim).clamp(0, 1)
         err = a - y
-        act = torch.stack(
-            [
-                a,
-                err,
-                err.abs(),
-                diff,
-                rise,
-                hit,
-                event,
-                event * near,
-                excess,
-                a * silent,
-                a - a.mean(-1, keepdim=True),
-            ],
-        ).reshape(NUM_ACTION_FEATURES, -1)  # [F_a, C*G*D*T]
+        cols = [a, err, err.abs(), diff, rise, hit, event, event * near, excess, a * silent,
+                a - a.mean(-1, keepdim=True)]
+        if self.beats:  # the rig's beat response (gold's ``beat`` component), per frame
+            beat_ev, beat_hit, beat_stats = self._beat_response(enc, a, k0, gauss)
+            near_beat = enc.near_beat.unsqueeze(1)
+            cols += [x.expand_as(a) for x in (beat_ev, beat_ev * near_beat, beat_hit)]
+        act = torch.stack(cols).reshape(self.n_action, -1)  # [F_a, C*G*D*T]
         # frame_mlp's first layer on [clip features, action features], split so the clip
         # part is computed once per clip instead of once per action. Feature-major layout:
         # one wide [H, F_a] @ [F_a, frames] product is ~3x faster on CPU than a Linear over
         # frames with 11 input features, and stacking along dim 0 is a plain copy.
         lin = self.frame_mlp[0]
-        nc = NUM_CLIP_FEATURES
+        nc = self.n_clip
         clip_part = F.linear(enc.feats, lin.weight[:, :nc], lin.bias)  # [C, D, T, H]
         clip_part = clip_part.permute(3, 0, 1, 2).unsqueeze(2)  # [H, C, 1, D, T]
         hdn = (lin.weight[:, nc:] @ act).view(-1, c, g, d, t)  # [H, C, G, D, T]
@@ -321,22 +374,12 @@ class RewardModel(nn.Module):
         f1 = torch.where(n_on > 0, 2 * prec * rec / (prec + rec).clamp(min=1e-6), prec)
         n_sil = silent.sum(-1)
         dark = torch.where(n_sil > 0, 1 - (a * silent).sum(-1) / n_sil.clamp(min=1), 1.0)
-        stats = torch.stack(
-            torch.broadcast_tensors(  # clip-only stats ([C, 1, D]) broadcast over the group
-                corr,
-                sa,
-                sy,
-                ratio,
-                a.mean(-1),
-                err.abs().mean(-1),
-                prec,
-                rec,
-                f1,
-                dark,
-                1 - excess.mean(-1),
-                (n_on > 0).float(),
-            ),
-            dim=-1,
+        per_device = [corr, sa, sy, ratio, a.mean(-1), err.abs().mean(-1), prec, rec, f1, dark,
+                      1 - excess.mean(-1), (n_on > 0).float()]
+        if self.beats:
+            per_device += list(beat_stats)
+        stats = torch.stack(  # clip-only stats ([C, 1, D]) broadcast over the group
+            torch.broadcast_tensors(*per_device), dim=-1
         )
         frame_mean = hdn.mean(-1).movedim(0, -1)  # [C, G, D, H]
         g_in = torch.cat([frame_mean, stats], dim=-1)
@@ -350,6 +393,27 @@ class RewardModel(nn.Module):
         if per_frame:
             return raw, contrib.reshape(b, d, t)
         return raw
+
+    def _beat_response(self, enc: ClipEncoding, a: torch.Tensor, k0: int, gauss: list[float]):
+        """The rig's beat response (gold ``beat``): rises of the mean over devices.
+
+        Returns per-frame events and beat hits ``[C, G, 1, T]`` and the precision, recall, F
+        and whether the clip has beats ``[C, G, 1]``."""
+        thr = self.rules.rise_event / 2
+        m = a.mean(dim=2, keepdim=True)  # [C, G, 1, T]
+        mr = m - torch.minimum(_shift(m, 1), _shift(m, 2))
+        ev = ((mr >= thr) & (mr >= _shift(mr, 1)) & (mr > _shift(mr, -1))).float()
+        resp = torch.zeros_like(mr)
+        for k, gk in zip(range(k0, k0 + len(gauss)), gauss):
+            resp = torch.maximum(resp, (_shift(mr, -k) / thr).clamp(0, 1) * gk)
+        beat, near_beat = enc.beat.unsqueeze(1), enc.near_beat.unsqueeze(1)  # [C, 1, 1, T]
+        hit = resp * beat
+        n_ev, n_beat = ev.sum(-1), beat.sum(-1)
+        prec = torch.where(n_ev > 0, (ev * near_beat).sum(-1) / n_ev.clamp(min=1), 1.0)
+        rec = hit.sum(-1) / n_beat.clamp(min=1)
+        has = (n_beat > 0).float()
+        f1 = has * 2 * prec * rec / (prec + rec).clamp(min=1e-6) + (1 - has)
+        return ev, hit, (prec, rec, f1, has.expand_as(f1))
 
     def forward(
         self, cqt: torch.Tensor, action: torch.Tensor, calibrated: bool = False

@@ -11,6 +11,22 @@ def model_card(model: Any, report: dict, fresh: dict, transfer: dict) -> str:
 
     v = report["best_val"]
     m = model.config.metrics
+    version = model.config.gold_version
+    if version == "gold-v1":
+        clip_side = (
+            "weights, initialised to `device_bands`; mean of the 3 loudest bins), positive flux, "
+            "a target\nestimate `clip((L - gate) / (q95(L) - gate), 0, 1)` with a learned gate, "
+            "onset maps (flux\npeaks above the local mean), silence mask."
+        )
+        beat_limit = "- The gold `beat` component (librosa beat tracking) is not modelled directly.\n"
+    else:
+        clip_side = (
+            f"weights, initialised to `device_bands`) and positive flux; the target, band onsets, "
+            f"silent frames\nand beats are {version}'s own (`GoldScorer(version=\"{version}\")`, "
+            "fixed per clip). The rig's\nbeat response (rises of the mean over devices near the "
+            "clip's beats) is a feature too."
+        )
+        beat_limit = ""
     return f"""# CQTML default reward model
 
 A small Bradley–Terry reward model (`cqtml_env.RewardModel.load_default()`) that scores a
@@ -19,9 +35,7 @@ light show (activations `[4, 216]` in [0, 1]) for a clip's CQT (`[2, 84, 216]`).
 
 ## Architecture
 Per clip (once): the louder CQT channel pooled per device over its band (learned softmax band
-weights, initialised to `device_bands`; mean of the 3 loudest bins), positive flux, a target
-estimate `clip((L - gate) / (q95(L) - gate), 0, 1)` with a learned gate, onset maps (flux
-peaks above the local mean), silence mask. Per action, device and frame: level, error to the
+{clip_side} Per action, device and frame: level, error to the
 target, difference, 2-frame rise, onset response, rise events, a flash-rate estimate, light in
 silence; a linear layer + ReLU ({model.config.hidden} units) to a per-frame contribution. Per device:
 correlation, spreads, onset precision/recall, darkness, flicker statistics and the pooled
@@ -34,7 +48,8 @@ hidden units through a small MLP to a global term. Score = mean over devices and
 seed), 64 candidate actions per clip from `cqtml_env.preferences.candidates` (noise, smoothed noise,
 band followers and their perturbations, i.i.d. samples around good actions on the 32-level
 grid, pulses, the gold target), 128 pairs per clip (half random, half close in gold rank),
-labelled by the **oracle** labeller over the gold scorer (`docs/GOLD.md`).
+labelled by the **oracle** labeller over the gold scorer {version} (`docs/GOLD.md`); the
+figures below are agreement with {version}.
 {report["num_pairs"]} pairs over {report["num_clips"]} clips; {report["val_clips"]} clips held
 out for early stopping (by clip). {report["epochs_run"]} epochs,
 {report["train_minutes"]:.1f} min of training ({m["total_minutes"]:.1f} min in all).
@@ -59,8 +74,7 @@ candidates: {fresh["calibrated_mae"]:.3f}).
 ## Known limits
 - Trained only on synthetic music and the gold scorer's notion of a good show; on real
   recordings the ordering holds less well where the gold scorer's onsets are ambiguous.
-- The gold `beat` component (librosa beat tracking) is not modelled directly.
-- Far outside the candidate mix (e.g. adversarial actions found by long RL optimisation) the
+{beat_limit}- Far outside the candidate mix (e.g. adversarial actions found by long RL optimisation) the
   model can be over-optimised: track the gold score too (Gao et al. 2022).
 - 4 devices, 84 bins; other layouts need retraining.
 """

@@ -44,6 +44,10 @@ class TrainConfig:
     max_minutes: float | None = None
     freeze: tuple[str, ...] = ()
     """parameter-name prefixes kept fixed (e.g. ``("band_logits", "gate")``: the clip encoder)"""
+    gold_version: str | None = None
+    """the gold rules a new model's features follow (``RewardModelConfig.gold_version``);
+    None: the version the preference data were made with (its manifest). Fine-tunes keep
+    their start's."""
 
 
 class _Data:
@@ -140,6 +144,12 @@ def fit_calibration(model: RewardModel, data: _Data, clips: np.ndarray) -> tuple
     return float(scale), float(bias)
 
 
+def prefs_gold_version(ds: PreferenceDataset) -> str:
+    """The gold version a preference data set was made with (gold-v1 when it does not say)."""
+    gold = ds.manifest.get("gold")
+    return gold.get("version", "gold-v1") if isinstance(gold, dict) else "gold-v1"
+
+
 def _writer(log_dir: str | os.PathLike | None):
     if log_dir is None:
         return None
@@ -197,7 +207,8 @@ def _train(ds, arr, out_dir, cfg: TrainConfig, log_dir, progress: bool, name: st
     else:
         model = RewardModel(
             RewardModelConfig(
-                num_devices=arr.actions.shape[1], n_bins=arr.cqt.shape[2], hidden=cfg.hidden
+                num_devices=arr.actions.shape[1], n_bins=arr.cqt.shape[2], hidden=cfg.hidden,
+                gold_version=cfg.gold_version or prefs_gold_version(ds),
             )
         )
     for pname, p in model.named_parameters():
@@ -319,5 +330,6 @@ __all__ = [
     "TrainConfig",
     "evaluate_pairs",
     "fit_calibration",
+    "prefs_gold_version",
     "train_reward_model",
 ]
