@@ -150,6 +150,7 @@ class Evaluator:
     def __init__(self, dataset: Any, indices: np.ndarray, reward: Any = "model",
                  num_devices: int = 4, *, reward_model: Any = None,
                  audio_metrics: bool = True, gold_version: str = "gold-v1") -> None:
+        from cqtml_env.reward.model import shipped_version_for
         from cqtml_env.reward.scoring import ShowScorer, check_reward_contract, load_reward
 
         self.indices, cqts, audio, self.skipped = _usable_clips(
@@ -168,7 +169,9 @@ class Evaluator:
         self.contract = Contract.from_processor(dataset.processor, num_devices=num_devices)
         self.gold = GoldScorer(num_devices=num_devices, frame_rate=self.contract.frame_rate,
                                version=gold_version)
-        _, self.reward_model = load_reward(reward_model if reward_model is not None else reward)
+        # reward="model": the shipped model that goes with this gold version
+        _, self.reward_model = load_reward(reward_model if reward_model is not None else reward,
+                                           shipped_version_for(gold_version))
         check_reward_contract(self.reward_model, self.contract)
         self.scoring = ShowScorer(self.reward_model, self.gold, cache_size=max(1, len(self.indices)))
         self._baselines: dict[str, EvalResult] = {}

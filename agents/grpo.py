@@ -47,6 +47,7 @@ from agents.common import (
     win_rate,
 )
 from cqtml_env import GoldScorer
+from cqtml_env.reward.model import shipped_version_for
 from cqtml_policy.categorical import resolve_device, sample_indices
 
 
@@ -67,7 +68,9 @@ class Args:
     reward: Literal["model", "gold"] = "model"
     """training reward: the learned reward model (proxy) or the gold scorer itself"""
     gold_version: str = "gold-v1"
-    """gold scorer version (docs/GOLD.md): the training reward with --reward gold, and held-out gold"""
+    """gold scorer version (docs/GOLD.md): the training reward with --reward gold, held-out gold,
+    and which shipped reward model --reward model uses (gold-v1's or gold-v5's; the default
+    gold-v5 model for the versions between)"""
     reward_model: str | None = None
     """path to a reward model directory (default: the weights shipped with cqtml-env)"""
     data: str = "synthetic"
@@ -368,6 +371,7 @@ def make_envs(args: Args, split: Any, num_envs: int, progress: bool) -> Any:
         max_duration=args.max_duration,
         gold=GoldScorer(num_devices=args.num_devices, version=args.gold_version,
                         frame_rate=split.processor.frame_rate),
+        gold_version=shipped_version_for(args.gold_version),  # --reward model: the one shipped for it
         cache_size=max(512, len(split.train_indices)),
         autoreset_mode="disabled",  # every iteration resets with its own clips: no autoreset draws
     )

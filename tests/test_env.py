@@ -16,6 +16,7 @@ import pytest
 import torch
 
 import cqtml_env
+from cqtml_env import GoldScorer
 from cqtml_env.datasets.synthetic import SyntheticMusic
 from cqtml_env.env.single import CQTMLEnv
 from cqtml_env.features.cqt import CQTProcessor
@@ -284,11 +285,12 @@ def test_default_reward_model() -> None:
     from importlib.resources import files
 
     # the weights ship in the package: a missing file is a packaging bug, not a skip
-    assert (files("cqtml_env") / "reward" / "weights" / "default.safetensors").is_file()
+    for version in ("gold-v1", "gold-v5"):
+        assert (files("cqtml_env") / "reward" / "weights" / f"{version}.safetensors").is_file()
     from gymnasium.utils.env_checker import check_env
 
     # full size, reward="model" (the default); 4 clips keep the CQT work small
-    env = gym.make("CQTML-v0", render_mode="rgb_array", dataset="synthetic:4")
+    env = gym.make("CQTML-v1", render_mode="rgb_array", dataset="synthetic:4")
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         check_env(env.unwrapped)
@@ -296,6 +298,45 @@ def test_default_reward_model() -> None:
     _, reward, _, _, info = env.step(np.full(env.action_space.shape, 0.5, np.float32))
     assert np.isfinite(reward) and reward == info["proxy_score"]
     assert info["proxy_score"] != info["gold_score"]
+
+
+def test_each_env_version_scores_with_its_gold_and_its_reward_model() -> None:
+    """CQTML-v0: gold-v1 and its model (as before, and the class's default); CQTML-v1: gold-v5
+    and the model trained on it. The same clip and show score differently under the two."""
+    from cqtml_env.reward.model import RewardModel
+    from cqtml_env.versions import ENV_GOLD_VERSIONS
+
+    assert ENV_GOLD_VERSIONS == {"CQTML-v0": "gold-v1", "CQTML-v1": "gold-v5"}
+    ds = SyntheticMusic(2, seed=4, max_duration=3.0)  # long enough for beats
+    action = np.clip(np.random.default_rng(0).random((4, ds.processor.shape[-1])), 0, 1)
+    seen = {}
+    for env_id, version in ENV_GOLD_VERSIONS.items():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # Gymnasium: v0 is not the latest
+            env = gym.make(env_id, dataset=ds)
+        core = env.unwrapped.core
+        assert core.gold_version == version and core.gold.config.version == version
+        assert core.reward_model.config.gold_version == version
+        env.reset(seed=0, options={"clip": 0})
+        _, reward, _, _, info = env.step(action.astype(np.float32))
+        cqt = ds[0]
+        assert info["gold_score"] == pytest.approx(GoldScorer(version=version).score(cqt, action))
+        want = RewardModel.load_default(version).score(cqt, action[None].astype(np.float32))
+        assert reward == pytest.approx(float(want[0]), abs=1e-6)
+        seen[version] = (reward, info["gold_score"])
+        vec = gym.make_vec(env_id, num_envs=2, dataset=ds)
+        assert vec.core.gold_version == version  # the registered version reaches the vector env
+    assert seen["gold-v1"][0] != seen["gold-v5"][0] and seen["gold-v1"][1] != seen["gold-v5"][1]
+    assert CQTMLEnv(dataset=ds).core.gold_version == "gold-v1"  # the class: CQTML-v0 unchanged
+
+
+def test_a_gold_version_without_a_shipped_model_is_a_clear_error() -> None:
+    ds = SyntheticMusic(1, seed=4, max_duration=SHORT)
+    with pytest.raises(ValueError, match="no reward model is shipped for 'gold-v3'.*gold-v5"):
+        CQTMLEnv(dataset=ds, gold_version="gold-v3")
+    assert CQTMLEnv(dataset=ds, gold_version="gold-v3", reward="gold").core.gold.config.version == "gold-v3"
+    with pytest.raises(ValueError, match="unknown gold_version 'gold-v9'"):
+        CQTMLEnv(dataset=ds, gold_version="gold-v9")
 
 
 def test_step_before_reset_raises() -> None:

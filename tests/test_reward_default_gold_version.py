@@ -21,7 +21,9 @@ def test_a_gold_v5_recipe_labels_with_gold_v5_and_says_so(tmp_path):
     # its figures are measured (above chance after five short epochs on 4 clips: ~0.75)
     assert m["fresh_synthetic"]["acc_gold_all_pairs"] > 0.65
     assert m["record_like_transfer"]["acc_gold_all_pairs"] > 0.65
-    saved = RewardModel.from_pretrained(tmp_path / "out" / "default.safetensors")
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "MODEL_CARD-gold-v5.md", "gold-v5.json", "gold-v5.safetensors"]
+    saved = RewardModel.from_pretrained(tmp_path / "out" / "gold-v5.safetensors")
     assert saved.config.metrics["gold_version"] == "gold-v5"
     assert saved.config.gold_version == "gold-v5"  # its features follow gold-v5's rules
     # the stored gold of each candidate is gold-v5's, and the oracle labels follow it

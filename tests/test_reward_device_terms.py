@@ -36,12 +36,12 @@ def _perturb_device_terms(m: RewardModel, seed: int) -> RewardModel:
 
 
 def test_shipped_scores_are_pinned():
-    # raw scores of the shipped weights, computed before the per-device terms existed
+    # raw scores of the gold-v1 weights, computed before the per-device terms existed
     cqt, acts = _inputs()
-    got = RewardModel.load_default().score(cqt, acts, calibrated=False)
+    got = RewardModel.load_default("gold-v1").score(cqt, acts, calibrated=False)
     want = [-57.8303146362, -54.8704948425, -57.2948112488, -56.8637428284]
     np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-5)
-    assert not RewardModel.load_default().config.device_terms
+    assert not any(RewardModel.load_default(v).config.device_terms for v in ("gold-v1", "gold-v5"))
 
 
 def test_device_terms_start_at_zero_with_bit_identical_scores():

@@ -98,11 +98,11 @@ def test_gold_only_scorers_without_the_batch_api_score_the_same(clips: np.ndarra
 
 def test_stale_states_are_dropped_when_the_model_changes(clips: np.ndarray) -> None:
     rm = RewardModel.load_default()
-    scoring = ShowScorer(rm, GoldScorer())
+    scoring = ShowScorer(rm, GoldScorer(version=rm.config.gold_version))
     rows, acts = np.array([0, 1]), _actions(2, clips.shape[-1], 3)
     before = scoring.score(rows, acts, clips.__getitem__).proxy
-    with torch.no_grad():
-        rm.gate.add_(0.05)
+    with torch.no_grad():  # the clip encoder's band pooling: the cached encodings are stale
+        rm.band_logits.add_(torch.linspace(-1.0, 1.0, rm.band_logits.shape[-1]))
     after = scoring.score(rows, acts, clips.__getitem__).proxy
     np.testing.assert_allclose(after, rm.score(clips[[0, 1]], acts), rtol=1e-6, atol=1e-7)
     assert np.abs(after - before).max() > 1e-4

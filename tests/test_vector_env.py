@@ -66,7 +66,7 @@ def batch_actions(env: gym.vector.VectorEnv, seed: int) -> np.ndarray:
 def test_make_vec_returns_native_vector_env_without_warnings() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        env = gym.make_vec("CQTML-v0", num_envs=N, **small_kwargs())
+        env = gym.make_vec("CQTML-v1", num_envs=N, **small_kwargs())  # the latest: no warning
     assert isinstance(env, CQTMLVectorEnv) and env.num_envs == N
     assert env.metadata["autoreset_mode"] is AutoresetMode.SAME_STEP
     assert env.single_observation_space.shape == (2, 84, T_SHORT)

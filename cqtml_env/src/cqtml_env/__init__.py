@@ -1,7 +1,7 @@
 """CQTML environment package: music clip -> CQT observation -> device activations -> reward.
 
 Public names are imported lazily (PEP 562) so ``import cqtml_env`` stays cheap: it only
-registers ``CQTML-v0`` with Gymnasium; torch and librosa load on first use.
+registers ``CQTML-v0`` and ``CQTML-v1`` with Gymnasium; torch and librosa load on first use.
 """
 
 from __future__ import annotations
@@ -45,16 +45,21 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
 
 
 def _register() -> None:
-    """Register CQTML-v0 once (re-imports in worker processes must not re-register)."""
+    """Register CQTML-v0 and CQTML-v1 once (re-imports in worker processes must not
+    re-register); they differ only in their gold version (``cqtml_env.versions``)."""
     from gymnasium.envs.registration import register, registry
 
-    if "CQTML-v0" in registry:
-        return
-    register(
-        id="CQTML-v0",
-        entry_point="cqtml_env.env.single:CQTMLEnv",
-        vector_entry_point="cqtml_env.env.vector:CQTMLVectorEnv",
-    )
+    from cqtml_env.versions import ENV_GOLD_VERSIONS
+
+    for env_id, version in ENV_GOLD_VERSIONS.items():
+        if env_id in registry:
+            continue
+        register(
+            id=env_id,
+            entry_point="cqtml_env.env.single:CQTMLEnv",
+            vector_entry_point="cqtml_env.env.vector:CQTMLVectorEnv",
+            kwargs={"gold_version": version},
+        )
 
 
 _register()

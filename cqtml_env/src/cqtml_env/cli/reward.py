@@ -1,8 +1,9 @@
 """``cqtml-reward``: train a Bradley–Terry reward model, evaluate it, rebuild the default.
 
-The shipped default weights come from one seeded command::
+The shipped weights come from one seeded command per gold version::
 
-    cqtml-reward train-default --out cqtml_env/src/cqtml_env/reward/weights --seed 0
+    cqtml-reward train-default --out cqtml_env/src/cqtml_env/reward/weights --seed 0 \
+        --gold-version gold-v5   # the default; gold-v1: CQTML-v0's
 
 (preferences on 320 synthetic clips, 64 candidates and 128 oracle-labelled pairs per clip,
 then training, evaluation on fresh synthetic and record-like clips, and the model card).
@@ -21,6 +22,7 @@ from cqtml_env.reward.default import (
     DEFAULT_HIDDEN,
     FRESH_DATA_SEED,
 )
+from cqtml_env.reward.model import DEFAULT_GOLD_VERSION
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -165,15 +167,17 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--quiet", action="store_true")
     t.set_defaults(fn=_train)
     d = sub.add_parser("train-default", help="the seeded recipe behind the shipped weights")
-    d.add_argument("--out", required=True, help="where default.safetensors/.json go")
+    d.add_argument("--out", required=True,
+                   help="where GOLD_VERSION.safetensors/.json and MODEL_CARD-GOLD_VERSION.md go")
     d.add_argument("--work", default="runs/reward-default", help="prefs, checkpoints, logs")
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--clips", type=int, default=DEFAULT_CLIPS)
     d.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS)
     d.add_argument("--hidden", type=int, default=DEFAULT_HIDDEN)
     d.add_argument("--threads", type=int, default=1)
-    d.add_argument("--gold-version", default="gold-v1",
-                   help="gold scorer the oracle labels follow (docs/GOLD.md; shipped: gold-v1)")
+    d.add_argument("--gold-version", default=DEFAULT_GOLD_VERSION,
+                   help="gold scorer the oracle labels and the features follow (docs/GOLD.md; "
+                        "shipped: gold-v5, the default, and gold-v1)")
     d.add_argument("--quiet", action="store_true")
     d.set_defaults(fn=_train_default)
     e = sub.add_parser("eval", help="agreement with gold on fresh candidates")

@@ -27,6 +27,7 @@ from cqtml_env.reward.scoring import (
     check_reward_contract,
     load_reward,
 )
+from cqtml_env.versions import ENV_GOLD_VERSIONS
 
 
 @runtime_checkable
@@ -125,7 +126,13 @@ class CQTMLCore:
         gold: Any = None,
         cache_size: int = DEFAULT_CACHE_SIZE,
         dataset_kwargs: Mapping[str, Any] | None = None,
+        gold_version: str = ENV_GOLD_VERSIONS["CQTML-v0"],
     ) -> None:
+        from cqtml_env.gold.scorer import GOLD_VERSIONS
+
+        if gold_version not in GOLD_VERSIONS:
+            raise ValueError(f"unknown gold_version {gold_version!r}; known: {GOLD_VERSIONS}")
+        self.gold_version = gold_version
         self.num_devices = _check_int("num_devices", num_devices, 1)
         self.action_bins = None if action_bins is None else _check_int("action_bins", action_bins, 2)
         self.cache_size = _check_int("cache_size", cache_size, 1)
@@ -150,13 +157,14 @@ class CQTMLCore:
         self.contract = Contract.from_processor(
             self.processor, num_devices=self.num_devices, levels=self.action_bins or DEFAULT_LEVELS
         )
-        self.reward_kind, self.reward_model = load_reward(reward)
+        self.reward_kind, self.reward_model = load_reward(reward, gold_version)
         check_reward_contract(self.reward_model, self.contract)
         if gold is None:
             from cqtml_env.gold.scorer import GoldScorer
 
             # the gold scorer reasons in seconds: it gets the frame rate of this env's CQT
-            gold = GoldScorer(num_devices=self.num_devices, frame_rate=self.contract.frame_rate)
+            gold = GoldScorer(num_devices=self.num_devices, frame_rate=self.contract.frame_rate,
+                              version=gold_version)
         if not isinstance(gold, Scorer) or not hasattr(gold, "score_components"):
             raise TypeError("gold must have .score(cqt, actions) and .score_components(cqt, actions)")
         gold_rate = getattr(getattr(gold, "config", None), "frame_rate", None)

@@ -10,6 +10,7 @@ import numpy as np
 
 from cqtml_env.env.core import DEFAULT_CACHE_SIZE, DEFAULT_NUM_DEVICES, CQTMLCore
 from cqtml_env.features.cqt import CQTProcessor
+from cqtml_env.versions import ENV_GOLD_VERSIONS
 
 
 class CQTMLEnv(gym.Env[np.ndarray, np.ndarray]):
@@ -20,8 +21,23 @@ class CQTMLEnv(gym.Env[np.ndarray, np.ndarray]):
     ``cqt`` (CQTProcessor or its kwargs), ``reward`` ("model", "gold", a reward model path or
     a scorer object), ``action_bins`` (None = Box actions; K = flat MultiDiscrete with level
     i meaning i/(K-1)), ``render_mode`` (None or "rgb_array"), ``gold`` (the monitoring
-    scorer; default GoldScorer()), ``cache_size`` (CQTs kept in memory), ``dataset_kwargs``
-    (for a None/spec ``dataset``: constructor kwargs such as ``num_clips``, ``cache``).
+    scorer; default GoldScorer(version=gold_version)), ``cache_size`` (CQTs kept in memory),
+    ``dataset_kwargs`` (for a None/spec ``dataset``: constructor kwargs such as ``num_clips``,
+    ``cache``), ``gold_version`` (what ``reward="model"`` and the default ``gold`` follow;
+    set by the registered id).
+
+    Spaces: observations ``Box(0, 1, [2, n_bins, T])`` (the clip's CQT); actions
+    ``Box(0, 1, [num_devices, T])``, or ``MultiDiscrete`` with ``action_bins``.
+
+    Rewards: the reward model's calibrated score of the whole show (``reward="gold"``: the gold
+    score); ``info["gold_score"]`` and ``info["gold/<component>"]`` always carry gold's.
+
+    Episode end: one step per episode (``terminated=True``).
+
+    Version history:
+
+    - ``CQTML-v1``: gold-v5 (``docs/GOLD.md``) and the reward model trained on it.
+    - ``CQTML-v0``: gold-v1 and its reward model (the class's default, kept unchanged).
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 1}
@@ -38,6 +54,7 @@ class CQTMLEnv(gym.Env[np.ndarray, np.ndarray]):
         gold: Any = None,
         cache_size: int = DEFAULT_CACHE_SIZE,
         dataset_kwargs: Mapping[str, Any] | None = None,
+        gold_version: str = ENV_GOLD_VERSIONS["CQTML-v0"],
     ) -> None:
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be None or one of {self.metadata['render_modes']}, got {render_mode!r}")
@@ -52,6 +69,7 @@ class CQTMLEnv(gym.Env[np.ndarray, np.ndarray]):
             gold=gold,
             cache_size=cache_size,
             dataset_kwargs=dataset_kwargs,
+            gold_version=gold_version,
         )
         self.observation_space = self.core.observation_space
         self.action_space = self.core.action_space

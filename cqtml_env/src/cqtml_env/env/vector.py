@@ -43,6 +43,7 @@ from gymnasium.vector.utils import batch_space
 
 from cqtml_env.env.core import DEFAULT_CACHE_SIZE, DEFAULT_NUM_DEVICES, CQTMLCore, Scores
 from cqtml_env.features.cqt import CQTProcessor
+from cqtml_env.versions import ENV_GOLD_VERSIONS
 
 _RESET_OPTIONS = ("clip", "clips", "group_size", "groups", "reset_mask")
 
@@ -114,6 +115,7 @@ class CQTMLVectorEnv(VectorEnv):
         cache_size: int | None = None,
         dataset_kwargs: Mapping[str, Any] | None = None,
         autoreset_mode: AutoresetMode | str = AutoresetMode.SAME_STEP,
+        gold_version: str = ENV_GOLD_VERSIONS["CQTML-v0"],
     ) -> None:
         self.autoreset_mode = _autoreset_mode(autoreset_mode)
         self.metadata = {**type(self).metadata, "autoreset_mode": self.autoreset_mode}
@@ -137,6 +139,7 @@ class CQTMLVectorEnv(VectorEnv):
             gold=gold,
             cache_size=cache_size if cache_size is not None else max(DEFAULT_CACHE_SIZE, 2 * self.num_envs),
             dataset_kwargs=dataset_kwargs,
+            gold_version=gold_version,
         )
         self.single_observation_space = self.core.observation_space
         self.single_action_space = self.core.action_space

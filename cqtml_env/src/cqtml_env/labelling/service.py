@@ -123,7 +123,14 @@ class LabellingService:
         self.dataset = dataset
         if len(dataset) < 1:
             raise ValueError("the data set has no clips")
-        self.scorer = scorer or GoldScorer(num_devices=num_devices or 4)
+        if reward_model is None:
+            from cqtml_env.reward.model import RewardModel
+
+            reward_model = RewardModel.load_default()
+        # candidates and their stored gold follow the reward model's gold version
+        self.scorer = scorer or GoldScorer(num_devices=num_devices or 4,
+                                           version=getattr(getattr(reward_model, "config", None),
+                                                           "gold_version", "gold-v1"))
         self.contract = Contract.from_processor(
             dataset.processor, num_devices=self.scorer.config.num_devices
         )
@@ -131,10 +138,6 @@ class LabellingService:
         self.policy = policy
         if "policy" in self.weights and policy is None:
             raise ValueError("selection 'policy' needs a policy (cqtml-label serve --policy DIR)")
-        if reward_model is None:
-            from cqtml_env.reward.model import RewardModel
-
-            reward_model = RewardModel.load_default()
         self.reward_model = reward_model
         self.root = Path(store)
         self._lock_file = StoreLock(self.root)

@@ -1,5 +1,7 @@
 """The seeded recipe behind the shipped reward-model weights (``cqtml-reward train-default``).
 
+One model per gold version (``--gold-version``; shipped: gold-v5, the default, and gold-v1).
+
 Preferences on 320 synthetic clips (64 candidates and 128 oracle-labelled pairs per clip),
 Bradley–Terry training, evaluation on fresh synthetic and record-like clips, the model card,
 and a load round trip. Re-running it with the same seed gives the same weights.
@@ -19,7 +21,7 @@ from cqtml_env.datasets.synthetic import SyntheticMusic
 from cqtml_env.preferences.generate import generate_preferences
 from cqtml_env.preferences.store import PreferenceDataset
 from cqtml_env.reward.evaluation import evaluate_fresh
-from cqtml_env.reward.model import RewardModel
+from cqtml_env.reward.model import DEFAULT_GOLD_VERSION, RewardModel
 from cqtml_env.reward.model_card import model_card
 from cqtml_env.reward.training import TrainConfig, train_reward_model
 
@@ -40,12 +42,13 @@ def train_default(
     hidden: int = DEFAULT_HIDDEN,
     threads: int = 1,
     progress: bool = True,
-    gold_version: str = "gold-v1",
+    gold_version: str = DEFAULT_GOLD_VERSION,
 ) -> RewardModel:
-    """Build the default reward model into ``out`` (``default.safetensors/.json`` + card).
+    """Build a shipped reward model into ``out``: ``{gold_version}.safetensors/.json`` and
+    ``MODEL_CARD-{gold_version}.md``.
 
-    ``gold_version``: the gold scorer whose ordering the oracle labels follow and the figures
-    are measured against (``docs/GOLD.md``); the shipped weights are gold-v1's.
+    ``gold_version``: the gold scorer whose ordering the oracle labels follow, whose rules the
+    model's features follow, and against which the figures are measured (``docs/GOLD.md``).
     """
     from cqtml_env.gold.scorer import GoldScorer
 
@@ -98,14 +101,14 @@ def train_default(
         "generate_minutes": gen_minutes,
         "ms_per_256_one_clip_1_thread": ms256,
         "gold_version": gold_version,
-        "command": f"cqtml-reward train-default --out {out} --seed {seed}"
-                   + ("" if gold_version == "gold-v1" else f" --gold-version {gold_version}"),
+        "command": f"cqtml-reward train-default --out {out} --seed {seed} "
+                   f"--gold-version {gold_version}",
     }
     out = Path(out)
-    model.save_pretrained(out, "default")
+    model.save_pretrained(out, gold_version)
     card = model_card(model, report, fresh, transfer)
-    (out / "MODEL_CARD.md").write_text(card)
-    RewardModel.from_pretrained(out / "default.safetensors")  # round trip check
+    (out / f"MODEL_CARD-{gold_version}.md").write_text(card)
+    RewardModel.from_pretrained(out / f"{gold_version}.safetensors")  # round trip check
     return model
 
 

@@ -107,6 +107,15 @@ BEAT_CLIP_FEATURES, BEAT_ACTION_FEATURES, BEAT_GLOBAL_STATS = 2, 3, 4
 DEVICE_TERMS = ("device_in", "device_bias", "device_out", "device_global")
 # the gold scorer's rule constants, mirrored by the model's hand-made features (one source)
 GOLD = GoldConfig()
+# the gold versions whose trained models ship in the wheel; load_default()'s is the newest
+SHIPPED_GOLD_VERSIONS = ("gold-v1", "gold-v5")
+DEFAULT_GOLD_VERSION = "gold-v5"
+
+
+def shipped_version_for(gold_version: str) -> str:
+    """The shipped reward model that goes with ``gold_version``: its own where one ships,
+    otherwise the default (for runs that only report the proxy beside that gold)."""
+    return gold_version if gold_version in SHIPPED_GOLD_VERSIONS else DEFAULT_GOLD_VERSION
 
 
 class ClipEncoding:
@@ -565,18 +574,26 @@ class RewardModel(nn.Module):
         return model
 
     @classmethod
-    def load_default(cls) -> RewardModel:
-        """The weights shipped in the wheel (``cqtml_env/reward/weights/default.*``)."""
+    def load_default(cls, gold_version: str = DEFAULT_GOLD_VERSION) -> RewardModel:
+        """The weights shipped in the wheel for ``gold_version`` (``reward/weights/{version}.*``).
+
+        gold-v5's model is the default (``CQTML-v1``'s reward); gold-v1's is ``CQTML-v0``'s.
+        """
         from importlib.resources import files
 
+        if gold_version not in SHIPPED_GOLD_VERSIONS:
+            raise ValueError(
+                f"no reward model is shipped for {gold_version!r}; shipped: {SHIPPED_GOLD_VERSIONS} "
+                f"(train one with `cqtml-reward train-default --gold-version {gold_version}`)"
+            )
         base = files("cqtml_env") / "reward" / "weights"
-        with_path = Path(str(base / "default.safetensors"))
+        with_path = Path(str(base / f"{gold_version}.safetensors"))
         if not with_path.is_file():
             raise FileNotFoundError(
-                f"no default reward model at {with_path}; train it with "
-                "`cqtml-reward train-default --out cqtml_env/src/cqtml_env/reward/weights`"
+                f"no shipped reward model at {with_path}; train it with `cqtml-reward "
+                f"train-default --gold-version {gold_version} --out cqtml_env/src/cqtml_env/reward/weights`"
             )
-        return cls.from_pretrained(with_path)
+        return cls.from_pretrained(with_path, name=gold_version)
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
@@ -598,5 +615,5 @@ def spearman(x: np.ndarray, y: np.ndarray) -> float:
     return 0.0 if math.isnan(r) else float(r)
 
 
-__all__ = ["DEVICE_TERMS", "RewardModel", "RewardModelConfig", "ClipEncoding", "bt_loss",
-           "spearman"]
+__all__ = ["DEFAULT_GOLD_VERSION", "DEVICE_TERMS", "SHIPPED_GOLD_VERSIONS", "ClipEncoding",
+           "RewardModel", "RewardModelConfig", "bt_loss", "shipped_version_for", "spearman"]

@@ -27,9 +27,9 @@ def model_card(model: Any, report: dict, fresh: dict, transfer: dict) -> str:
             "clip's beats) is a feature too."
         )
         beat_limit = ""
-    return f"""# CQTML default reward model
+    return f"""# CQTML reward model for {version}
 
-A small Bradley–Terry reward model (`cqtml_env.RewardModel.load_default()`) that scores a
+A small Bradley–Terry reward model (`cqtml_env.RewardModel.load_default("{version}")`) that scores a
 light show (activations `[4, 216]` in [0, 1]) for a clip's CQT (`[2, 84, 216]`).
 {model.num_parameters()} parameters; safetensors + JSON config.
 

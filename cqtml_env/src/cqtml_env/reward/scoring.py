@@ -11,7 +11,7 @@ Example:
     >>> import numpy as np
     >>> from cqtml_env import GoldScorer, RewardModel
     >>> cqts = np.random.default_rng(0).random((2, 2, 84, 216), dtype=np.float32)
-    >>> scoring = ShowScorer(proxy=RewardModel.load_default(), gold=GoldScorer())
+    >>> scoring = ShowScorer(proxy=RewardModel.load_default(), gold=GoldScorer(version="gold-v5"))
     >>> s = scoring.score(np.array([0, 0, 1]), np.full((3, 4, 216), 0.5, np.float32), cqts.__getitem__)
     >>> s.proxy.shape, s.gold.shape, sorted(s.components)[:2]
     ((3,), (3,), ['beat', 'corr'])
@@ -143,18 +143,21 @@ class ShowScorer:
 _REWARD_MODELS: dict[str, Any] = {}  # loaded once per process: SyncVectorEnv makes many envs
 
 
-def load_reward(reward: Any) -> tuple[str, Any]:
+def load_reward(reward: Any, gold_version: str | None = None) -> tuple[str, Any]:
     """``reward`` spec -> (kind, reward function): ``"gold"`` (None: gold is the reward),
-    ``"model"`` (the shipped reward model, or one saved at a path) or ``"custom"`` (an object
-    implementing the reward protocol, or with ``score(cqt, actions)``)."""
+    ``"model"`` (the reward model shipped for ``gold_version``, None: the default one, or one
+    saved at a path) or ``"custom"`` (an object implementing the reward protocol, or with
+    ``score(cqt, actions)``)."""
     if isinstance(reward, str) and reward == "gold":
         return "gold", None
     if isinstance(reward, str) and reward == "model":
-        if "default" not in _REWARD_MODELS:
-            from cqtml_env.reward.model import RewardModel
+        from cqtml_env.reward.model import DEFAULT_GOLD_VERSION, RewardModel
 
-            _REWARD_MODELS["default"] = RewardModel.load_default().eval()
-        return "model", _REWARD_MODELS["default"]
+        version = gold_version or DEFAULT_GOLD_VERSION
+        key = f"shipped:{version}"
+        if key not in _REWARD_MODELS:
+            _REWARD_MODELS[key] = RewardModel.load_default(version).eval()
+        return "model", _REWARD_MODELS[key]
     if isinstance(reward, (str, os.PathLike)):
         path = Path(reward).expanduser()
         if not path.exists():
