@@ -2,10 +2,13 @@
 
     python bench/bench_reward.py [--repeats 20] [--threads 1]
 
-Cases: the shipped reward model with one clip broadcast over 256 actions (GRPO: G actions
-of one clip; the clip is encoded once), 256 distinct clips with one action each (a vector
-env step), the per-clip encoding alone, and the gold scorer on 256 actions of one clip
-(features cached, as in preference generation). Reports the median over repeats.
+Cases, for each shipped reward model (gold-v1's and gold-v5's, side by side): 256 actions
+of one encoded clip (GRPO: G actions of one clip; the env encodes each clip once), encoding a
+clip never seen (gold-v5's encoder runs gold-v5's rules on it, beat tracking included), and
+256 distinct clips with one action each (a vector env step; the same 256 clips every repeat,
+so gold-v5's rule features come from its cache after the warm-up, as they do in the env).
+Then the gold scorer (gold-v1) on 256 actions of one clip (features cached, as in preference
+generation) and its per-clip features. Reports the median over repeats.
 """
 
 from __future__ import annotations
@@ -36,23 +39,45 @@ def main() -> None:
     import torch
 
     from cqtml_env.gold.scorer import GoldScorer
-    from cqtml_env.reward.model import RewardModel
+    from cqtml_env.reward.model import SHIPPED_GOLD_VERSIONS, RewardModel
 
     torch.set_num_threads(args.threads)
     rng = np.random.default_rng(0)
     n = args.batch
-    model = RewardModel.load_default()
     one_clip = torch.from_numpy(rng.random((1, 2, 84, 216), dtype=np.float32) * 0.8)
     clips = torch.from_numpy(rng.random((n, 2, 84, 216), dtype=np.float32) * 0.8)
     actions = torch.from_numpy(rng.random((n, 4, 216), dtype=np.float32))
-    print(f"reward model: {model.num_parameters()} parameters, torch threads {args.threads}")
+    models = {v: RewardModel.load_default(v) for v in SHIPPED_GOLD_VERSIONS}
+    print(f"shipped reward models, torch threads {args.threads}")
     with torch.no_grad():
-        ms = median_ms(lambda: model(one_clip, actions), args.repeats)
-        print(f"  1 clip x {n} actions      {ms:8.2f} ms per {n}")
-        ms = median_ms(lambda: model(clips, actions), max(3, args.repeats // 4))
-        print(f"  {n} clips x 1 action each  {ms:8.2f} ms per {n}")
-        ms = median_ms(lambda: model.encode_clip(clips), max(3, args.repeats // 4))
-        print(f"  encode {n} clips only      {ms:8.2f} ms")
+        encoded = {}
+        for v, m in models.items():
+            m.encode_clip(one_clip)  # first call: imports, librosa's beat tracker compiles
+            encoded[v] = m.encode_clip(one_clip)
+        cases = {  # each repeat times every model in turn: side by side, same machine state
+            f"1 encoded clip x {n} actions": lambda v: models[v].score_encoded(encoded[v], actions),
+            f"{n} clips x 1 action each": lambda v: models[v](clips, actions),
+        }
+        for name, fn in cases.items():
+            for v in models:
+                fn(v)  # warm-up (and gold-v5's rule features of these clips, cached)
+            times = {v: [] for v in models}
+            for _ in range(args.repeats):
+                for v in models:
+                    t0 = time.perf_counter()
+                    fn(v)
+                    times[v].append(time.perf_counter() - t0)
+            ms = {v: float(np.median(t) * 1e3) for v, t in times.items()}
+            print(f"  {name:28s} " + "  ".join(f"{v} {x:7.2f} ms" for v, x in ms.items())
+                  + f"  (ratio {ms['gold-v5'] / ms['gold-v1']:.2f})")
+        for v, m in models.items():
+            fresh = [torch.from_numpy(rng.random((1, 2, 84, 216), dtype=np.float32) * 0.8)
+                     for _ in range(5)]  # new content: the gold rules' cache cannot help
+            t0 = time.perf_counter()
+            for c in fresh:
+                m.encode_clip(c)
+            print(f"  encode one new clip, {v}  {(time.perf_counter() - t0) / 5 * 1e3:7.2f} ms "
+                  f"({m.num_parameters()} parameters)")
     gold = GoldScorer()
     cqt = one_clip[0].numpy()
     acts = actions.numpy()
