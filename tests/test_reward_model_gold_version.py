@@ -178,3 +178,22 @@ def test_the_evaluator_reports_the_proxy_of_the_model_shipped_for_its_gold():
     for version, want in (("gold-v1", "gold-v1"), ("gold-v4", "gold-v5"), ("gold-v5", "gold-v5")):
         ev = Evaluator(ds, np.arange(2), reward="model", gold_version=version, audio_metrics=False)
         assert ev.reward_model.config.gold_version == want and ev.gold.config.version == version
+
+
+def test_grpo_with_gold_v5_trains_against_the_gold_v5_reward_model(tmp_path):
+    """agents/grpo.py --reward model --gold-version V: the env's reward is the model shipped for
+    V (gold-v1 keeps its own), and held-out gold is V's."""
+    from test_agents import tiny
+
+    from agents import grpo
+    from agents.common import split_data
+
+    for version in ("gold-v1", "gold-v5"):
+        args = tiny(tmp_path / version, gold_version=version)
+        split = split_data(args.data, args.max_duration, eval_clips=args.eval_clips,
+                           train_clips=args.train_clips, seed=args.seed)
+        envs = grpo.make_envs(args, split, num_envs=4, progress=False)
+        core = envs.unwrapped.core
+        assert core.reward_model.config.gold_version == version
+        assert core.gold.config.version == version
+        envs.close()
