@@ -48,6 +48,7 @@ from agents.common import (
 )
 from cqtml_env import GoldScorer
 from cqtml_env.reward.model import shipped_version_for
+from cqtml_env.versions import env_id_for
 from cqtml_policy.categorical import resolve_device, sample_indices
 
 
@@ -363,7 +364,7 @@ def make_envs(args: Args, split: Any, num_envs: int, progress: bool) -> Any:
 
         train_data = LevelAugmented(split.train, args.level_augment_db, seed=args.seed)
     envs = gym.make_vec(
-        "CQTML-v0",
+        env_id_for(shipped_version_for(args.gold_version)),  # --reward model: the model shipped for it
         num_envs=num_envs,
         dataset=train_data,
         reward=reward_spec,
@@ -371,7 +372,6 @@ def make_envs(args: Args, split: Any, num_envs: int, progress: bool) -> Any:
         max_duration=args.max_duration,
         gold=GoldScorer(num_devices=args.num_devices, version=args.gold_version,
                         frame_rate=split.processor.frame_rate),
-        gold_version=shipped_version_for(args.gold_version),  # --reward model: the one shipped for it
         cache_size=max(512, len(split.train_indices)),
         autoreset_mode="disabled",  # every iteration resets with its own clips: no autoreset draws
     )
@@ -448,7 +448,8 @@ def setup(args: Args) -> Run:
 
             warm_numba_caches()
         dist.barrier()
-    run_name = f"CQTML-v0__{args.exp_name}__{args.seed}__{int(time.time())}"
+    env_id = env_id_for(shipped_version_for(args.gold_version))
+    run_name = f"{env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
     run_dir = Path(args.run_dir or f"runs/{run_name}")
     if args.clips_per_iteration % world:
         raise ValueError(f"--clips-per-iteration ({args.clips_per_iteration}) must divide by the number of processes ({world})")

@@ -304,9 +304,11 @@ def test_each_env_version_scores_with_its_gold_and_its_reward_model() -> None:
     """CQTML-v0: gold-v1 and its model (as before, and the class's default); CQTML-v1: gold-v5
     and the model trained on it. The same clip and show score differently under the two."""
     from cqtml_env.reward.model import RewardModel
-    from cqtml_env.versions import ENV_GOLD_VERSIONS
+    from cqtml_env.versions import ENV_GOLD_VERSIONS, env_id_for
 
     assert ENV_GOLD_VERSIONS == {"CQTML-v0": "gold-v1", "CQTML-v1": "gold-v5"}
+    assert [env_id_for(v) for v in ("gold-v1", "gold-v3", "gold-v5")] == [
+        "CQTML-v0", "CQTML-v1", "CQTML-v1"]
     ds = SyntheticMusic(2, seed=4, max_duration=3.0)  # long enough for beats
     action = np.clip(np.random.default_rng(0).random((4, ds.processor.shape[-1])), 0, 1)
     seen = {}

@@ -8,4 +8,11 @@ version only changes what the env rewards and monitors: spaces and data are the 
 ENV_GOLD_VERSIONS: dict[str, str] = {"CQTML-v0": "gold-v1", "CQTML-v1": "gold-v5"}
 LATEST_ENV = "CQTML-v1"
 
-__all__ = ["ENV_GOLD_VERSIONS", "LATEST_ENV"]
+
+def env_id_for(gold_version: str) -> str:
+    """The registered id scoring with ``gold_version``; the latest for a version none uses
+    (pass ``gold=`` and ``reward=`` explicitly then)."""
+    return next((k for k, v in ENV_GOLD_VERSIONS.items() if v == gold_version), LATEST_ENV)
+
+
+__all__ = ["ENV_GOLD_VERSIONS", "LATEST_ENV", "env_id_for"]
