@@ -14,7 +14,9 @@ been made with the probe set (README, gold-v5), looked at once, for the final re
 ``--split fresh`` a fifth, added after the holdout set had been looked at; ``--split reserve``
 a sixth, added after fresh had been looked at and first scored in stop 29's final table;
 ``--split vault`` a seventh, added when reserve had been scored (stop 30), kept unscored until
-that stop's choices were made. The tune half gained two game scores in stop 29 (Flare,
+that stop's choices were made; ``--split spare`` an eighth, added when the vault had been
+scored (stop 31): one composer's electronic game loops, a style no other split has, kept
+unscored for the next choice. The tune half gained two game scores in stop 29 (Flare,
 FreedroidRPG). The audio stays outside the repository.
 
 The check itself does what ``cqtml-reward eval`` does (``reward_train.evaluate_fresh``:
@@ -91,8 +93,20 @@ SOURCES = [
      20.0, 45.0, None, "CC-BY-SA-3.0", "vault"),
     ("lugaru-data", "game_lugaru", "usr/share/games/lugaru/Sounds/Music*.ogg",
      10.0, 45.0, None, "CC-BY-SA-3.0 (Data/*)", "vault"),
+    # "spare": added when the vault had been scored (stop 31), kept unscored for the next
+    # stop's choices: Kenta Cho's shoot-'em-up loops (electronic; BSD-2-Clause-style licence)
+    ("torus-trooper-data", "electronic_tt", "usr/share/games/torus-trooper/sounds/musics/*.ogg",
+     5.0, 45.0, None, "BSD-2-Clause (Kenta Cho)", "spare"),
+    ("gunroar-data", "electronic_gr", "usr/share/games/gunroar/sounds/musics/*.ogg",
+     5.0, 45.0, None, "BSD-2-Clause (Kenta Cho)", "spare"),
+    ("mu-cade-data", "electronic_mcd", "usr/share/games/mu-cade/sounds/musics/*.ogg",
+     5.0, 45.0, None, "BSD-2-Clause (Kenta Cho)", "spare"),
+    ("noiz2sa-data", "electronic_noiz2sa", "usr/share/games/noiz2sa/sounds/stg*.ogg",
+     5.0, 45.0, None, "BSD-2-Clause (Kenta Cho)", "spare"),
+    ("titanion-data", "electronic_ttn", "usr/share/games/titanion/sounds/musics/*.ogg",
+     5.0, 45.0, None, "BSD-2-Clause (Kenta Cho)", "spare"),
 ]
-SPLITS = ("all", "tune", "check", "probe", "holdout", "fresh", "reserve", "vault")
+SPLITS = ("all", "tune", "check", "probe", "holdout", "fresh", "reserve", "vault", "spare")
 
 
 def sources(split: str = "all") -> list[tuple]:
