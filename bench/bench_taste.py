@@ -323,7 +323,9 @@ def main(argv: list[str] | None = None) -> int:
     from cqtml_env.reward.finetune import FinetuneRecipe, finetune_reward_model
 
     pools = heldout_pools(args.heldout_clips, work)
-    shipped = RewardModel.load_default()
+    from cqtml_env.reward.model import TASTE_GOLD_VERSION
+
+    shipped = RewardModel.load_default(TASTE_GOLD_VERSION)  # what init="default" starts from
     res = {"shipped": agreement(shipped, pools), "rows": [], "answers_per_s": rate,
            "label_seconds": t_label, "both_played": played, "seed": args.seed}
     recipe = {k: v for k, v in (("lr", args.lr), ("epochs", args.epochs),

@@ -19,6 +19,7 @@ from cqtml_env.reward.finetune import (
     combine_arrays,
     finetune_reward_model,
 )
+from cqtml_env.reward.model import TASTE_GOLD_VERSION
 
 
 def _heads_perturbed(base: RewardModel, seed: int) -> RewardModel:
@@ -104,7 +105,8 @@ def test_finetune_ensemble_members_differ_and_the_model_is_their_mean(store, tmp
     model, rep = finetune_reward_model([store], tmp_path, recipe=recipe, progress=False)
     assert rep["finetune"]["ensemble"] == 2 and len(rep["members"]) == 2
     members = [RewardModel.from_pretrained(tmp_path / f"member{k}") for k in range(2)]
-    base = RewardModel.load_default()
+    base = RewardModel.load_default(TASTE_GOLD_VERSION)  # what init="default" starts from
+    assert base.config.gold_version == "gold-v1"
     for m in members:  # the clip encoder stayed the shipped one
         assert torch.equal(m.band_logits, base.band_logits) and torch.equal(m.gate, base.gate)
     w0, w1 = (m.frame_mlp[0].weight for m in members)

@@ -197,3 +197,20 @@ def test_grpo_with_gold_v5_trains_against_the_gold_v5_reward_model(tmp_path):
         assert core.reward_model.config.gold_version == version
         assert core.gold.config.version == version
         envs.close()
+
+
+def test_the_labelling_page_starts_from_gold_v1_and_samples_with_its_models_gold(tmp_path):
+    """A person's taste starts from gold-v1's model (it learns a taste at least as well as
+    gold-v5's; README); the candidates and stored gold follow whichever model the page uses."""
+    from cqtml_env.labelling.service import LabellingService
+    from cqtml_env.reward.model import TASTE_GOLD_VERSION
+
+    ds = SyntheticMusic(2, seed=5, max_duration=2.0)
+    assert TASTE_GOLD_VERSION == "gold-v1"
+    for model, want in ((None, "gold-v1"), (RewardModel.load_default(), "gold-v5")):
+        svc = LabellingService(ds, tmp_path / want, reward_model=model, background=False)
+        try:
+            assert svc.reward_model.config.gold_version == want
+            assert svc.scorer.config.version == want
+        finally:
+            svc.close()

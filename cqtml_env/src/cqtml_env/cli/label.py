@@ -38,7 +38,7 @@ def build_service(args: argparse.Namespace):
 
     from cqtml_env.datasets.spec import make_dataset
     from cqtml_env.labelling.service import LabellingService, ServiceConfig
-    from cqtml_env.reward.model import RewardModel
+    from cqtml_env.reward.model import TASTE_GOLD_VERSION, RewardModel
 
     torch.set_num_threads(max(1, args.threads))
     dataset = make_dataset(args.data)
@@ -46,7 +46,7 @@ def build_service(args: argparse.Namespace):
     model = (
         RewardModel.from_pretrained(args.reward_model)
         if args.reward_model
-        else RewardModel.load_default()
+        else RewardModel.load_default(TASTE_GOLD_VERSION)
     )
     cfg = ServiceConfig(
         selection=args.selection,

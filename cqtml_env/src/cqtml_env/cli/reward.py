@@ -142,7 +142,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="cqtml-prefs directory (repeat to combine stores when fine-tuning)")
     t.add_argument("--out", required=True)
     t.add_argument("--init", default=None,
-                   help="fine-tune: 'default' (the shipped weights) or a model directory; "
+                   help="fine-tune: 'default' (the shipped model a taste starts from, "
+                        "gold-v1's) or a model directory; "
                         "trains on human labels, held out by clip")
     t.add_argument("--labeller", default=None, help="fine-tune on this person's labels only")
     t.add_argument("--mix-gold", type=float, default=0.0,

@@ -124,9 +124,9 @@ class LabellingService:
         if len(dataset) < 1:
             raise ValueError("the data set has no clips")
         if reward_model is None:
-            from cqtml_env.reward.model import RewardModel
+            from cqtml_env.reward.model import TASTE_GOLD_VERSION, RewardModel
 
-            reward_model = RewardModel.load_default()
+            reward_model = RewardModel.load_default(TASTE_GOLD_VERSION)
         # candidates and their stored gold follow the reward model's gold version
         self.scorer = scorer or GoldScorer(num_devices=num_devices or 4,
                                            version=getattr(getattr(reward_model, "config", None),

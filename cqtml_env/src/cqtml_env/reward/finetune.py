@@ -8,6 +8,9 @@ set (``mix_gold`` = their share of the fit pairs); gold pairs on held-out clip i
 dropped (no leakage). The report puts the fine-tuned model's held-out agreement with the
 person next to the starting model's on the very same pairs.
 
+``init="default"`` is the shipped model a person's taste starts from, gold-v1's
+(``TASTE_GOLD_VERSION``: it learns a taste at least as well as gold-v5's; README).
+
 The recipe (:class:`FinetuneRecipe`, the default of ``cqtml-reward train --init default``):
 the clip encoder is frozen and only the heads learn, with per-device terms added at zero
 (:meth:`RewardModel.with_device_terms`: a person may want the bass lamp to pump and the treble
@@ -31,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from cqtml_env.preferences.store import PreferenceArrays, PreferenceDataset
-from cqtml_env.reward.model import RewardModel
+from cqtml_env.reward.model import TASTE_GOLD_VERSION, RewardModel
 from cqtml_env.reward.training import TrainConfig, _Data, _write_json, evaluate_pairs
 
 
@@ -171,7 +174,8 @@ def finetune_reward_model(
     if not 0.0 <= mix_gold < 1.0:
         raise ValueError(f"mix_gold must be in [0, 1), got {mix_gold}")
     if isinstance(init, str):
-        init = RewardModel.load_default() if init == "default" else RewardModel.from_pretrained(init)
+        init = (RewardModel.load_default(TASTE_GOLD_VERSION) if init == "default"
+                else RewardModel.from_pretrained(init))
     if recipe.device_terms and not init.config.device_terms:
         init = init.with_device_terms()
     stores = [PreferenceDataset(p) for p in prefs]
