@@ -5,8 +5,9 @@ for librosa), same reward model and gold scorer (per-clip gold features pre-comp
 SAME_STEP autoreset, N sub-envs, measured in one run.
 One "step" is one scored episode (one clip, one action), so steps/s = N * vector steps / s.
 
-    .venv/bin/python bench/bench_vector_env.py            # N=64, default reward model
+    .venv/bin/python bench/bench_vector_env.py            # N=64, CQTML-v0 (gold-v1 model)
     .venv/bin/python bench/bench_vector_env.py --group-size 8 # also time GRPO-style groups
+    .venv/bin/python bench/bench_vector_env.py --env-id CQTML-v1   # gold-v5 and its model
 
 If the shipped reward-model weights are missing, a randomly initialised RewardModel of the
 default architecture is used (same cost per forward pass; the scores are meaningless).
@@ -24,10 +25,11 @@ import gymnasium as gym
 import torch
 from gymnasium.vector import AutoresetMode
 
-import cqtml_env  # noqa: F401  (registers CQTML-v0)
+import cqtml_env  # noqa: F401  (registers CQTML-v0 and CQTML-v1)
 from cqtml_env.datasets.synthetic import SyntheticMusic
 from cqtml_env.features.cache import FeatureCache
 from cqtml_env.gold.scorer import GoldScorer
+from cqtml_env.versions import ENV_GOLD_VERSIONS
 
 
 def reward_spec(tmp: Path) -> tuple[Any, str]:
@@ -35,7 +37,7 @@ def reward_spec(tmp: Path) -> tuple[Any, str]:
 
     try:
         RewardModel.load_default()
-        return "model", "default reward model"
+        return "model", "the env version's shipped reward model"
     except FileNotFoundError:
         torch.manual_seed(0)
         RewardModel().save_pretrained(tmp / "rm")
@@ -67,6 +69,8 @@ def main() -> None:
     p.add_argument("--group-size", type=int, default=None, help="also time native with this group size (GRPO's G)")
     p.add_argument("--action-bins", type=int, default=None)
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    p.add_argument("--env-id", default="CQTML-v0", choices=sorted(ENV_GOLD_VERSIONS),
+                   help="which registered version (its reward model and gold)")
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -82,16 +86,17 @@ def main() -> None:
         print(f"precomputed {len(ds)} CQTs {ds.processor.shape} in {time.perf_counter() - t0:.1f}s")
         # one gold scorer for everybody, its per-clip feature cache warm: gold features are
         # per clip and would otherwise be recomputed by each of the N sync sub-envs
-        gold = GoldScorer(num_devices=4, cache_size=max(64, len(ds)))
+        gold = GoldScorer(num_devices=4, cache_size=max(64, len(ds)),
+                          version=ENV_GOLD_VERSIONS[args.env_id])
         for i in range(len(ds)):
             gold.features(ds[i])
         kw = {"dataset": ds, "reward": reward, "action_bins": args.action_bins, "gold": gold}
         n = args.num_envs
-        print(f"N={n}, reward: {reward_desc}, torch threads: {torch.get_num_threads()}")
+        print(f"{args.env_id}, N={n}, reward: {reward_desc}, torch threads: {torch.get_num_threads()}")
 
-        native = gym.make_vec("CQTML-v0", num_envs=n, **kw)
+        native = gym.make_vec(args.env_id, num_envs=n, **kw)
         sync = gym.make_vec(
-            "CQTML-v0",
+            args.env_id,
             num_envs=n,
             vectorization_mode="sync",
             vector_kwargs={"autoreset_mode": AutoresetMode.SAME_STEP},
