@@ -355,6 +355,12 @@ class Timer:
         self.mark = _lap(self.phase, name, self.mark)
 
 
+def env_id(args: Args) -> str:
+    """The registered env version for ``--gold-version``: its ``--reward model`` is the reward
+    model shipped for that version (CQTML-v1: gold-v5's, also for gold-v2..v4)."""
+    return env_id_for(shipped_version_for(args.gold_version))
+
+
 def make_envs(args: Args, split: Any, num_envs: int, progress: bool) -> Any:
     """The native vector env (``num_envs`` = b x G sub-envs), every training CQT prefetched."""
     reward_spec = args.reward_model if (args.reward == "model" and args.reward_model) else args.reward
@@ -364,7 +370,7 @@ def make_envs(args: Args, split: Any, num_envs: int, progress: bool) -> Any:
 
         train_data = LevelAugmented(split.train, args.level_augment_db, seed=args.seed)
     envs = gym.make_vec(
-        env_id_for(shipped_version_for(args.gold_version)),  # --reward model: the model shipped for it
+        env_id(args),
         num_envs=num_envs,
         dataset=train_data,
         reward=reward_spec,
@@ -448,8 +454,7 @@ def setup(args: Args) -> Run:
 
             warm_numba_caches()
         dist.barrier()
-    env_id = env_id_for(shipped_version_for(args.gold_version))
-    run_name = f"{env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
+    run_name = f"{env_id(args)}__{args.exp_name}__{args.seed}__{int(time.time())}"
     run_dir = Path(args.run_dir or f"runs/{run_name}")
     if args.clips_per_iteration % world:
         raise ValueError(f"--clips-per-iteration ({args.clips_per_iteration}) must divide by the number of processes ({world})")

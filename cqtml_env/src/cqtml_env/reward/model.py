@@ -24,8 +24,8 @@ Structured like the task so that it is fast and transfers to real music:
    them (:meth:`RewardModel.with_device_terms`) leaves every score bit-identical, and weight
    decay pulls them back towards the shared head; the fine-tune learns them.
 
-5. **Gold version** (``gold_version``; gold-v1 in the shipped model until it is retrained).
-   gold-v1's target is the estimate of item 1, computed here with a learned gate. Later gold
+5. **Gold version** (``gold_version``; the shipped models: gold-v5's, the default, and
+   gold-v1's). gold-v1's target is the estimate of item 1, computed here with a learned gate. Later gold
    versions shape their target with rules a small encoder cannot learn from a few thousand
    pairs (per-band floor and ceiling, a follower with attack and decay, punches, a pulse on
    the clip's beats from librosa's beat tracker). There the encoder takes the target, the band
