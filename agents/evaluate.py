@@ -84,6 +84,9 @@ def write_report(
         "policy": policy_spec,
         "data": data,
         "gold_version": evaluator.gold.config.version,
+        # which reward model the proxy column is (None: a custom scorer without a config)
+        "proxy_gold_version": getattr(getattr(evaluator.reward_model, "config", None),
+                                      "gold_version", None),
         "clips": len(res.gold),
         "skipped_clips": len(evaluator.skipped),
         "skipped_reasons": _count_reasons(evaluator.skipped),
@@ -164,7 +167,9 @@ def _markdown(r: dict) -> str:
         f"# Evaluation of `{r['policy']}`",
         "",
         f"{r['clips']} clips of `{r['data'] or 'held-out data'}`, temperature {r['temperature']}, "
-        f"gold scorer `{r.get('gold_version', 'gold-v1')}`.",
+        f"gold scorer `{r.get('gold_version', 'gold-v1')}`"
+        + (f"; proxy: the reward model trained on `{r['proxy_gold_version']}`."
+           if r.get("proxy_gold_version") else "."),
         "",
         "| policy | gold (mean ± 95% CI) | proxy |",
         "|---|---|---|",

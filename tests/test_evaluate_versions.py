@@ -24,6 +24,10 @@ def test_report_has_normalised_gold_for_every_version(tmp_path):
     # the scored version's entry is the headline normalised score
     assert noise["normalized_by_version"]["gold-v3"] == pytest.approx(noise["normalized_score"])
     assert "gold-v1" in (tmp_path / "rnd" / "report.md").read_text()
+    # gold-v3 ships no reward model: the proxy column is the default (gold-v5) model's, and
+    # the report says so
+    assert saved["proxy_gold_version"] == "gold-v5"
+    assert "proxy: the reward model trained on `gold-v5`" in (tmp_path / "rnd" / "report.md").read_text()
 
 
 def test_held_out_scores_only_the_files_a_training_run_held_out(tmp_path, write_audio):
