@@ -158,3 +158,17 @@ def test_rig_rule_stops_a_room_strobe_spread_over_two_groups():
     assert max_flashes_per_window(y.mean(axis=0), FR, threshold=0.5) <= 3
     for d in range(4):
         assert max_flashes_per_window(y[d], FR) <= 3
+
+
+def test_a_bright_flicker_is_limited_by_default_and_passes_wcags_screen_rule():
+    """Lights count changes at any brightness (dark_level 1.0 by default): a 10 Hz flicker
+    between 80 % and 100 % is held. WCAG's screen rule (dark_level 0.8) lets it through."""
+    t = np.arange(int(FR * 4))
+    bright = 0.8 + 0.2 * ((t // 2) % 2)  # ~10.8 Hz between 0.8 and 1.0
+    x = np.tile(bright, (2, 1))
+    lights = limit_flashes(x, frame_rate=FR)
+    screens = limit_flashes(x, frame_rate=FR, dark_level=0.8)
+    np.testing.assert_allclose(screens, x, atol=1e-12)  # not a general flash for WCAG
+    for d in range(2):
+        assert max_flashes_per_window(x[d], FR, dark=1.01) >= 9  # counted at any brightness
+        assert max_flashes_per_window(lights[d], FR, dark=1.01) <= 3

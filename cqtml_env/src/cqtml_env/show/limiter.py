@@ -1,7 +1,8 @@
 """WCAG 2.3.1 general-flash limiter for light intensities, per device and for the rig.
 
 WCAG counts a *general flash* as a pair of opposing changes of at least 10 % of full scale
-where the darker state is below 0.80, and allows at most 3 in any 1-second period. A rig is
+where the darker state is below 0.80, and allows at most 3 in any 1-second period. We count
+changes at any brightness by default (``DEFAULT_DARK_LEVEL``, below). A rig is
 not a screen, so we apply the rule twice: to every device's intensity on its own, and to
 the rig as a whole, defined as the mean intensity of all devices (the light the room gets).
 WCAG combines only *concurrent* flashes of separate areas: lights taking turns (a kick on
@@ -15,7 +16,8 @@ How: a hysteresis detector registers a *change* each time the signal retraces at
 ``threshold`` from its last extreme (the zig-zag count of opposing changes), computed on
 ``min(x, dark_level + threshold)`` so that any change whose darker state is below
 ``dark_level`` is seen (changes between two bright states may be counted too: that only
-makes the limiter stricter). At most ``2 * max_flashes - 1`` changes are registered in any
+makes the limiter stricter). ``dark_level`` defaults to 1.0 (``DEFAULT_DARK_LEVEL``): every
+change counts, at any brightness, which is stricter than WCAG's 0.80 for screens. At most ``2 * max_flashes - 1`` changes are registered in any
 window of ``window_s`` (one less than the rule's ``2 * max_flashes``: the first change of a
 window may have started before it); when the budget is spent the output is held within ``threshold`` of the
 last extreme (a strobe becomes a steady glow) until a change leaves the window. The rig
@@ -32,6 +34,11 @@ from dataclasses import dataclass
 import numpy as np
 
 _MARGIN = 1e-6
+# A change counts as half a flash when its darker state is below this. WCAG's screen rule says
+# 0.80; a rig is not a screen (the rule must be stated for lights): at 0.80 a 10 Hz flicker
+# between 80 % and 100 % passes, and on stage that is a strobe. 1.0 counts every change of at
+# least ``threshold``, at any brightness (a rig file may set 0.80 for WCAG's rule exactly).
+DEFAULT_DARK_LEVEL = 1.0
 
 
 class _Detector:
@@ -131,7 +138,7 @@ class FlashLimiter:
         max_flashes: int = 3,
         window_s: float = 1.0,
         threshold: float = 0.1,
-        dark_level: float = 0.8,
+        dark_level: float = DEFAULT_DARK_LEVEL,
         rig_mean: bool = True,
         rig_threshold: float = 0.5,
     ) -> None:

@@ -8,7 +8,7 @@ TOML, validated field by field; every error names the file, the line and the fie
     [limiter]                  # WCAG 2.3.1 general-flash limiter (on unless --unsafe-no-limiter)
     max_flashes = 3            # per window_s, per device and for the rig as a whole
     threshold = 0.10           # a change of at least this much of full scale
-    dark_level = 0.80          # ... where the darker state is below this
+    dark_level = 1.0           # ... where the darker state is below this (WCAG's screens: 0.80)
     rig_threshold = 0.5        # a rig flash: the mean of all devices changes this much
 
     [sacn]                     # any of sacn / artnet / osc / midi; absent = not used live
@@ -42,6 +42,8 @@ from typing import Any
 
 import numpy as np
 import tomllib
+
+from cqtml_env.show.limiter import DEFAULT_DARK_LEVEL
 
 LAYOUTS = {"dimmer": ("Intensity",), "rgb": ("Red", "Green", "Blue"),
            "rgbw": ("Red", "Green", "Blue", "White")}
@@ -112,7 +114,7 @@ class LimiterSettings:
     max_flashes: int = 3
     window_s: float = 1.0
     threshold: float = 0.10
-    dark_level: float = 0.80
+    dark_level: float = DEFAULT_DARK_LEVEL
     rig_threshold: float = 0.5
 
 
@@ -278,7 +280,7 @@ def parse_rig(text: str, source: str = "<rig>") -> Rig:
                                "limiter", "window_s")),
         threshold=float(_number(lim.get("threshold", 0.1), "limiter.threshold", 0.01, 0.5, loc,
                                 "limiter", "threshold")),
-        dark_level=float(_number(lim.get("dark_level", 0.8), "limiter.dark_level", 0.0, 1.0,
+        dark_level=float(_number(lim.get("dark_level", DEFAULT_DARK_LEVEL), "limiter.dark_level", 0.0, 1.0,
                                  loc, "limiter", "dark_level")),
         rig_threshold=float(_number(lim.get("rig_threshold", 0.5), "limiter.rig_threshold",
                                     0.1, 0.9, loc, "limiter", "rig_threshold")),
