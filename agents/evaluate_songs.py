@@ -1,0 +1,212 @@
+"""Whole songs through the show pipeline, judged by the independent metrics.
+
+``agents/evaluate.py`` scores 5-second clips. A lighting person runs whole songs
+(``cqtml-show``), and one measure only means something over a song: the self-similarity
+correlation (Kohl et al., ACM MM'25), which compares the music's and the light's structure
+across the whole track. This script runs every audio file of a folder through
+``cqtml_env.show.make_show``, with its windows, cross-fades, song context and flash limiter.
+It does so for the policy and for the band-follower. Then it computes every metric of
+``agents/metrics.py`` on each whole song, from the song's audio, on the levels the lights get.
+
+    python agents/evaluate_songs.py --policy runs/sft-default/checkpoints/final \\
+        --data runs/.music/check --out runs/sft-default/eval-songs
+
+It writes ``report.json`` (per song and mean, for both) and ``report.md``. A file that cannot
+be read is skipped and counted, with the reason; it never stops the run.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+@dataclass
+class Args:
+    policy: str = "band-follow"
+    """a checkpoint directory, or `band-follow`"""
+    data: str = "songs"
+    """a folder of audio files (searched recursively: wav, flac, ogg, opus, mp3, aiff, m4a)"""
+    out: str = "eval-songs"
+    """output directory for report.json and report.md"""
+    num_devices: int = 4
+    """number of devices (must match the checkpoint)"""
+    max_songs: int = 0
+    """evaluate the first N songs only, in path order (0: all)"""
+    limiter: bool = True
+    """judge the levels the lights get (after the flash limiter, as cqtml-show sends them);
+    off (--no-limiter): the policy's cross-faded activations"""
+    rig: str | None = None
+    """a rig file (TOML, as `cqtml-show --rig`): its gamma, min/max and limiter settings apply"""
+
+
+def song_metrics(song: Path, policies: dict[str, Any], *, limiter: bool = True,
+                 rig: Any = None) -> dict[str, dict[str, float]]:
+    """Every independent metric of each policy's whole-song show on ``song``'s audio."""
+    from agents.metrics import audio_features, show_metrics
+    from cqtml_env.features.audio import load_audio
+    from cqtml_env.features.cqt import CQTProcessor
+    from cqtml_env.show import make_show
+
+    processor = CQTProcessor()  # the shows' CQT grid: same sample rate, hop and bins
+    audio, _ = load_audio(song, processor.sample_rate)
+    feats = audio_features(audio, processor=processor, num_devices=_devices(policies))
+    out = {}
+    for name, policy in policies.items():
+        show = make_show(song, policy, rig=rig, out=None, outputs=(), progress=False,
+                         limiter=limiter, log=lambda _msg: None)
+        levels = show.levels if limiter else show.activations
+        out[name] = show_metrics(_on_grid(levels, feats.num_frames), feats)
+    return out
+
+
+def _devices(policies: dict[str, Any]) -> int:
+    return int(getattr(next(iter(policies.values())), "num_devices", 4))
+
+
+def _on_grid(levels: np.ndarray, frames: int) -> np.ndarray:
+    """``[D, N]`` on the audio features' ``frames`` (the two framings differ by a frame or so
+    at the end of a song: trimmed, or the last frame held)."""
+    levels = np.asarray(levels, np.float32)[:, :frames]
+    pad = frames - levels.shape[1]
+    return np.pad(levels, ((0, 0), (0, pad)), mode="edge") if pad > 0 else levels
+
+
+def evaluate_songs(args: Args) -> dict:
+    """Score the policy and the band-follower on every song; write and return the report."""
+    import torch
+    from tqdm.auto import tqdm
+
+    from agents.common import make_policy
+    from agents.metrics import summarise
+    from cqtml_env.contract import Contract
+    from cqtml_env.datasets.folder import list_audio_files
+    from cqtml_env.features.audio import AudioLoadError
+    from cqtml_env.features.cqt import CQTProcessor
+    from cqtml_env.show.rig import load_rig
+
+    root = Path(args.data).expanduser()
+    if not root.is_dir():
+        raise ValueError(f"--data {args.data}: not a folder of audio files")
+    songs = list_audio_files(root)
+    if args.max_songs > 0:
+        songs = songs[: args.max_songs]
+    if not songs:
+        raise ValueError(f"--data {args.data}: no audio files (wav, flac, ogg, opus, mp3, ...)")
+    proc = CQTProcessor()
+    shape = (2, proc.n_bins, Contract.from_processor(proc, num_devices=args.num_devices).num_frames)
+    policies = {
+        "policy": make_policy(args.policy, shape, args.num_devices, device="cpu",
+                              frame_rate=proc.frame_rate),
+        "band-follow": make_policy("band-follow", shape, args.num_devices, device="cpu",
+                                   frame_rate=proc.frame_rate),
+    }
+    for p in policies.values():
+        if hasattr(p, "eval"):
+            p.eval()
+    rig = load_rig(args.rig, num_devices=args.num_devices) if args.rig else None
+    per_song, skipped = [], []
+    t0 = time.perf_counter()
+    with torch.inference_mode():
+        for song in tqdm(songs, desc="songs", unit="song"):
+            try:
+                m = song_metrics(song, policies, limiter=args.limiter, rig=rig)
+            except (AudioLoadError, ValueError) as exc:  # unreadable, empty, too short
+                skipped.append({"song": str(song.relative_to(root)), "reason": str(exc)})
+                continue
+            per_song.append({"song": str(song.relative_to(root)), **m})
+    if not per_song:
+        raise ValueError(f"--data {args.data}: no song could be evaluated ({len(skipped)} skipped)")
+    summary = {
+        name: summarise({k: np.array([s[name][k] for s in per_song]) for k in per_song[0][name]})
+        for name in policies
+    }
+    report = {
+        "policy": args.policy, "data": str(root), "songs": len(per_song),
+        "minutes": sum(_minutes(s["song"], root) for s in per_song),
+        "levels": "after the flash limiter" if args.limiter else "activations (no limiter)",
+        "rig": args.rig,
+        "skipped": skipped, "summary": summary, "per_song": per_song,
+        "seconds": round(time.perf_counter() - t0, 1),
+    }
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    _write(out / "report.json", json.dumps(report, indent=1, default=_json_float))
+    _write(out / "report.md", markdown(report))
+    return report
+
+
+def _minutes(rel: str, root: Path) -> float:
+    import soundfile as sf
+
+    try:
+        return float(sf.info(str(root / rel)).duration) / 60
+    except RuntimeError:  # a format soundfile cannot describe (m4a through PyAV)
+        return float("nan")
+
+
+def _json_float(x: Any) -> Any:
+    return None if isinstance(x, float) and math.isnan(x) else float(x)
+
+
+def _write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+ROWS = (
+    ("ssm_corr", "self-similarity correlation (whole song)"),
+    ("novelty_corr", "novelty correlation"),
+    ("beat_f", "beat-peak F-measure (±50 ms)"),
+    ("loudness_corr", "loudness correlation"),
+    ("band_corr", "band-energy correlation"),
+    ("flashes", "flashes in the worst 1 s (mean over songs)"),
+    ("flash_safe", "flash-safe songs (<= 3 per s everywhere)"),
+    ("mean_brightness", "mean brightness"),
+    ("std_time", "std over time"),
+)
+
+
+def markdown(r: dict) -> str:
+    p, b = r["summary"]["policy"], r["summary"]["band-follow"]
+    lines = [
+        f"# Whole songs: `{r['policy']}` vs the band-follower",
+        "",
+        f"{r['songs']} songs ({r['minutes']:.1f} min) of `{r['data']}`, each run through the "
+        f"show pipeline; levels {r['levels']}. Skipped: {len(r['skipped'])}.",
+        "",
+        "| measure | this policy | band-follower |",
+        "|---|---|---|",
+        *(f"| {label} | {p.get(k, float('nan')):.3f} | {b.get(k, float('nan')):.3f} |"
+          for k, label in ROWS),
+        "",
+    ]
+    lines += [f"- skipped `{s['song']}`: {s['reason']}" for s in r["skipped"]]
+    return "\n".join(lines) + "\n"
+
+
+def cli(argv: list[str] | None = None) -> int:
+    import sys
+
+    import tyro
+
+    try:
+        report = evaluate_songs(tyro.cli(Args, args=argv))
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(markdown(report))
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(cli())
