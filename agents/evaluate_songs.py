@@ -44,10 +44,12 @@ class Args:
     off (--no-limiter): the policy's cross-faded activations"""
     rig: str | None = None
     """a rig file (TOML, as `cqtml-show --rig`): its gamma, min/max and limiter settings apply"""
+    context: float = 5.0
+    """song-level context appended to each window, seconds (as `cqtml-show --context`)"""
 
 
 def song_metrics(song: Path, policies: dict[str, Any], *, limiter: bool = True,
-                 rig: Any = None) -> dict[str, dict[str, float]]:
+                 rig: Any = None, context_s: float = 5.0) -> dict[str, dict[str, float]]:
     """Every independent metric of each policy's whole-song show on ``song``'s audio."""
     from agents.metrics import audio_features, show_metrics
     from cqtml_env.features.audio import load_audio
@@ -60,7 +62,7 @@ def song_metrics(song: Path, policies: dict[str, Any], *, limiter: bool = True,
     out = {}
     for name, policy in policies.items():
         show = make_show(song, policy, rig=rig, out=None, outputs=(), progress=False,
-                         limiter=limiter, log=lambda _msg: None)
+                         limiter=limiter, context_s=context_s, log=lambda _msg: None)
         levels = show.levels if limiter else show.activations
         out[name] = show_metrics(_on_grid(levels, feats.num_frames), feats)
     return out
@@ -116,7 +118,8 @@ def evaluate_songs(args: Args) -> dict:
     with torch.inference_mode():
         for song in tqdm(songs, desc="songs", unit="song"):
             try:
-                m = song_metrics(song, policies, limiter=args.limiter, rig=rig)
+                m = song_metrics(song, policies, limiter=args.limiter, rig=rig,
+                                 context_s=args.context)
             except (AudioLoadError, ValueError) as exc:  # unreadable, empty, too short
                 skipped.append({"song": str(song.relative_to(root)), "reason": str(exc)})
                 continue
@@ -131,7 +134,7 @@ def evaluate_songs(args: Args) -> dict:
         "policy": args.policy, "data": str(root), "songs": len(per_song),
         "minutes": sum(_minutes(s["song"], root) for s in per_song),
         "levels": "after the flash limiter" if args.limiter else "activations (no limiter)",
-        "rig": args.rig,
+        "rig": args.rig, "context_s": args.context,
         "skipped": skipped, "summary": summary, "per_song": per_song,
         "seconds": round(time.perf_counter() - t0, 1),
     }
@@ -180,7 +183,8 @@ def markdown(r: dict) -> str:
         f"# Whole songs: `{r['policy']}` vs the band-follower",
         "",
         f"{r['songs']} songs ({r['minutes']:.1f} min) of `{r['data']}`, each run through the "
-        f"show pipeline; levels {r['levels']}. Skipped: {len(r['skipped'])}.",
+        f"show pipeline ({r.get('context_s', 5.0):g} s of song context per window); levels "
+        f"{r['levels']}. Skipped: {len(r['skipped'])}.",
         "",
         "| measure | this policy | band-follower |",
         "|---|---|---|",
