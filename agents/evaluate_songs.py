@@ -58,6 +58,8 @@ def song_metrics(song: Path, policies: dict[str, Any], *, limiter: bool = True,
 
     processor = CQTProcessor()  # the shows' CQT grid: same sample rate, hop and bins
     audio, _ = load_audio(song, processor.sample_rate)
+    if not np.abs(audio).max() > SILENT:  # a silent file would only add metric conventions
+        raise ValueError(f"{song}: silent (no sample above {SILENT:g})")
     feats = audio_features(audio, processor=processor, num_devices=_devices(policies))
     out = {}
     for name, policy in policies.items():
@@ -66,6 +68,9 @@ def song_metrics(song: Path, policies: dict[str, Any], *, limiter: bool = True,
         levels = show.levels if limiter else show.activations
         out[name] = show_metrics(_on_grid(levels, feats.num_frames), feats)
     return out
+
+
+SILENT = 1e-6  # peak amplitude under which a file counts as silent (-120 dBFS)
 
 
 def _devices(policies: dict[str, Any]) -> int:
@@ -132,7 +137,7 @@ def evaluate_songs(args: Args) -> dict:
     }
     report = {
         "policy": args.policy, "data": str(root), "songs": len(per_song),
-        "minutes": sum(_minutes(s["song"], root) for s in per_song),
+        "minutes": float(np.nansum([_minutes(s["song"], root) for s in per_song])),
         "levels": "after the flash limiter" if args.limiter else "activations (no limiter)",
         "rig": args.rig, "context_s": args.context,
         "skipped": skipped, "summary": summary, "per_song": per_song,

@@ -20,13 +20,15 @@ def songs(tmp_path_factory):
     for k in range(2):
         sf.write(str(root / f"song{k}.wav"), record_like_audio(k, duration=12.0).T, SAMPLE_RATE)
     (root / "broken.wav").write_bytes(b"RIFF....not audio at all")
+    sf.write(str(root / "silent.wav"), np.zeros((SAMPLE_RATE * 12, 2), np.float32), SAMPLE_RATE)
     return root
 
 
 def test_whole_songs_are_scored_beside_the_band_follower(songs, tmp_path):
     report = es.evaluate_songs(es.Args(policy="band-follow", data=str(songs), out=str(tmp_path)))
     assert report["songs"] == 2 and report["minutes"] == pytest.approx(0.4, abs=0.01)
-    assert [s["song"] for s in report["skipped"]] == ["broken.wav"]
+    assert [s["song"] for s in report["skipped"]] == ["broken.wav", "silent.wav"]
+    assert "silent" in report["skipped"][1]["reason"]
     pol, band = report["summary"]["policy"], report["summary"]["band-follow"]
     assert pol == band  # the same policy twice: the pipeline is deterministic
     # the self-similarity correlation exists on whole songs (it is NaN on 5-second clips) and
