@@ -46,10 +46,14 @@ class Args:
     """a rig file (TOML, as `cqtml-show --rig`): its gamma, min/max and limiter settings apply"""
     context: float = 5.0
     """song-level context appended to each window, seconds (as `cqtml-show --context`)"""
+    song_gain: bool = True
+    """put each window back on the song's dynamic range (as `cqtml-show`; off:
+    --no-song-gain)"""
 
 
 def song_metrics(song: Path, policies: dict[str, Any], *, limiter: bool = True,
-                 rig: Any = None, context_s: float = 5.0) -> dict[str, dict[str, float]]:
+                 rig: Any = None, context_s: float = 5.0,
+                 song_gain: bool = True) -> dict[str, dict[str, float]]:
     """Every independent metric of each policy's whole-song show on ``song``'s audio."""
     from agents.metrics import audio_features, show_metrics
     from cqtml_env.features.audio import load_audio
@@ -64,7 +68,8 @@ def song_metrics(song: Path, policies: dict[str, Any], *, limiter: bool = True,
     out = {}
     for name, policy in policies.items():
         show = make_show(song, policy, rig=rig, out=None, outputs=(), progress=False,
-                         limiter=limiter, context_s=context_s, log=lambda _msg: None)
+                         limiter=limiter, context_s=context_s, song_gain=song_gain,
+                         log=lambda _msg: None)
         levels = show.levels if limiter else show.activations
         out[name] = show_metrics(_on_grid(levels, feats.num_frames), feats)
     return out
@@ -124,7 +129,7 @@ def evaluate_songs(args: Args) -> dict:
         for song in tqdm(songs, desc="songs", unit="song"):
             try:
                 m = song_metrics(song, policies, limiter=args.limiter, rig=rig,
-                                 context_s=args.context)
+                                 context_s=args.context, song_gain=args.song_gain)
             except (AudioLoadError, ValueError) as exc:  # unreadable, empty, too short
                 skipped.append({"song": str(song.relative_to(root)), "reason": str(exc)})
                 continue
@@ -139,7 +144,7 @@ def evaluate_songs(args: Args) -> dict:
         "policy": args.policy, "data": str(root), "songs": len(per_song),
         "minutes": float(np.nansum([_minutes(s["song"], root) for s in per_song])),
         "levels": "after the flash limiter" if args.limiter else "activations (no limiter)",
-        "rig": args.rig, "context_s": args.context,
+        "rig": args.rig, "context_s": args.context, "song_gain": args.song_gain,
         "skipped": skipped, "summary": summary, "per_song": per_song,
         "seconds": round(time.perf_counter() - t0, 1),
     }
@@ -188,7 +193,8 @@ def markdown(r: dict) -> str:
         f"# Whole songs: `{r['policy']}` vs the band-follower",
         "",
         f"{r['songs']} songs ({r['minutes']:.1f} min) of `{r['data']}`, each run through the "
-        f"show pipeline ({r.get('context_s', 5.0):g} s of song context per window); levels "
+        f"show pipeline ({r.get('context_s', 5.0):g} s of song context per window, song gain "
+        f"{'on' if r.get('song_gain', False) else 'off'}); levels "
         f"{r['levels']}. Skipped: {len(r['skipped'])}.",
         "",
         "| measure | this policy | band-follower |",

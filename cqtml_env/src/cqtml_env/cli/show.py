@@ -58,6 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overlap", type=float, default=1.5, help="window overlap, seconds")
     p.add_argument("--context", type=float, default=5.0,
                    help="song-level context appended to each window, seconds (0: off)")
+    p.add_argument("--no-song-gain", action="store_true",
+                   help="keep each window on its own dynamic range (default: the song's, so "
+                        "quiet passages stay darker than loud ones)")
     p.add_argument("--latency-ms", type=float, default=None,
                    help="override the rig's latency offset for --play")
     p.add_argument("--clock", choices=("auto", "audio", "wall"), default="auto",
@@ -100,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         show = make_show(args.song, policy, rig=rig, out=args.out, window_s=args.window,
                          overlap_s=args.overlap, context_s=args.context,
-                         limiter=not args.unsafe_no_limiter, outputs=outputs,
+                         song_gain=not args.no_song_gain, limiter=not args.unsafe_no_limiter, outputs=outputs,
                          progress=not args.quiet)
     except (AudioLoadError, ValueError) as exc:
         print(f"cqtml-show: {exc}", file=sys.stderr)

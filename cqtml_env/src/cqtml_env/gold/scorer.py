@@ -459,18 +459,15 @@ class GoldScorer:
         n_bins, t_len = c.shape[1], c.shape[2]
         bands = self.bands or device_bands(n_bins, cfg.num_devices)
         mono = c.max(axis=0)  # a sound panned hard left is still heard
-        level = np.zeros((cfg.num_devices, t_len), dtype=np.float32)
+        level = self._band_levels(mono, bands)
         flux = np.zeros_like(level)
         padded = np.concatenate([np.zeros((n_bins, 1), np.float32), mono], axis=1)
         diff = np.maximum(np.diff(padded, axis=1), 0.0)  # silence before the clip
         for d, (lo, hi) in enumerate(bands):
-            band = mono[lo:hi]
-            k = min(cfg.top_bins, band.shape[0])
-            level[d] = np.sort(band, axis=0)[-k:].mean(axis=0)
             flux[d] = diff[lo:hi].mean(axis=0)
         if not (cfg.band_gain or cfg.loudness_law):  # gold-v1
-            ref = max(float(np.percentile(level, cfg.ref_percentile)), cfg.gate + cfg.min_ref_span)
-            target = np.clip((level - cfg.gate) / (ref - cfg.gate), 0.0, 1.0).astype(np.float32)
+            gate, ref = self._range(level)
+            target = np.clip((level - gate) / (ref - gate), 0.0, 1.0).astype(np.float32)
         else:
             target = self._target_v2(level)
         beat_env = self._beat_envelope(mono, flux)
@@ -537,13 +534,23 @@ class GoldScorer:
             target_std=target.std(axis=1),
         )
 
-    def _target_v2(self, level: np.ndarray) -> np.ndarray:
-        """gold-v2 level target: gate, per-band (or per-clip) auto-gain, loudness law.
+    def _band_levels(self, mono: np.ndarray, bands) -> np.ndarray:
+        """``[D, T]`` band levels of a mono CQT ``[n_bins, T]``: the mean of each band's
+        ``top_bins`` loudest bins."""
+        level = np.zeros((self.config.num_devices, mono.shape[1]), dtype=np.float32)
+        for d, (lo, hi) in enumerate(bands):
+            band = mono[lo:hi]
+            k = min(self.config.top_bins, band.shape[0])
+            level[d] = np.sort(band, axis=0)[-k:].mean(axis=0)
+        return level
 
-        With ``loudness_law`` brightness follows perceived loudness (Stevens: it halves every
-        10 dB; the CQT's 0..1 spans 80 dB), rescaled so that the gate is 0 and the ref 1.
-        """
+    def _range(self, level: np.ndarray):
+        """``(floor, ref)`` of the target's auto-gain over ``level [D, T]``, as the target
+        uses them (scalars for a per-clip gain, ``[D, 1]`` per band)."""
         cfg = self.config
+        if not (cfg.band_gain or cfg.loudness_law):  # gold-v1: one ref per clip, the gate
+            return cfg.gate, max(float(np.percentile(level, cfg.ref_percentile)),
+                                 cfg.gate + cfg.min_ref_span)
         axis = 1 if cfg.band_gain else None
         ref = np.maximum(np.percentile(level, cfg.ref_percentile, axis=axis, keepdims=axis is not None),
                          cfg.gate + cfg.min_ref_span)
@@ -552,6 +559,42 @@ class GoldScorer:
             gate = np.maximum(np.percentile(level, cfg.floor_percentile, axis=axis,
                                             keepdims=axis is not None), cfg.gate)
             ref = np.maximum(ref, gate + cfg.min_ref_span)
+        return gate, ref
+
+    def band_levels(self, cqt) -> np.ndarray:
+        """``[num_devices, T]`` level of each device's band in a CQT ``[2, n_bins, T]`` (the
+        louder channel; the mean of the band's ``top_bins`` loudest bins): what the level
+        target follows.
+
+        Example:
+            >>> g = GoldScorer(version="gold-v5")
+            >>> g.band_levels(np.full((2, 84, 10), 0.5, np.float32)).shape
+            (4, 10)
+        """
+        c = self._check_cqt(cqt)
+        return self._band_levels(c.max(axis=0), self.bands or device_bands(c.shape[1],
+                                                                          self.config.num_devices))
+
+    def band_range(self, level: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(floor, ref)``, each ``[num_devices]``: the band levels the target maps to dark and
+        to full over ``level [D, T]`` (its auto-gain: per band for gold-v2 on, per clip for
+        gold-v1). :mod:`cqtml_env.show.song_gain` takes them over a window and over a song."""
+        lv = np.asarray(level, np.float32)
+        if lv.ndim != 2 or lv.shape[0] != self.config.num_devices or lv.shape[1] < 1:
+            raise ValueError(f"level must be [{self.config.num_devices}, T>=1], got {lv.shape}")
+        gate, ref = self._range(lv)
+        d = self.config.num_devices
+        return (np.broadcast_to(np.asarray(gate, np.float64).reshape(-1), (d,)).copy(),
+                np.broadcast_to(np.asarray(ref, np.float64).reshape(-1), (d,)).copy())
+
+    def _target_v2(self, level: np.ndarray) -> np.ndarray:
+        """gold-v2 level target: gate, per-band (or per-clip) auto-gain, loudness law.
+
+        With ``loudness_law`` brightness follows perceived loudness (Stevens: it halves every
+        10 dB; the CQT's 0..1 spans 80 dB), rescaled so that the gate is 0 and the ref 1.
+        """
+        cfg = self.config
+        gate, ref = self._range(level)
         if cfg.loudness_law:
             db_per_unit = 80.0
             lin = 2.0 ** ((level - ref) * db_per_unit / 10.0)

@@ -30,12 +30,13 @@ class Show:
 
     frame_rate: float
     rig: Rig
-    activations: np.ndarray  # [D, N] the policy's cross-faded activations
+    activations: np.ndarray  # [D, N] the policy's cross-faded activations (after song gain)
     levels: np.ndarray  # [D, N] limited intensities in [0, 1] (what the lights get)
     duration: float
     files: dict[str, Path] = field(default_factory=dict)
     bpm: float | None = None
     limiter: dict[str, Any] = field(default_factory=dict)
+    song_gain: dict[str, Any] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     song: str = ""
 
@@ -65,6 +66,7 @@ def make_show(
     overlap_s: float = 1.5,
     margin_s: float = 0.25,
     context_s: float = 5.0,
+    song_gain: bool = True,
     limiter: bool = True,
     outputs: tuple[str, ...] = ("csv", "json", "midi", "overview", "video"),
     video_size: tuple[int, int] = (480, 272),
@@ -77,7 +79,9 @@ def make_show(
     ``policy``: any :class:`cqtml_policy.PolicyModel` (``generate_actions``) whose device
     count equals the rig's. Windows of ``window_s`` overlap by ``overlap_s`` and are
     cross-faded; ``context_s`` of song-level context is appended to each window (see
-    :mod:`cqtml_env.show.inference`). ``limiter=False`` disables the flash limiter and
+    :mod:`cqtml_env.show.inference`). ``song_gain`` (default on) puts each window back on the
+    song's dynamic range, so quiet passages stay darker than loud ones
+    (:mod:`cqtml_env.show.song_gain`). ``limiter=False`` disables the flash limiter and
     prints a warning. Files are written to a temporary folder next to ``out`` and moved in
     only when all are done. ``out=None`` writes nothing (values only).
 
@@ -101,6 +105,7 @@ def make_show(
         cqt_to_disk,
         windowed_actions,
     )
+    from cqtml_env.show.song_gain import SongGain
     from cqtml_env.show.stream import AudioReader
 
     log = log or (lambda msg: print(msg, file=sys.stderr))
@@ -135,7 +140,8 @@ def make_show(
         ctx_n, chunk = (contract.frames(context_s) if context_s > 0 else 0), contract.frames(1.0)
         # the policy runs while the CQT streams (it needs the song context first: a few seeks)
         ctx = context_from_audio(reader, processor, context=ctx_n, chunk=chunk, window=window)
-        runner = WindowRunner(policy, ctx=ctx, **wkw) if ctx is not None else None
+        gain = SongGain(num_devices=rig.num_devices) if song_gain else None
+        runner = WindowRunner(policy, ctx=ctx, song_gain=gain, **wkw) if ctx is not None else None
         songcqt = cqt_to_disk(reader, processor, Path(scratch) / "cqt.f16",
                               progress=bar.update if bar else None,
                               on_block=runner.feed if runner else None,
@@ -148,7 +154,12 @@ def make_show(
         if runner is not None:
             acts = runner.finish(songcqt.num_frames, songcqt.frames)
         else:
-            acts = windowed_actions(policy, songcqt, context=ctx_n, chunk=chunk, **wkw)
+            ran: list = []
+            acts = windowed_actions(policy, songcqt, context=ctx_n, chunk=chunk, song_gain=gain,
+                                    runner_out=ran, **wkw)
+            runner = ran[0]
+        gain_info = (gain.describe(runner.song_range) if gain is not None
+                     else {"enabled": False})
         timings["policy_tail_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         intens = rig.intensities(acts)
@@ -172,7 +183,7 @@ def make_show(
         timings["tempo_s"] = time.perf_counter() - t0
         show = Show(frame_rate=fr, rig=rig, activations=acts, levels=levels,
                     duration=songcqt.duration, bpm=bpm, limiter=lim_info, timings=timings,
-                    song=str(song))
+                    song=str(song), song_gain=gain_info)
         if out is None:
             return show
         out = Path(out)
@@ -181,7 +192,8 @@ def make_show(
         try:
             t0 = time.perf_counter()
             meta = {"song": Path(song).name, "duration_s": songcqt.duration, "bpm": bpm,
-                    "limiter": lim_info, "contract": contract.to_dict()}
+                    "limiter": lim_info, "song_gain": gain_info,
+                    "contract": contract.to_dict()}
             if "midi" in outputs:
                 meta["midi_bpm"] = write_midi(tmp / "show.mid", levels, rig, fr, bpm)
                 timings["midi_s"] = time.perf_counter() - t0

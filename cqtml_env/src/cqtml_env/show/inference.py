@@ -18,6 +18,11 @@ over the whole song, appended after the window (the policy's outputs for those f
 dropped). Every statistic is then taken over a population most of which is the same for
 all windows: the same song-level reference, with no policy API change. ``context_s=0``
 switches it off (plain windows).
+
+Song gain. The window is still half of that population, so each window's output stays
+relative to its own range. With a :class:`~cqtml_env.show.song_gain.SongGain`, ``finish``
+maps every window's output from the range of what the policy saw onto the whole song's range
+before the cross-fade, so a quiet verse is darker than the chorus.
 """
 
 from __future__ import annotations
@@ -245,8 +250,14 @@ class WindowRunner:
 
     def __init__(self, policy: Any, *, window: int, num_devices: int, overlap: int,
                  margin: int, ctx: np.ndarray, batch_size: int = 8,
-                 progress: Callable[[int], None] | None = None) -> None:
+                 progress: Callable[[int], None] | None = None,
+                 song_gain: Any = None) -> None:
         self.policy, self.window, self.num_devices = policy, int(window), int(num_devices)
+        # song gain (cqtml_env.show.song_gain): each window's range over what the policy saw
+        self.song_gain = song_gain
+        self.ctx_levels = song_gain.levels(ctx) if song_gain is not None else None
+        self.ranges: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self.song_range: tuple[np.ndarray, np.ndarray] | None = None
         self.overlap = min(int(overlap), self.window - 1)
         self.hop = max(self.window - self.overlap, 1)
         self.margin, self.ctx, self.batch_size = int(margin), ctx, int(batch_size)
@@ -279,7 +290,15 @@ class WindowRunner:
         return x
 
     def _queue(self, s: int, ctx: np.ndarray) -> None:
-        self.queued.append((s, np.concatenate([self._slice(s), ctx], axis=-1)))
+        x = self._slice(s)
+        self._note_range(s, x)
+        self.queued.append((s, np.concatenate([x, ctx], axis=-1)))
+
+    def _note_range(self, s: int, x: np.ndarray) -> None:
+        """Song gain: the range of ``[window x | ctx]``, what the policy sees for window ``s``."""
+        if self.song_gain is not None:
+            lv = np.concatenate([self.song_gain.levels(x), self.ctx_levels], axis=-1)
+            self.ranges[s] = self.song_gain.range(lv)
 
     def _run(self) -> None:
         import torch
@@ -318,8 +337,18 @@ class WindowRunner:
             for s in starts:
                 if s not in have:
                     x = np.asarray(frames(s, s + window), np.float32)
+                    self._note_range(s, x)
                     self.queued.append((s, np.concatenate([x, self.ctx], axis=-1)))
         self._run()
+        if self.song_gain is not None and len(starts) > 1:  # one window: the song is its range
+            step = 8192
+            lv = np.concatenate([self.song_gain.levels(np.asarray(frames(a, min(a + step, n)),
+                                                                  np.float32))
+                                 for a in range(0, n, step)], axis=-1)
+            self.song_range = self.song_gain.range(lv)
+            for s in starts:
+                self.outputs[s] = self.song_gain.apply(self.outputs[s], self.ranges[s],
+                                                       self.song_range)
         acc = np.zeros((self.num_devices, n), np.float64)
         wsum = np.zeros(n, np.float64)
         for i, s in enumerate(starts):
@@ -387,13 +416,20 @@ def windowed_actions(
     chunk: int,
     batch_size: int = 8,
     progress: Callable[[int], None] | None = None,
+    song_gain: Any = None,
+    runner_out: list | None = None,
 ) -> np.ndarray:
     """Cross-faded greedy activations ``[num_devices, N]`` of ``policy`` over a song whose
-    CQT is already on disk (the context read from it): :class:`WindowRunner` fed from disk."""
+    CQT is already on disk (the context read from it): :class:`WindowRunner` fed from disk.
+    ``song_gain``: a :class:`~cqtml_env.show.song_gain.SongGain` (None: windows keep their
+    own range); ``runner_out``: a list that gets the runner (for its ``song_range``)."""
     n = song.num_frames
     ctx = context_frames(song, context, chunk) if n > window else context_frames(song, 0, 1)
     runner = WindowRunner(policy, window=window, num_devices=num_devices, overlap=overlap,
-                          margin=margin, ctx=ctx, batch_size=batch_size, progress=progress)
+                          margin=margin, ctx=ctx, batch_size=batch_size, progress=progress,
+                          song_gain=song_gain)
+    if runner_out is not None:
+        runner_out.append(runner)
     step = 4096
     for s in range(0, n, step):
         runner.feed(song.frames(s, min(s + step, n)))

@@ -1,0 +1,93 @@
+"""Song gain: each window of a show put back on the song's dynamic range.
+
+Why. The gold target auto-gains every clip: each band's level ``L`` is mapped to
+``(L - floor) / (ref - floor)``, with ``floor`` and ``ref`` percentiles of the clip
+(:meth:`GoldScorer.band_range`). The policies imitate it, and the band-follower does the same
+with its own quantiles. In a whole-song show each window is judged against what the policy
+sees, ``[window | song context]`` (:mod:`cqtml_env.show.inference`), half of which is the
+window itself. So a quiet verse still fills most of the range and looks nearly as bright as
+the chorus. The song's large-scale dynamics are lost: the light's self-similarity over the
+song stops following the music's.
+
+How. A window's output ``a`` means the level ``floor_w + a * (ref_w - floor_w)``, with the
+window's range taken over exactly what the policy saw. Song gain maps that level onto the
+song's range, taken over all of the song's frames: ``(level - floor_s) / (ref_s - floor_s)``,
+clipped to [0, 1]. Where a window's range equals the song's, nothing changes. A beat pulse
+keeps its height relative to the window's range. The flash limiter runs afterwards, on what
+the lights get.
+
+The range is the gold target's, from the gold version of the latest env
+(:data:`SONG_GAIN_GOLD_VERSION`, the version the default policy is trained on). Versions with
+a loudness law (gold-v2, gold-v3) are not linear in the level, so they are refused.
+
+Example:
+    >>> import numpy as np
+    >>> sg = SongGain(num_devices=1)
+    >>> window = (np.array([0.4]), np.array([0.6]))  # a quiet window's floor and ref
+    >>> song = (np.array([0.2]), np.array([0.8]))  # the whole song's
+    >>> sg.apply(np.array([[0.0, 0.5, 1.0]]), window, song).round(3)
+    array([[0.333, 0.5  , 0.667]], dtype=float32)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from cqtml_env.versions import ENV_GOLD_VERSIONS, LATEST_ENV
+
+SONG_GAIN_GOLD_VERSION = ENV_GOLD_VERSIONS[LATEST_ENV]
+
+Range = tuple[np.ndarray, np.ndarray]  # (floor [D], ref [D])
+
+
+class SongGain:
+    """Maps window-relative activations onto the song's range (see the module doc).
+
+    ``levels(cqt)`` gives the band levels of CQT frames, ``range(levels)`` their
+    ``(floor, ref)``, and ``apply(actions, window_range, song_range)`` does the mapping.
+    """
+
+    def __init__(self, *, num_devices: int, gold_version: str = SONG_GAIN_GOLD_VERSION) -> None:
+        from cqtml_env.gold import GoldScorer
+
+        self.gold_version = str(gold_version)
+        self.scorer = GoldScorer(num_devices=int(num_devices), version=self.gold_version,
+                                 cache_size=0)
+        if self.scorer.config.loudness_law:
+            raise ValueError(f"song gain needs a target linear in the band level; "
+                             f"{gold_version!r} has a loudness law (use gold-v1, gold-v4 or "
+                             f"gold-v5)")
+        self.num_devices = int(num_devices)
+
+    def levels(self, cqt: np.ndarray) -> np.ndarray:
+        """``[num_devices, T]`` band levels of CQT frames ``[2, n_bins, T]``."""
+        if cqt.shape[-1] == 0:
+            return np.zeros((self.num_devices, 0), np.float32)
+        if cqt.shape[-1] == 1:  # the scorer wants two frames; a level is per frame anyway
+            return self.scorer.band_levels(np.repeat(cqt, 2, axis=-1))[:, :1]
+        return self.scorer.band_levels(np.clip(cqt, 0.0, 1.0))
+
+    def range(self, levels: np.ndarray) -> Range:
+        """``(floor, ref)`` of the target's auto-gain over ``levels [D, T]``."""
+        return self.scorer.band_range(levels)
+
+    def apply(self, actions: np.ndarray, window: Range, song: Range) -> np.ndarray:
+        """``actions [D, T]`` relative to ``window``'s range -> relative to ``song``'s."""
+        a = np.asarray(actions, np.float64)
+        fw, rw = (np.asarray(x, np.float64)[:, None] for x in window)
+        fs, rs = (np.asarray(x, np.float64)[:, None] for x in song)
+        level = fw + a * (rw - fw)
+        return np.clip((level - fs) / (rs - fs), 0.0, 1.0).astype(np.float32)
+
+    def describe(self, song: Range | None) -> dict[str, Any]:
+        """What ``show.json`` records about the song gain."""
+        out: dict[str, Any] = {"enabled": True, "gold_version": self.gold_version}
+        if song is not None:
+            out["song_floor"] = [round(float(x), 4) for x in song[0]]
+            out["song_ref"] = [round(float(x), 4) for x in song[1]]
+        return out
+
+
+__all__ = ["SongGain", "SONG_GAIN_GOLD_VERSION"]

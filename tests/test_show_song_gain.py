@@ -1,0 +1,128 @@
+"""Song gain: windows put back on the song's dynamic range (cqtml_env.show.song_gain)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+from conftest import beat_song
+
+from cqtml_env import GoldScorer
+from cqtml_env.contract import DEFAULT_FRAME_RATE
+from cqtml_env.contract import SAMPLE_RATE as SR
+from cqtml_env.show import make_show
+from cqtml_env.show.song_gain import SONG_GAIN_GOLD_VERSION, SongGain
+from cqtml_env.versions import ENV_GOLD_VERSIONS, LATEST_ENV
+
+
+def test_apply_maps_the_window_range_onto_the_song_range():
+    sg = SongGain(num_devices=2)
+    a = np.array([[0.0, 0.25, 0.5, 1.0], [0.0, 0.5, 1.0, 1.0]])
+    same = (np.array([0.2, 0.3]), np.array([0.8, 0.9]))
+    np.testing.assert_allclose(sg.apply(a, same, same), a, atol=1e-6)  # nothing to restore
+    window = (np.array([0.5, 0.2]), np.array([0.7, 0.9]))  # device 0 quiet, 1 wider than song
+    song = (np.array([0.3, 0.4]), np.array([0.9, 0.8]))
+    out = sg.apply(a, window, song)
+    level0 = 0.5 + a[0] * 0.2
+    np.testing.assert_allclose(out[0], (level0 - 0.3) / 0.6, atol=1e-6)
+    assert out[0].max() < 0.7  # a quiet window never reaches full
+    assert out[1, 0] == 0.0 and out[1, -1] == 1.0  # clipped into [0, 1]
+    assert out.dtype == np.float32 and out.shape == a.shape
+
+
+def test_range_is_the_gold_targets_own():
+    """One source of truth: the gold-v5 level target is (L - floor) / (ref - floor) with the
+    scorer's band_range, so the show's song gain undoes exactly the target's auto-gain."""
+    g = GoldScorer(version="gold-v5")
+    rng = np.random.default_rng(0)
+    cqt = (rng.random((2, 84, 216)) ** 2).astype(np.float32)
+    level = g.band_levels(cqt)
+    assert level.shape == (4, 216)
+    np.testing.assert_allclose(level, g.features(cqt).level)
+    floor, ref = g.band_range(level)
+    assert floor.shape == ref.shape == (4,) and np.all(ref - floor >= 0.15 - 1e-6)
+    lin = np.clip((level - floor[:, None]) / (ref - floor)[:, None], 0, 1)
+    np.testing.assert_allclose(g._target_v2(level), np.where(level > floor[:, None], lin, 0),
+                               atol=1e-6)
+    v1 = GoldScorer(version="gold-v1")
+    f1, r1 = v1.band_range(level)
+    assert np.all(f1 == v1.config.gate) and np.all(r1 == r1[0])  # one ref for the whole clip
+    with pytest.raises(ValueError, match="level must be"):
+        g.band_range(level[:3])
+
+
+def test_follows_the_latest_env_and_refuses_a_loudness_law():
+    assert ENV_GOLD_VERSIONS[LATEST_ENV] == SONG_GAIN_GOLD_VERSION
+    with pytest.raises(ValueError, match="loudness law"):
+        SongGain(num_devices=4, gold_version="gold-v2")
+
+
+class GoldLevelPolicy:
+    """A protocol-only policy that outputs gold-v5's level rule over its own input:
+    ``(L - floor) / (ref - floor)`` with the range of everything it sees (window + context)."""
+
+    num_devices = 4
+
+    def __init__(self) -> None:
+        self.gold = GoldScorer(version=SONG_GAIN_GOLD_VERSION, cache_size=0)
+
+    def generate_actions(self, states, num_actions_per_state=1, temperature=0.0):
+        out = []
+        for s in states:
+            level = self.gold.band_levels(np.clip(np.asarray(s, np.float32), 0, 1))
+            floor, ref = self.gold.band_range(level)
+            a = np.clip((level - floor[:, None]) / (ref - floor)[:, None], 0, 1)
+            out.append([a.astype(np.float32)])
+        return out
+
+
+@pytest.fixture(scope="module")
+def sections_song(tmp_path_factory):
+    """36 s: a loud beat, a break 20 dB down, the beat again, a quieter outro."""
+    y = beat_song(36.0)
+    gain = np.repeat([1.0, 0.1, 1.0, 0.3], y.shape[0] // 4 + 1)[: y.shape[0], None]
+    path = tmp_path_factory.mktemp("sg") / "sections.wav"
+    sf.write(str(path), (y * gain).astype(np.float32), SR)
+    return path
+
+
+def test_song_gain_turns_window_relative_output_into_song_relative(sections_song, tmp_path):
+    """A policy that auto-gains over what it sees, run window by window, gives after song gain
+    what the same rule gives over the whole song at once: the same light for the same level
+    anywhere in the song. Without song gain each window keeps its own range."""
+    from cqtml_env import CQTProcessor
+    from cqtml_env.show.inference import cqt_to_disk
+    from cqtml_env.show.stream import AudioReader
+
+    pol = GoldLevelPolicy()
+    on = make_show(sections_song, pol, out=tmp_path / "on", outputs=("json",), progress=False)
+    off = make_show(sections_song, pol, out=None, progress=False, song_gain=False)
+    proc = CQTProcessor()
+    song = cqt_to_disk(AudioReader(sections_song, SR), proc, tmp_path / "c.f16")
+    level = pol.gold.band_levels(song.frames(0, song.num_frames))
+    floor, ref = pol.gold.band_range(level)
+    whole = np.clip((level - floor[:, None]) / (ref - floor)[:, None], 0, 1)
+    n = min(whole.shape[1], on.activations.shape[1])
+    err_on = np.abs(on.activations[:, :n] - whole[:, :n])
+    err_off = np.abs(off.activations[:, :n] - whole[:, :n])
+    # equal except where a window's own range clipped the rule (a level outside what it saw)
+    assert np.median(err_on) < 1e-4 and np.percentile(err_on, 99) < 0.03
+    assert err_off.mean() > 0.02 and np.percentile(err_off, 90) > 0.05  # off: 0.03 mean, 0.11 p90
+    assert err_off.mean() > 10 * err_on.mean()
+    meta = json.loads((tmp_path / "on" / "show.json").read_text())["song_gain"]
+    assert meta["enabled"] is True and meta["gold_version"] == SONG_GAIN_GOLD_VERSION
+    np.testing.assert_allclose(meta["song_ref"], ref, atol=1e-3)
+    assert off.song_gain == {"enabled": False}
+
+
+def test_one_window_song_is_unchanged(tmp_path):
+    """A song of one window is its own range: song gain changes nothing."""
+    path = tmp_path / "short.wav"
+    sf.write(str(path), beat_song(4.0), SR)
+    policy_pkg = pytest.importorskip("cqtml_policy")
+    bf = policy_pkg.BandFollowPolicy(num_devices=4, frame_rate=DEFAULT_FRAME_RATE)
+    on = make_show(path, bf, out=None, progress=False)
+    off = make_show(path, bf, out=None, progress=False, song_gain=False)
+    np.testing.assert_array_equal(on.levels, off.levels)
