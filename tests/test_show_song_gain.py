@@ -126,3 +126,16 @@ def test_one_window_song_is_unchanged(tmp_path):
     on = make_show(path, bf, out=None, progress=False)
     off = make_show(path, bf, out=None, progress=False, song_gain=False)
     np.testing.assert_array_equal(on.levels, off.levels)
+
+
+def test_cli_records_song_gain_and_switches_it_off(sections_song, tmp_path, capsys):
+    pytest.importorskip("cqtml_policy")
+    from cqtml_env.cli.show import main
+
+    for flags, enabled in (([], True), (["--no-song-gain"], False)):
+        out = tmp_path / f"cli{enabled}"
+        rc = main([str(sections_song), "--policy", "band-follow", "--out", str(out),
+                   "--outputs", "json", "--quiet", *flags])
+        assert rc == 0
+        assert json.loads((out / "show.json").read_text())["song_gain"]["enabled"] is enabled
+        assert ("song gain: on" if enabled else "song gain: off") in capsys.readouterr().out

@@ -114,6 +114,8 @@ def main(argv: list[str] | None = None) -> int:
     if lim.get("enabled"):
         print(f"flash limiter: on (<= {lim['max_flashes']} flashes / {lim['window_s']:g} s per "
               f"device and rig mean); changed {100 * lim['fraction_changed']:.1f}% of frames")
+    print("song gain: on (quiet passages stay darker than loud ones)"
+          if show.song_gain.get("enabled") else "song gain: off (each window on its own range)")
     print(f"tempo: {show.bpm:.1f} BPM" if show.bpm else "tempo: not detected (MIDI at 120)")
     for _name, path in show.files.items():
         print(f"  {path}")
