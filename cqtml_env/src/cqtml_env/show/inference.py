@@ -253,10 +253,10 @@ class WindowRunner:
                  progress: Callable[[int], None] | None = None,
                  song_gain: Any = None) -> None:
         self.policy, self.window, self.num_devices = policy, int(window), int(num_devices)
-        # song gain (cqtml_env.show.song_gain): each window's range over what the policy saw
+        # song gain (cqtml_env.show.song_gain): the band level of every frame as it arrives
         self.song_gain = song_gain
         self.ctx_levels = song_gain.levels(ctx) if song_gain is not None else None
-        self.ranges: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self.levels: list[np.ndarray] = []
         self.song_range: tuple[np.ndarray, np.ndarray] | None = None
         self.overlap = min(int(overlap), self.window - 1)
         self.hop = max(self.window - self.overlap, 1)
@@ -271,6 +271,8 @@ class WindowRunner:
 
     def feed(self, block: np.ndarray) -> None:
         block = np.asarray(block, np.float32)
+        if self.song_gain is not None:
+            self.levels.append(self.song_gain.levels(block))
         self.buf = block if self.buf is None else np.concatenate([self.buf, block], axis=-1)
         self.have += block.shape[-1]
         while self.next_start + self.window <= self.have:
@@ -290,15 +292,7 @@ class WindowRunner:
         return x
 
     def _queue(self, s: int, ctx: np.ndarray) -> None:
-        x = self._slice(s)
-        self._note_range(s, x)
-        self.queued.append((s, np.concatenate([x, ctx], axis=-1)))
-
-    def _note_range(self, s: int, x: np.ndarray) -> None:
-        """Song gain: the range of ``[window x | ctx]``, what the policy sees for window ``s``."""
-        if self.song_gain is not None:
-            lv = np.concatenate([self.song_gain.levels(x), self.ctx_levels], axis=-1)
-            self.ranges[s] = self.song_gain.range(lv)
+        self.queued.append((s, np.concatenate([self._slice(s), ctx], axis=-1)))
 
     def _run(self) -> None:
         import torch
@@ -321,6 +315,25 @@ class WindowRunner:
                     self.progress(1)
         self.queued = []
 
+    def _apply_song_gain(self, starts: list[int], n: int,
+                         frames: Callable[[int, int], np.ndarray]) -> None:
+        """Map every window's output from the range of what the policy saw (``[window | ctx]``)
+        onto the song's range, from the band level of each frame (computed once, as fed)."""
+        sg, window = self.song_gain, self.window
+        level = np.concatenate(self.levels, axis=-1) if self.levels else np.zeros((self.num_devices, 0))
+        if level.shape[1] < n:  # frames that were never fed: read them back
+            level = np.concatenate([level, sg.levels(np.asarray(frames(level.shape[1], n),
+                                                                np.float32))], axis=-1)
+        level = level[:, :n]
+        self.song_range = sg.range(level)
+        pad = np.zeros((self.num_devices, window), level.dtype)  # past the end: silent frames
+        for s in starts:
+            lv = level[:, s : s + window]
+            if lv.shape[1] < window:
+                lv = np.concatenate([lv, pad[:, : window - lv.shape[1]]], axis=-1)
+            seen = sg.range(np.concatenate([lv, self.ctx_levels], axis=-1))
+            self.outputs[s] = sg.apply(self.outputs[s], seen, self.song_range)
+
     def finish(self, num_frames: int, frames: Callable[[int, int], np.ndarray]) -> np.ndarray:
         """Run the windows still missing (their frames read with ``frames(start, stop)``,
         e.g. :meth:`SongCQT.frames`) and cross-fade. Windows run while streaming that the
@@ -337,18 +350,10 @@ class WindowRunner:
             for s in starts:
                 if s not in have:
                     x = np.asarray(frames(s, s + window), np.float32)
-                    self._note_range(s, x)
                     self.queued.append((s, np.concatenate([x, self.ctx], axis=-1)))
         self._run()
         if self.song_gain is not None and len(starts) > 1:  # one window: the song is its range
-            step = 8192
-            lv = np.concatenate([self.song_gain.levels(np.asarray(frames(a, min(a + step, n)),
-                                                                  np.float32))
-                                 for a in range(0, n, step)], axis=-1)
-            self.song_range = self.song_gain.range(lv)
-            for s in starts:
-                self.outputs[s] = self.song_gain.apply(self.outputs[s], self.ranges[s],
-                                                       self.song_range)
+            self._apply_song_gain(starts, n, frames)
         acc = np.zeros((self.num_devices, n), np.float64)
         wsum = np.zeros(n, np.float64)
         for i, s in enumerate(starts):
