@@ -121,6 +121,42 @@ def bench_pipeline(seconds: float, quick: bool, video: bool = True) -> list[dict
     return rows
 
 
+def bench_song_gain(seconds: float, repeats: int = 4) -> list[dict]:
+    """What song gain costs: the same show with it on and off, interleaved, median of
+    ``repeats`` (every file but preview.mp4), for the band follower and ``cnn-gain``."""
+    import cqtml_policy
+    import torch
+
+    from cqtml_env import CQTProcessor
+    from cqtml_env.contract import Contract
+    from cqtml_env.show import make_show
+
+    proc = CQTProcessor(max_duration=5.0)
+    c = Contract.from_processor(proc, num_devices=4)
+    shape = (2, proc.n_bins, c.num_frames)
+    pols = {"band-follow": cqtml_policy.BandFollowPolicy(num_devices=4, frame_rate=c.frame_rate),
+            "cnn-gain (random init)": cqtml_policy.create_policy("cnn-gain", shape, num_devices=4,
+                                                                 device="cpu").eval()}
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="bench-song-gain-") as d:
+        d = Path(d)
+        song = d / "song.wav"
+        make_song(song, seconds)
+        for name, policy in pols.items():
+            times: dict[bool, list[float]] = {True: [], False: []}
+            with torch.inference_mode():
+                make_show(song, policy, out=None, progress=False)  # warm
+                for i in range(repeats):
+                    for on in (True, False):
+                        t0 = time.perf_counter()
+                        make_show(song, policy, out=d / f"o{i}{on}", progress=False,
+                                  outputs=("csv", "json", "midi", "overview"), song_gain=on)
+                        times[on].append(time.perf_counter() - t0)
+            rows.append({"policy": name, "on_s": float(np.median(times[True])),
+                         "off_s": float(np.median(times[False]))})
+    return rows
+
+
 def _receivers(ports_q, stop_ev, result_q) -> None:
     """Real receivers on 127.0.0.1, in their own process (so they do not compete with the
     player for the GIL): sacn's sACNreceiver, a UDP socket for Art-Net, a python-osc server."""
@@ -280,6 +316,11 @@ def main(argv: list[str] | None = None) -> None:
               f"{rows[0]['cqt_alone_cpu_s']:.2f} s; "
               + "; ".join(f"{r['policy']} {r['cpu_s']:.2f} s ({r['cpu_s'] / r['cqt_alone_cpu_s']:.2f}x)"
                           for r in rows))
+        print(f"\n3. song gain on vs off ({song_s:g} s song, every file but preview.mp4, "
+              "interleaved, median of 4)")
+        for r in bench_song_gain(song_s):
+            print(f"{r['policy']:<24} on {r['on_s']:.3f} s  off {r['off_s']:.3f} s  "
+                  f"ratio {r['on_s'] / r['off_s']:.3f}")
     if not a.skip_live:
         modes = [False] + ([True] if realtime_permitted() else [])
         print(f"\n2. live play on loopback, {live_s:g} s, wall clock, normal priority"
