@@ -124,9 +124,9 @@ def bench_pipeline(seconds: float, quick: bool, video: bool = True) -> list[dict
 def bench_song_gain(seconds: float, repeats: int = 4) -> list[dict]:
     """What song gain costs: the same show with it on and off, interleaved, median of
     ``repeats`` (every file but preview.mp4), for the band follower and ``cnn-gain``."""
-    import cqtml_policy
     import torch
 
+    import cqtml_policy
     from cqtml_env import CQTProcessor
     from cqtml_env.contract import Contract
     from cqtml_env.show import make_show
