@@ -139,3 +139,43 @@ def test_cli_records_song_gain_and_switches_it_off(sections_song, tmp_path, caps
         assert rc == 0
         assert json.loads((out / "show.json").read_text())["song_gain"]["enabled"] is enabled
         assert ("song gain: on" if enabled else "song gain: off") in capsys.readouterr().out
+
+
+def test_context_chunks_come_from_the_middle_of_equal_parts():
+    from cqtml_env.show.inference import context_starts
+
+    starts = context_starts(1000, 215, 43)
+    assert len(starts) == 5
+    np.testing.assert_allclose(starts + 43 / 2, (np.arange(5) + 0.5) * 200, atol=0.5)
+    assert starts.min() > 0 and starts.max() + 43 < 1000  # not the song's first or last frames
+    assert list(context_starts(30, 215, 43)) == [0] * 5  # a song shorter than a chunk
+    assert list(context_starts(1000, 43, 43)) == [478]  # one chunk: the middle
+
+
+def _steady(seconds: float, bpm: float = 120.0) -> np.ndarray:
+    """A song with no dynamics: a kick on every beat, a hat between, a constant chord."""
+    t = np.arange(int(seconds * SR)) / SR
+    beat = 60.0 / bpm
+    kick = np.exp(-(t % beat) * 30) * np.sin(2 * np.pi * 55 * t)
+    hat = np.random.default_rng(0).normal(0, 1, t.size) * np.exp(-((t + beat / 2) % beat) * 60)
+    chord = sum(np.sin(2 * np.pi * f * t) for f in (220.0, 277.2, 329.6, 880.0, 1760.0)) / 5
+    y = 0.5 * kick + 0.15 * hat + 0.25 * chord
+    return np.stack([y, 0.9 * y], axis=1).astype(np.float32)
+
+
+def test_a_silent_intro_does_not_darken_the_show(tmp_path):
+    """1 s of silence, then 30 s of a song with no dynamics. Were the song context to take
+    the song's first second (it did: chunks from the first frame to the last), every window
+    would see a silent second as a tenth of what it sees, against 3 % of the song: its floor
+    would sit far below the song's, and song gain would darken the whole show (to 0.15 from
+    0.48 here, measured with the old chunks)."""
+    y = np.concatenate([np.zeros((SR, 2), np.float32), _steady(30.0)])
+    path = tmp_path / "intro.wav"
+    sf.write(str(path), y, SR)
+    policy_pkg = pytest.importorskip("cqtml_policy")
+    bf = policy_pkg.BandFollowPolicy(num_devices=4, frame_rate=DEFAULT_FRAME_RATE)
+    on = make_show(path, bf, out=None, progress=False)
+    off = make_show(path, bf, out=None, progress=False, song_gain=False)
+    music = slice(int(2 * on.frame_rate), None)
+    assert off.levels[:, music].mean() > 0.3
+    assert on.levels[:, music].mean() > 0.85 * off.levels[:, music].mean()

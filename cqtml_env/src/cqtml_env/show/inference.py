@@ -13,8 +13,9 @@
 Song-level context. The policies normalise by per-clip statistics (``clip_relative``
 quantiles per bin, the CNN's ``ClipContext`` mean/max, the band-follower's floor/ceiling
 quantiles). Run window by window these would jump at every window. So every window is fed
-as ``[window | song context]``: ``context_s`` of frames in 1-second chunks spread evenly
-over the whole song, appended after the window (the policy's outputs for those frames are
+as ``[window | song context]``: ``context_s`` of frames in 1-second chunks, one from the
+middle of each of that many equal parts of the song (:func:`context_starts`), appended after
+the window (the policy's outputs for those frames are
 dropped). Every statistic is then taken over a population most of which is the same for
 all windows: the same song-level reference, with no policy API change. ``context_s=0``
 switches it off (plain windows).
@@ -226,13 +227,23 @@ def window_starts(num_frames: int, window: int, hop: int) -> list[int]:
     return regular + tail
 
 
+def context_starts(num_frames: int, context: int, chunk: int) -> np.ndarray:
+    """Start frames of the ``ceil(context / chunk)`` song-context chunks: the middle of each
+    of that many equal parts of the song. Not its first and last frames: intros and endings
+    are often silent or fading, and a silent chunk in every window's context would stand for
+    far more of the song than it is (the song gain then darkens the whole show)."""
+    k = max(1, math.ceil(context / chunk))
+    chunk = min(chunk, num_frames)
+    mid = (np.arange(k) + 0.5) * num_frames / k - chunk / 2
+    return np.clip(np.round(mid), 0, max(num_frames - chunk, 0)).astype(int)
+
+
 def context_frames(song: SongCQT, context: int, chunk: int) -> np.ndarray:
-    """``[2, F, context]``: ``context // chunk`` chunks spread evenly over the song."""
+    """``[2, F, context]``: the chunks of :func:`context_starts`, from the stored CQT."""
     if context <= 0:
         return np.zeros((2, song.n_bins, 0), np.float32)
-    k = max(1, math.ceil(context / chunk))
     chunk = min(chunk, song.num_frames)
-    starts = np.linspace(0, max(song.num_frames - chunk, 0), k).round().astype(int)
+    starts = context_starts(song.num_frames, context, chunk)
     parts = [song.frames(int(s), int(s) + chunk) for s in starts]
     return np.concatenate(parts, axis=-1)[..., :context]
 
@@ -375,8 +386,8 @@ class WindowRunner:
 def context_from_audio(reader: AudioReader, processor: Any, *, context: int, chunk: int,
                        window: int) -> np.ndarray | None:
     """The song-level context of :func:`context_frames`, computed before the CQT streams:
-    ``context // chunk`` chunks spread evenly over the song (positions from the file's
-    header length), each CQT'd from a seek into the audio with the same context as
+    the chunks of :func:`context_starts` (positions from the file's header length), each
+    CQT'd from a seek into the audio with the same context as
     :func:`~cqtml_env.show.stream.stream_cqt` (so the same frames, float16-rounded like the
     stored CQT). ``None`` when the reader cannot seek (PyAV files) or the song is at most
     one window long: then :func:`windowed_actions` after the CQT does the same job."""
@@ -391,9 +402,8 @@ def context_from_audio(reader: AudioReader, processor: Any, *, context: int, chu
         return None
     if context <= 0:
         return np.zeros((2, processor.n_bins, 0), np.float32)
-    k = max(1, math.ceil(context / chunk))
     chunk = min(chunk, n_est)
-    starts = np.linspace(0, max(n_est - chunk, 0), k).round().astype(int)
+    starts = context_starts(n_est, context, chunk)
     ctx_s = cqt_context_samples(processor)
     segs = []
     for s in starts:
@@ -442,4 +452,4 @@ def windowed_actions(
 
 
 __all__ = ["SongCQT", "cqt_to_disk", "crossfade_weights", "windowed_actions", "window_starts",
-           "context_frames", "context_from_audio", "WindowRunner"]
+           "context_starts", "context_frames", "context_from_audio", "WindowRunner"]
