@@ -87,6 +87,25 @@ def test_threshold_is_configurable_and_streaming_matches_one_shot():
     assert lim.report.frames == x.shape[1] and lim.report.frames_changed > 0
 
 
+def test_frame_by_frame_blocks_and_one_shot_agree_exactly():
+    """Every device busy and the rig rule firing: the same output however the frames come."""
+    rng = np.random.default_rng(3)
+    t = np.arange(int(FR * 6))
+    room = (t // 3 % 2).astype(float)  # a room strobe on all devices, then noise
+    x = np.where(t < FR * 3, room, rng.random((4, t.size)))
+    x[1] = 1 - x[1]
+    once = limit_flashes(x, frame_rate=FR)
+    lim = FlashLimiter(num_devices=4, frame_rate=FR)
+    parts, s = [], 0
+    for k in [1, 1, 5, 64, 1, 200, 3]:
+        parts.append(lim.step(x[:, s]).reshape(4, 1) if k == 1 else lim(x[:, s : s + k]))
+        s += k
+    parts.append(lim(x[:, s:]))
+    np.testing.assert_array_equal(np.concatenate(parts, axis=1), once)
+    assert max_flashes_per_window(once.mean(axis=0), FR, threshold=0.5) <= 3
+    assert all(max_flashes_per_window(row, FR, threshold=0.1) <= 3 for row in once)
+
+
 def test_slow_show_passes_unchanged():
     t = np.arange(int(FR * 8)) / FR
     x = np.stack([0.5 + 0.5 * np.sin(2 * np.pi * 1.0 * t + d) for d in range(4)])  # 1 Hz

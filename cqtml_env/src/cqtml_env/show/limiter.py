@@ -166,54 +166,128 @@ class FlashLimiter:
                    threshold=settings.threshold, dark_level=settings.dark_level,
                    rig_threshold=getattr(settings, "rig_threshold", 0.5))
 
-    def _device_step(self, x: list[float]) -> list[float]:
-        t = self.t
-        out = []
-        for d, v in zip(self.devices, x):
-            if d.lo is not None and d.spent(t):
-                lo, hi = d.allowed(v)
-                # z = min(v, cap) must stay in [lo, hi]; v above cap is fine when lo <= cap
-                if v < lo:
-                    v = lo
-                elif min(v, d.cap) > hi:
-                    v = hi
-            out.append(v)
-        return out
-
     def step(self, frame: np.ndarray) -> np.ndarray:
-        x = [min(1.0, max(0.0, float(v))) for v in frame]
-        y = self._device_step(x)
-        if self.rig is not None and self.rig.lo is not None and self.rig.spent(self.t):
-            lo, hi = self.rig.allowed(0.0)
-            m = sum(y) / len(y)
-            zm = min(m, self.rig.cap)
-            if not (lo <= zm <= hi):
-                prev = self.prev if self.prev is not None else y
-                a_lo, a_hi = 0.0, 1.0  # largest blend toward y that keeps the mean in band
-                for _ in range(30):
-                    a = 0.5 * (a_lo + a_hi)
-                    mm = sum(p + a * (q - p) for p, q in zip(prev, y)) / len(y)
-                    if lo <= min(mm, self.rig.cap) <= hi:
-                        a_lo = a
+        """Limit one frame ``[D]`` (continues from the previous frames)."""
+        return self._run(np.asarray(frame, dtype=np.float64).reshape(-1, 1))[:, 0]
+
+    def _run(self, x: np.ndarray) -> np.ndarray:
+        """The limiter over ``x [D, T]`` frame by frame (the module doc's rules), with every
+        detector's state in local variables: one Python loop, no method call per frame (a
+        4-minute show's 10k frames take a third of the time of a per-frame method)."""
+        dets = self.devices
+        n_dev = len(dets)
+        th = [d.th for d in dets]
+        thm = [d.th * (1 - _MARGIN) for d in dets]
+        cap = [d.cap for d in dets]
+        budget = [d.budget for d in dets]
+        win = [d.window for d in dets]
+        dirs = [d.dir for d in dets]
+        ext = [d.ext for d in dets]
+        lo = [d.lo for d in dets]
+        hi = [d.hi for d in dets]
+        lo_t = [d.lo_t for d in dets]
+        hi_t = [d.hi_t for d in dets]
+        ext_t = [d.ext_t for d in dets]
+        changes = [d.changes for d in dets]
+        starts = [d.starts for d in dets]
+        rig = self.rig
+        prev = self.prev
+        t = self.t
+        rows = np.clip(np.nan_to_num(x, nan=0.0), 0.0, 1.0).T.tolist()  # [T][D] floats (NaN: dark)
+        out = []
+        inf = np.inf
+        for y in rows:
+            # each device within its own budget
+            for d in range(n_dev):
+                if lo[d] is None:
+                    continue
+                ch = changes[d]
+                while ch and ch[0] <= t - win[d]:
+                    ch.popleft()
+                if len(ch) >= budget[d]:
+                    v = y[d]
+                    if dirs[d] == 0:
+                        a_lo, a_hi = hi[d] - thm[d], lo[d] + thm[d]
+                    elif dirs[d] > 0:
+                        a_lo, a_hi = ext[d] - thm[d], inf
                     else:
-                        a_hi = a
-                y = [p + a_lo * (q - p) for p, q in zip(prev, y)]
-        for d, v in zip(self.devices, y):
-            d.update(v, self.t)
-        if self.rig is not None:
-            self.rig.update(sum(y) / len(y), self.t)
-        self.prev = y
-        self.t += 1
-        return np.asarray(y)
+                        a_lo, a_hi = -inf, ext[d] + thm[d]
+                    # z = min(v, cap) must stay in [lo, hi]; v above cap is fine when lo <= cap
+                    if v < a_lo:
+                        y[d] = a_lo
+                    elif min(v, cap[d]) > a_hi:
+                        y[d] = a_hi
+            # the rig as a whole
+            if rig is not None and rig.lo is not None and rig.spent(t):
+                r_lo, r_hi = rig.allowed(0.0)
+                m = sum(y) / n_dev
+                zm = min(m, rig.cap)
+                if not (r_lo <= zm <= r_hi):
+                    p = prev if prev is not None else y
+                    b_lo, b_hi = 0.0, 1.0  # largest blend toward y that keeps the mean in band
+                    for _ in range(30):
+                        a = 0.5 * (b_lo + b_hi)
+                        mm = sum(pp + a * (q - pp) for pp, q in zip(p, y)) / n_dev
+                        if r_lo <= min(mm, rig.cap) <= r_hi:
+                            b_lo = a
+                        else:
+                            b_hi = a
+                    y = [pp + b_lo * (q - pp) for pp, q in zip(p, y)]
+            # the detectors see what is sent (_Detector.update, inlined)
+            for d in range(n_dev):
+                v = y[d]
+                z = v if v < cap[d] else cap[d]
+                if lo[d] is None:
+                    lo[d] = hi[d] = z
+                    lo_t[d] = hi_t[d] = t
+                elif dirs[d] == 0:
+                    if z < lo[d]:
+                        lo[d], lo_t[d] = z, t
+                    if z > hi[d]:
+                        hi[d], hi_t[d] = z, t
+                    if z - lo[d] >= th[d]:
+                        dirs[d], ext[d], ext_t[d] = 1, z, t
+                        changes[d].append(t)
+                        if starts[d] is not None:
+                            starts[d].append(lo_t[d])
+                    elif hi[d] - z >= th[d]:
+                        dirs[d], ext[d], ext_t[d] = -1, z, t
+                        changes[d].append(t)
+                        if starts[d] is not None:
+                            starts[d].append(hi_t[d])
+                elif dirs[d] > 0:
+                    if z > ext[d]:
+                        ext[d], ext_t[d] = z, t
+                    elif ext[d] - z >= th[d]:
+                        if starts[d] is not None:
+                            starts[d].append(ext_t[d])
+                        dirs[d], ext[d], ext_t[d] = -1, z, t
+                        changes[d].append(t)
+                else:
+                    if z < ext[d]:
+                        ext[d], ext_t[d] = z, t
+                    elif z - ext[d] >= th[d]:
+                        if starts[d] is not None:
+                            starts[d].append(ext_t[d])
+                        dirs[d], ext[d], ext_t[d] = 1, z, t
+                        changes[d].append(t)
+            if rig is not None:
+                rig.update(sum(y) / n_dev, t)
+            prev = y
+            out.append(y)
+            t += 1
+        for i, d in enumerate(dets):
+            d.dir, d.ext, d.lo, d.hi = dirs[i], ext[i], lo[i], hi[i]
+            d.lo_t, d.hi_t, d.ext_t = lo_t[i], hi_t[i], ext_t[i]
+        self.prev, self.t = prev, t
+        return np.asarray(out, dtype=np.float64).reshape(-1, n_dev).T
 
     def __call__(self, intensities: np.ndarray) -> np.ndarray:
         """Limit a block ``[D, T]`` (continues from the previous block)."""
         x = np.asarray(intensities, dtype=np.float64)
         if x.ndim != 2 or x.shape[0] != len(self.devices):
             raise ValueError(f"expected [{len(self.devices)}, T] intensities, got {x.shape}")
-        out = np.empty_like(x)
-        for t in range(x.shape[1]):
-            out[:, t] = self.step(x[:, t])
+        out = self._run(x)
         diff = np.abs(out - np.clip(x, 0, 1))
         self.report.frames += x.shape[1]
         self.report.frames_changed += int(np.count_nonzero(diff.max(axis=0) > 1e-9))
