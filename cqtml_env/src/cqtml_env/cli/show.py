@@ -103,8 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         show = make_show(args.song, policy, rig=rig, out=args.out, window_s=args.window,
                          overlap_s=args.overlap, context_s=args.context,
-                         song_gain=not args.no_song_gain, limiter=not args.unsafe_no_limiter, outputs=outputs,
-                         progress=not args.quiet)
+                         song_gain=not args.no_song_gain, limiter=not args.unsafe_no_limiter,
+                         outputs=outputs, progress=not args.quiet)
     except (AudioLoadError, ValueError) as exc:
         print(f"cqtml-show: {exc}", file=sys.stderr)
         return 2
