@@ -37,7 +37,8 @@ with a decay and punches above its bed by onset strength): docs/GOLD.md. ``"gold
 (``GOLD_V4``) puts v3's punches over a dB-linear bed between each band's own 5th and 98th
 percentile, with a short attack, that starts at the clip's level. ``"gold-v5"`` (``GOLD_V5``)
 adds a pulse for the whole rig on the clip's beats, tracked on an onset envelope that no longer
-mistakes the clip's first frame for an attack.
+mistakes the clip's first frame for an attack. ``"gold-v6"`` (``GOLD_V6``) is v5 with each
+band's level the mean of its 12 loudest bins instead of 6.
 
 Score = ``sum_c w_c * component_c`` averaged over devices (weights sum to 1), in [0, 1].
 Per-clip features are computed once (and cached by content). ``score``/``score_components``
@@ -67,7 +68,8 @@ DEFAULT_WEIGHTS: dict[str, float] = {
     "range": 0.10,
 }
 COMPONENTS: tuple[str, ...] = tuple(DEFAULT_WEIGHTS)
-GOLD_VERSIONS: tuple[str, ...] = ("gold-v1", "gold-v2", "gold-v3", "gold-v4", "gold-v5")
+GOLD_VERSIONS: tuple[str, ...] = ("gold-v1", "gold-v2", "gold-v3", "gold-v4", "gold-v5",
+                                   "gold-v6")
 
 # gold-v2 (docs/GOLD.md, "gold-v2"): a target that is dynamic and punchy on real music
 V2_WEIGHTS: dict[str, float] = {
@@ -124,6 +126,10 @@ GOLD_V5: dict = {
     "beat_punch_power": 0.5,  # ... a weaker one sqrt(its onset envelope / the strongest's)
 }
 
+# gold-v6 (docs/GOLD.md, "gold-v6"): v5 with each band's level the mean of its 12 loudest bins
+# (v5: 6), so the level follows the band's broad energy more than its loudest partials; over a
+# whole song the target's structure is then closer to the music's (self-similarity).
+GOLD_V6: dict = {**GOLD_V5, "top_bins": 12}
 
 @dataclass(frozen=True)
 class GoldConfig:
@@ -192,6 +198,12 @@ class GoldConfig:
     def v5(cls, **overrides) -> GoldConfig:
         """The gold-v5 preset (``GoldScorer(version="gold-v5")`` uses it)."""
         kw = {**GOLD_V5, "weights": dict(V2_WEIGHTS), "version": "gold-v5", **overrides}
+        return cls(**kw)
+
+    @classmethod
+    def v6(cls, **overrides) -> GoldConfig:
+        """The gold-v6 preset (``GoldScorer(version="gold-v6")`` uses it)."""
+        kw = {**GOLD_V6, "weights": dict(V2_WEIGHTS), "version": "gold-v6", **overrides}
         return cls(**kw)
 
     def to_dict(self) -> dict:
@@ -405,6 +417,8 @@ class GoldScorer:
             config = {**GOLD_V4, **config}
         elif version == "gold-v5":
             config = {**GOLD_V5, **config}
+        elif version == "gold-v6":
+            config = {**GOLD_V6, **config}
         w = dict(DEFAULT_WEIGHTS if version == "gold-v1" else V2_WEIGHTS)
         if weights is not None:
             unknown = set(weights) - set(DEFAULT_WEIGHTS)
@@ -951,6 +965,7 @@ __all__ = [
     "GOLD_V3",
     "GOLD_V4",
     "GOLD_V5",
+    "GOLD_V6",
     "GOLD_VERSIONS",
     "V2_WEIGHTS",
     "ClipFeatures",
