@@ -326,15 +326,13 @@ class WindowRunner:
                     self.progress(1)
         self.queued = []
 
-    def _apply_song_gain(self, starts: list[int], n: int,
-                         frames: Callable[[int, int], np.ndarray]) -> None:
+    def _apply_song_gain(self, starts: list[int], n: int) -> None:
         """Map every window's output from the range of what the policy saw (``[window | ctx]``)
         onto the song's range, from the band level of each frame (computed once, as fed)."""
         sg, window = self.song_gain, self.window
         level = np.concatenate(self.levels, axis=-1) if self.levels else np.zeros((self.num_devices, 0))
-        if level.shape[1] < n:  # frames that were never fed: read them back
-            level = np.concatenate([level, sg.levels(np.asarray(frames(level.shape[1], n),
-                                                                np.float32))], axis=-1)
+        if level.shape[1] < n:  # every caller feeds the whole song before finish()
+            raise RuntimeError(f"internal error: song gain saw {level.shape[1]} of {n} frames")
         level = level[:, :n]
         self.song_range = sg.range(level)
         pad = np.zeros((self.num_devices, window), level.dtype)  # past the end: silent frames
@@ -364,7 +362,7 @@ class WindowRunner:
                     self.queued.append((s, np.concatenate([x, self.ctx], axis=-1)))
         self._run()
         if self.song_gain is not None and len(starts) > 1:  # one window: the song is its range
-            self._apply_song_gain(starts, n, frames)
+            self._apply_song_gain(starts, n)
         acc = np.zeros((self.num_devices, n), np.float64)
         wsum = np.zeros(n, np.float64)
         for i, s in enumerate(starts):
