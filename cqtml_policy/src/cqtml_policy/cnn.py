@@ -18,6 +18,7 @@ from cqtml_policy._deprecated import alias_getattr
 from cqtml_policy.categorical import CategoricalPolicy, resolve_device
 from cqtml_policy.heads import LogProbabilityHead
 from cqtml_policy.inputs import (
+    GAIN_FLOOR,
     BandFeatures,  # noqa: F401  (its old import path: cqtml_policy.cnn)
     CurveFeatures,
     with_relative,
@@ -121,12 +122,13 @@ class CNNBackbone(nn.Module):
         beat_features: bool = False,
         beat_segment: int = 0,
         gain_features: int = 0,
+        gain_floor: float = GAIN_FLOOR,
     ) -> None:
         super().__init__()
         self.relative_input = bool(relative_input)
         self.frequency = FrequencyStack(in_channels * (2 if relative_input else 1), channels, bands)
         self.curves = (CurveFeatures(band_features, pulse_features, beat_features, beat_segment,
-                                     gain_features)
+                                     gain_features, gain_floor)
                        if band_features > 0 or pulse_features or beat_features or gain_features > 0
                        else None)
         extra = self.curves.out_features if self.curves is not None else 0
@@ -173,6 +175,7 @@ class TemporalCNNModel(CategoricalPolicy):
         pulse_features: bool = False,
         beat_features: bool = False,
         gain_features: bool = False,
+        gain_floor: float = GAIN_FLOOR,
     ) -> None:
         super().__init__(num_devices, distribution_size)
         shape = tuple(int(s) for s in cqt_shape)
@@ -197,11 +200,13 @@ class TemporalCNNModel(CategoricalPolicy):
             self.arch["beat_features"] = True
         if gain_features:
             self.arch["gain_features"] = True
+            if float(gain_floor) != GAIN_FLOOR:  # the teacher's floor (gold-v7: 0.5 %)
+                self.arch["gain_floor"] = float(gain_floor)
         self.backbone = CNNBackbone(
             self.in_channels, channels, hidden, bands, kernel_size, tuple(dilations), clip_context,
             relative_input, num_devices if band_features else 0, pulse_features, beat_features,
             shape[-1],  # beats are tracked one clip length at a time (BeatFeatures.segment)
-            num_devices if gain_features else 0,
+            num_devices if gain_features else 0, float(gain_floor),
         )
         self.head = LogProbabilityHead(hidden, num_devices, distribution_size, frames_per_column=1)
 

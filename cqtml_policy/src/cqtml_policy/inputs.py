@@ -217,6 +217,9 @@ class BeatFeatures(nn.Module):
         return out
 
 
+GAIN_FLOOR = 0.05  # GainFeatures' default dark end: the 5th percentile, gold-v4..v6's floor
+
+
 class GainFeatures(nn.Module):
     """Per-device band levels through a lighting console's per-band auto-gain ``[B, 2·D, T]``
     (no parameters): each band's level (the mean of its ``top_bins`` loudest bins, as the
@@ -238,7 +241,7 @@ class GainFeatures(nn.Module):
 
     per_band = 2
 
-    def __init__(self, num_bands: int, *, top_bins: int = 6, floor: float = 0.05,
+    def __init__(self, num_bands: int, *, top_bins: int = 6, floor: float = GAIN_FLOOR,
                  ceiling: float = 0.98, gate: float = 0.15, min_span: float = 0.15) -> None:
         super().__init__()
         if num_bands < 1 or top_bins < 1 or not 0 <= floor < ceiling <= 1 or min_span <= 0:
@@ -264,18 +267,19 @@ class GainFeatures(nn.Module):
 class CurveFeatures(nn.Module):
     """:class:`BandFeatures` of ``num_bands`` bands (0: none), then (``pulse``)
     :class:`PulseFeatures`, then (``beat``) :class:`BeatFeatures`, then :class:`GainFeatures`
-    of ``gain_bands`` bands (0: none), stacked ``[B, 5·D (+3) (+2) (+2·G), T]``: the one module
-    behind every policy's per-frame input curves."""
+    of ``gain_bands`` bands (0: none; its dark end at the ``gain_floor`` percentile), stacked
+    ``[B, 5·D (+3) (+2) (+2·G), T]``: the one module behind every policy's per-frame input
+    curves."""
 
     def __init__(self, num_bands: int, pulse: bool = False, beat: bool = False,
-                 beat_segment: int = 0, gain_bands: int = 0) -> None:
+                 beat_segment: int = 0, gain_bands: int = 0, gain_floor: float = GAIN_FLOOR) -> None:
         super().__init__()
         if num_bands <= 0 and not pulse and not beat and gain_bands <= 0:
             raise ValueError("CurveFeatures needs num_bands > 0, pulse, beat or gain_bands > 0")
         self.bands = BandFeatures(num_bands) if num_bands > 0 else None
         self.pulse = PulseFeatures() if pulse else None
         self.beat = BeatFeatures(segment=beat_segment) if beat else None
-        self.gain = GainFeatures(gain_bands) if gain_bands > 0 else None
+        self.gain = GainFeatures(gain_bands, floor=gain_floor) if gain_bands > 0 else None
         self.out_features = sum(m.out_features for m in self._parts())
 
     def _parts(self) -> list[nn.Module]:
@@ -285,4 +289,4 @@ class CurveFeatures(nn.Module):
         return torch.cat([m(cqt) for m in self._parts()], dim=1)
 
 
-__all__ = ["BandFeatures", "BeatFeatures", "CurveFeatures", "GainFeatures", "PulseFeatures", "clip_relative", "onset_envelope", "with_relative"]
+__all__ = ["GAIN_FLOOR", "BandFeatures", "BeatFeatures", "CurveFeatures", "GainFeatures", "PulseFeatures", "clip_relative", "onset_envelope", "with_relative"]

@@ -13,7 +13,7 @@ from torch import nn
 from cqtml_policy.categorical import CategoricalPolicy, resolve_device
 from cqtml_policy.cnn import ClipContext
 from cqtml_policy.heads import LogProbabilityHead
-from cqtml_policy.inputs import CurveFeatures, with_relative
+from cqtml_policy.inputs import GAIN_FLOOR, CurveFeatures, with_relative
 from cqtml_policy.int8 import dequantized_state_dict, swap_linear_for_int8
 
 DEFAULT_BACKBONE = "vit_tiny_patch16_224"
@@ -113,6 +113,7 @@ class ViTBackbone(nn.Module):
         pulse_features: bool = False,
         beat_features: bool = False,
         gain_features: bool = False,
+        gain_floor: float = GAIN_FLOOR,
     ) -> None:
         super().__init__()
         import timm
@@ -150,7 +151,7 @@ class ViTBackbone(nn.Module):
                              "curves: each needs band_features")
         self.band_features = (
             CurveFeatures(band_features, pulse_features, beat_features, frames,
-                          band_features if gain_features else 0)
+                          band_features if gain_features else 0, gain_floor)
             if band_features > 0 else None
         )
         self.band_embed = (
@@ -338,6 +339,7 @@ class CQTViTModel(CategoricalPolicy):
         pulse_features: bool = False,
         beat_features: bool = False,
         gain_features: bool = False,
+        gain_floor: float = GAIN_FLOOR,
     ) -> None:
         super().__init__(num_devices, distribution_size)
         self.cqt_shape = _check_cqt_shape(cqt_shape)
@@ -349,10 +351,11 @@ class CQTViTModel(CategoricalPolicy):
         self.pulse_features = bool(pulse_features)
         self.beat_features = bool(beat_features)
         self.gain_features = bool(gain_features)
+        self.gain_floor = float(gain_floor)
         self.backbone = ViTBackbone(
             self.cqt_shape, self.patch_size, backbone_name, pretrained, self.relative_input,
             resolve_size(size), num_devices if self.band_features else 0, self.pulse_features,
-            self.beat_features, self.gain_features,
+            self.beat_features, self.gain_features, self.gain_floor,
         )
         self.size = self.backbone.size()
         self.frame_conv = int(frame_conv)
@@ -400,6 +403,7 @@ class CQTViTModel(CategoricalPolicy):
         pulse_features: bool = False,
         beat_features: bool = False,
         gain_features: bool = False,
+        gain_floor: float = GAIN_FLOOR,
     ) -> CQTViTModel:
         """Build the policy, ready to run on ``device`` (``"auto"``: CUDA when present).
 
@@ -432,12 +436,14 @@ class CQTViTModel(CategoricalPolicy):
           (needs ``band_features``; registry name ``vit-pulse``). ``beat_features``: the
           clip's tracked beats too (needs ``band_features``; registry name ``vit-beat``).
           ``gain_features``: each band's auto-gained level and its rise too (needs
-          ``band_features``; registry name ``vit-gain``).
+          ``band_features``; registry name ``vit-gain``). ``gain_floor``: the percentile (as a
+          fraction) of the clip that those levels call dark: the teacher's floor (gold-v7:
+          0.005; gold-v4..v6: the default 0.05).
         """
         model = cls(
             cqt_shape, num_devices, distribution_size, patch_size, backbone_name, pretrained,
             relative_input, size, frame_conv, band_features, frame_layers, frame_context,
-            pulse_features, beat_features, gain_features,
+            pulse_features, beat_features, gain_features, gain_floor,
         )
         return model._prepare(device, use_half_precision, use_8bit, gradient_checkpointing)
 
@@ -495,6 +501,8 @@ class CQTViTModel(CategoricalPolicy):
             **({"pulse_features": True} if self.pulse_features else {}),
             **({"beat_features": True} if self.beat_features else {}),
             **({"gain_features": True} if self.gain_features else {}),
+            **({"gain_floor": self.gain_floor}
+               if self.gain_features and self.gain_floor != GAIN_FLOOR else {}),
             "use_half_precision": self.use_half_precision,
             "use_8bit": self.use_8bit,
             "gradient_checkpointing": self.gradient_checkpointing,
