@@ -211,6 +211,28 @@ def gold_target_levels(cqts, *, num_devices: int, levels: int, frame_rate: float
     return torch.as_tensor(np.stack(out), dtype=torch.int64)
 
 
+def student_kwargs(policy: str, *, teacher: str, gold_version: str) -> dict:
+    """Keyword arguments for a fresh student ``policy``: one with gain features (``cnn-gain``,
+    ``vit-gain``) calls dark what its gold-target teacher calls dark, the band's
+    ``floor_percentile`` (gold-v7: 0.5 %), so its level curves are that teacher's bed
+    (``cqtml_policy.inputs.GainFeatures``). Empty where nothing differs from the policy's
+    defaults (gold-v4..v6, other teachers, a checkpoint), so those configs stay as they were."""
+    from cqtml_env import GoldScorer
+    from cqtml_policy import registry
+    from cqtml_policy.inputs import GAIN_FLOOR
+
+    if teacher != "gold-target":
+        return {}
+    try:
+        entry = registry.policy_entry(policy)
+    except ValueError:  # a checkpoint folder: its saved config decides
+        return {}
+    if not entry.defaults.get("gain_features"):
+        return {}
+    floor = GoldScorer(version=gold_version).config.floor_percentile / 100.0
+    return {"gain_floor": floor} if 0 < floor != GAIN_FLOOR else {}
+
+
 def soft_level_targets(targets: torch.Tensor, levels: int, sigma: float) -> torch.Tensor:
     """Level indices ``[...]`` -> distributions ``[..., levels]``: a Gaussian of ``sigma`` grid
     steps around each index, truncated to the grid and renormalised (ordinal soft labels).
@@ -370,7 +392,8 @@ def train(args: Args) -> Path:
 
     torch.manual_seed(args.seed)  # initial weights depend on the seed alone (as in grpo.py)
     policy = make_policy(args.policy, cqt_shape, args.num_devices, args.distribution_size,
-                         device=args.device)
+                         device=args.device, **student_kwargs(args.policy, teacher=args.teacher,
+                                                              gold_version=args.gold_version))
     policy.train()
     dev = next(policy.parameters()).device
     optimizer = torch.optim.AdamW(

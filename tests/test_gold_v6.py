@@ -35,7 +35,7 @@ def test_older_versions_are_bit_identical_after_v6(clips, version):
 
 
 def test_v6_is_v5_with_twelve_top_bins():
-    assert GOLD_VERSIONS[-1] == "gold-v6"
+    assert GOLD_VERSIONS.index("gold-v6") == GOLD_VERSIONS.index("gold-v5") + 1
     assert GOLD_V6 == {**GOLD_V5, "top_bins": 12} and GOLD_V5["top_bins"] == 6
     s = GoldScorer(version="gold-v6")
     assert replace(s.config, weights={}) == replace(GoldConfig.v6(), weights={})

@@ -38,7 +38,8 @@ with a decay and punches above its bed by onset strength): docs/GOLD.md. ``"gold
 percentile, with a short attack, that starts at the clip's level. ``"gold-v5"`` (``GOLD_V5``)
 adds a pulse for the whole rig on the clip's beats, tracked on an onset envelope that no longer
 mistakes the clip's first frame for an attack. ``"gold-v6"`` (``GOLD_V6``) is v5 with each
-band's level the mean of its 12 loudest bins instead of 6.
+band's level the mean of its 12 loudest bins instead of 6. ``"gold-v7"`` (``GOLD_V7``) is v5
+with each band's dark end at its 0.5th percentile over the clip instead of its 5th.
 
 Score = ``sum_c w_c * component_c`` averaged over devices (weights sum to 1), in [0, 1].
 Per-clip features are computed once (and cached by content). ``score``/``score_components``
@@ -69,7 +70,7 @@ DEFAULT_WEIGHTS: dict[str, float] = {
 }
 COMPONENTS: tuple[str, ...] = tuple(DEFAULT_WEIGHTS)
 GOLD_VERSIONS: tuple[str, ...] = ("gold-v1", "gold-v2", "gold-v3", "gold-v4", "gold-v5",
-                                   "gold-v6")
+                                   "gold-v6", "gold-v7")
 
 # gold-v2 (docs/GOLD.md, "gold-v2"): a target that is dynamic and punchy on real music
 V2_WEIGHTS: dict[str, float] = {
@@ -130,6 +131,12 @@ GOLD_V5: dict = {
 # (v5: 6), so the level follows the band's broad energy more than its loudest partials; over a
 # whole song the target's structure is then closer to the music's (self-similarity).
 GOLD_V6: dict = {**GOLD_V5, "top_bins": 12}
+
+# gold-v7 (docs/GOLD.md, "gold-v7"): v5 with each band's dark end at its 0.5th percentile over
+# the clip (v5: the 5th), so the quietest moments of a band are dark, not the quietest
+# twentieth: the level keeps more of the music's dynamics. Over whole songs the show's
+# structure is then closer to the music's (self-similarity), with v5's loudness following.
+GOLD_V7: dict = {**GOLD_V5, "floor_percentile": 0.5}
 
 @dataclass(frozen=True)
 class GoldConfig:
@@ -204,6 +211,12 @@ class GoldConfig:
     def v6(cls, **overrides) -> GoldConfig:
         """The gold-v6 preset (``GoldScorer(version="gold-v6")`` uses it)."""
         kw = {**GOLD_V6, "weights": dict(V2_WEIGHTS), "version": "gold-v6", **overrides}
+        return cls(**kw)
+
+    @classmethod
+    def v7(cls, **overrides) -> GoldConfig:
+        """The gold-v7 preset (``GoldScorer(version="gold-v7")`` uses it)."""
+        kw = {**GOLD_V7, "weights": dict(V2_WEIGHTS), "version": "gold-v7", **overrides}
         return cls(**kw)
 
     def to_dict(self) -> dict:
@@ -419,6 +432,8 @@ class GoldScorer:
             config = {**GOLD_V5, **config}
         elif version == "gold-v6":
             config = {**GOLD_V6, **config}
+        elif version == "gold-v7":
+            config = {**GOLD_V7, **config}
         w = dict(DEFAULT_WEIGHTS if version == "gold-v1" else V2_WEIGHTS)
         if weights is not None:
             unknown = set(weights) - set(DEFAULT_WEIGHTS)
@@ -966,6 +981,7 @@ __all__ = [
     "GOLD_V4",
     "GOLD_V5",
     "GOLD_V6",
+    "GOLD_V7",
     "GOLD_VERSIONS",
     "V2_WEIGHTS",
     "ClipFeatures",
