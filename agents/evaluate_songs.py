@@ -53,8 +53,9 @@ class Args:
 
 def song_metrics(song: Path, policies: dict[str, Any], *, limiter: bool = True,
                  rig: Any = None, context_s: float = 5.0,
-                 song_gain: bool = True) -> dict[str, dict[str, float]]:
-    """Every independent metric of each policy's whole-song show on ``song``'s audio."""
+                 song_gain: bool | str = True) -> dict[str, dict[str, float]]:
+    """Every independent metric of each policy's whole-song show on ``song``'s audio (every
+    policy through the same pipeline: ``song_gain`` as :func:`cqtml_env.show.make_show`)."""
     from agents.metrics import audio_features, show_metrics
     from cqtml_env.features.audio import load_audio
     from cqtml_env.features.cqt import CQTProcessor
@@ -102,6 +103,7 @@ def evaluate_songs(args: Args) -> dict:
     from cqtml_env.features.audio import AudioLoadError
     from cqtml_env.features.cqt import CQTProcessor
     from cqtml_env.show.rig import load_rig
+    from cqtml_env.show.song_gain import song_gain_version
 
     root = Path(args.data).expanduser()
     if not root.is_dir():
@@ -123,13 +125,16 @@ def evaluate_songs(args: Args) -> dict:
         if hasattr(p, "eval"):
             p.eval()
     rig = load_rig(args.rig, num_devices=args.num_devices) if args.rig else None
+    # both shows with the song gain cqtml-show gives the policy: its teacher's gold version
+    gain = args.song_gain and song_gain_version(
+        None if args.policy == "band-follow" else args.policy)
     per_song, skipped = [], []
     t0 = time.perf_counter()
     with torch.inference_mode():
         for song in tqdm(songs, desc="songs", unit="song"):
             try:
                 m = song_metrics(song, policies, limiter=args.limiter, rig=rig,
-                                 context_s=args.context, song_gain=args.song_gain)
+                                 context_s=args.context, song_gain=gain)
             except (AudioLoadError, ValueError) as exc:  # unreadable, empty, too short
                 skipped.append({"song": str(song.relative_to(root)), "reason": str(exc)})
                 continue
@@ -144,7 +149,8 @@ def evaluate_songs(args: Args) -> dict:
         "policy": args.policy, "data": str(root), "songs": len(per_song),
         "minutes": float(np.nansum([_minutes(s["song"], root) for s in per_song])),
         "levels": "after the flash limiter" if args.limiter else "activations (no limiter)",
-        "rig": args.rig, "context_s": args.context, "song_gain": args.song_gain,
+        "rig": args.rig, "context_s": args.context, "song_gain": bool(gain),
+        **({"song_gain_version": gain} if gain else {}),
         "skipped": skipped, "summary": summary, "per_song": per_song,
         "seconds": round(time.perf_counter() - t0, 1),
     }
@@ -189,12 +195,14 @@ ROWS = (
 
 def markdown(r: dict) -> str:
     p, b = r["summary"]["policy"], r["summary"]["band-follow"]
+    gain = (f"on, {r.get('song_gain_version', 'gold-v5')}'s range" if r.get("song_gain", False)
+            else "off")
     lines = [
         f"# Whole songs: `{r['policy']}` vs the band-follower",
         "",
         f"{r['songs']} songs ({r['minutes']:.1f} min) of `{r['data']}`, each run through the "
         f"show pipeline ({r.get('context_s', 5.0):g} s of song context per window, song gain "
-        f"{'on' if r.get('song_gain', False) else 'off'}); levels "
+        f"{gain}); levels "
         f"{r['levels']}. Skipped: {len(r['skipped'])}.",
         "",
         "| measure | this policy | band-follower |",

@@ -65,8 +65,8 @@ class GoldLevelPolicy:
 
     num_devices = 4
 
-    def __init__(self) -> None:
-        self.gold = GoldScorer(version=SONG_GAIN_GOLD_VERSION, cache_size=0)
+    def __init__(self, version: str = SONG_GAIN_GOLD_VERSION) -> None:
+        self.gold = GoldScorer(version=version, cache_size=0)
 
     def generate_actions(self, states, num_actions_per_state=1, temperature=0.0):
         out = []
@@ -115,6 +115,45 @@ def test_song_gain_turns_window_relative_output_into_song_relative(sections_song
     assert meta["enabled"] is True and meta["gold_version"] == SONG_GAIN_GOLD_VERSION
     np.testing.assert_allclose(meta["song_ref"], ref, atol=1e-3)
     assert off.song_gain == {"enabled": False}
+
+
+def test_song_gain_on_the_policys_own_version(sections_song, tmp_path):
+    """A policy that follows gold-v7's rule (dark end: each band's 0.5th percentile) is put
+    back on the song's range by song gain on gold-v7's range; the default (gold-v5's 5th
+    percentile) maps it less exactly."""
+    from cqtml_env import CQTProcessor
+    from cqtml_env.show.inference import cqt_to_disk
+    from cqtml_env.show.stream import AudioReader
+
+    pol = GoldLevelPolicy("gold-v7")
+    own = make_show(sections_song, pol, out=None, progress=False, song_gain="gold-v7")
+    other = make_show(sections_song, pol, out=None, progress=False)
+    assert own.song_gain["gold_version"] == "gold-v7"
+    assert other.song_gain["gold_version"] == SONG_GAIN_GOLD_VERSION
+    song = cqt_to_disk(AudioReader(sections_song, SR), CQTProcessor(), tmp_path / "c.f16")
+    level = pol.gold.band_levels(song.frames(0, song.num_frames))
+    floor, ref = pol.gold.band_range(level)
+    whole = np.clip((level - floor[:, None]) / (ref - floor)[:, None], 0, 1)
+    n = min(whole.shape[1], own.activations.shape[1])
+    err_own = np.abs(own.activations[:, :n] - whole[:, :n]).mean()
+    err_other = np.abs(other.activations[:, :n] - whole[:, :n]).mean()
+    assert err_own < 0.01 and err_other > 2 * err_own
+
+
+def test_cli_takes_song_gain_from_the_checkpoints_teacher(sections_song, tmp_path, capsys):
+    """A checkpoint whose trainer.json records a gold-target teacher (agents/sft.py) gets song
+    gain on that version's range; show.json and the CLI say which."""
+    policy_pkg = pytest.importorskip("cqtml_policy")
+    from cqtml_env.cli.show import main
+
+    ckpt = tmp_path / "ckpt"
+    policy_pkg.create_policy("cnn", (2, 84, 216), num_devices=4, device="cpu").save_pretrained(ckpt)
+    (ckpt / "trainer.json").write_text(json.dumps({"extra": {"gold_version": "gold-v7"}}))
+    out = tmp_path / "show"
+    assert main([str(sections_song), "--policy", str(ckpt), "--out", str(out), "--outputs",
+                 "json", "--quiet"]) == 0
+    assert json.loads((out / "show.json").read_text())["song_gain"]["gold_version"] == "gold-v7"
+    assert "song gain: on, gold-v7's range" in capsys.readouterr().out
 
 
 def test_one_window_song_is_unchanged(tmp_path):

@@ -100,10 +100,16 @@ def main(argv: list[str] | None = None) -> int:
                                        num_devices=rig.num_devices)
     policy = load_policy_arg(args.policy, num_devices=rig.num_devices,
                              frame_rate=contract.frame_rate, device=args.device)
+    from cqtml_env.show.song_gain import song_gain_version
+
+    # song gain on the range of the gold version the checkpoint's teacher had (band-follow:
+    # the default's)
+    gain = False if args.no_song_gain else song_gain_version(
+        None if args.policy == "band-follow" else args.policy)
     try:
         show = make_show(args.song, policy, rig=rig, out=args.out, window_s=args.window,
                          overlap_s=args.overlap, context_s=args.context,
-                         song_gain=not args.no_song_gain, limiter=not args.unsafe_no_limiter,
+                         song_gain=gain, limiter=not args.unsafe_no_limiter,
                          outputs=outputs, progress=not args.quiet)
     except (AudioLoadError, ValueError) as exc:
         print(f"cqtml-show: {exc}", file=sys.stderr)
@@ -114,8 +120,9 @@ def main(argv: list[str] | None = None) -> int:
     if lim.get("enabled"):
         print(f"flash limiter: on (<= {lim['max_flashes']} flashes / {lim['window_s']:g} s per "
               f"device and rig mean); changed {100 * lim['fraction_changed']:.1f}% of frames")
-    print("song gain: on (quiet passages stay darker than loud ones)"
-          if show.song_gain.get("enabled") else "song gain: off (each window on its own range)")
+    print(f"song gain: on, {show.song_gain['gold_version']}'s range (quiet passages stay darker "
+          "than loud ones)" if show.song_gain.get("enabled")
+          else "song gain: off (each window on its own range)")
     print(f"tempo: {show.bpm:.1f} BPM" if show.bpm else "tempo: not detected (MIDI at 120)")
     for _name, path in show.files.items():
         print(f"  {path}")

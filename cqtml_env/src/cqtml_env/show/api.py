@@ -66,7 +66,7 @@ def make_show(
     overlap_s: float = 1.5,
     margin_s: float = 0.25,
     context_s: float = 5.0,
-    song_gain: bool = True,
+    song_gain: bool | str | Any = True,
     limiter: bool = True,
     outputs: tuple[str, ...] = ("csv", "json", "midi", "overview", "video"),
     video_size: tuple[int, int] = (480, 272),
@@ -79,7 +79,9 @@ def make_show(
     ``policy``: any :class:`cqtml_policy.PolicyModel` (``generate_actions``) whose device
     count equals the rig's. Windows of ``window_s`` overlap by ``overlap_s`` and are
     cross-faded; ``context_s`` of song-level context is appended to each window (see
-    :mod:`cqtml_env.show.inference`). ``song_gain`` (default on) puts each window back on the
+    :mod:`cqtml_env.show.inference`). ``song_gain`` (default on; a gold version such as
+    ``"gold-v7"`` takes that version's range, :func:`~cqtml_env.show.song_gain.song_gain_version`
+    gives a checkpoint's; or a ready :class:`~cqtml_env.show.song_gain.SongGain`) puts each window back on the
     song's dynamic range, so quiet passages stay darker than loud ones
     (:mod:`cqtml_env.show.song_gain`). ``limiter=False`` disables the flash limiter and
     prints a warning. Files are written to a temporary folder next to ``out`` and moved in
@@ -140,7 +142,13 @@ def make_show(
         ctx_n, chunk = (contract.frames(context_s) if context_s > 0 else 0), contract.frames(1.0)
         # the policy runs while the CQT streams (it needs the song context first: a few seeks)
         ctx = context_from_audio(reader, processor, context=ctx_n, chunk=chunk, window=window)
-        gain = SongGain(num_devices=rig.num_devices) if song_gain else None
+        gain = None
+        if isinstance(song_gain, str):
+            gain = SongGain(num_devices=rig.num_devices, gold_version=song_gain)
+        elif song_gain is True:
+            gain = SongGain(num_devices=rig.num_devices)
+        elif song_gain:  # a SongGain made by the caller (bench/teacher_show.py)
+            gain = song_gain
         runner = WindowRunner(policy, ctx=ctx, song_gain=gain, **wkw) if ctx is not None else None
         songcqt = cqt_to_disk(reader, processor, Path(scratch) / "cqt.f16",
                               progress=bar.update if bar else None,

@@ -16,9 +16,12 @@ clipped to [0, 1]. Where a window's range equals the song's, nothing changes. A 
 keeps its height relative to the window's range. The flash limiter runs afterwards, on what
 the lights get.
 
-The range is the gold target's, from the gold version of the latest env
-(:data:`SONG_GAIN_GOLD_VERSION`, the version the default policy is trained on). Versions with
-a loudness law (gold-v2, gold-v3) are not linear in the level, so they are refused.
+The range is the gold target's: for a checkpoint, that of the gold version its gold-target
+teacher had (:func:`song_gain_version`, from what ``agents/sft.py`` records), so each window is
+mapped with the range the policy learnt to imitate (gold-v7's dark end is a band's 0.5th
+percentile, v5's its 5th); otherwise the latest env's (:data:`SONG_GAIN_GOLD_VERSION`).
+Versions with a loudness law (gold-v2, gold-v3) are not linear in the level, so they are
+refused.
 
 Example:
     >>> import numpy as np
@@ -31,6 +34,9 @@ Example:
 
 from __future__ import annotations
 
+import json
+import os
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -57,8 +63,8 @@ class SongGain:
                                  cache_size=0)
         if self.scorer.config.loudness_law:
             raise ValueError(f"song gain needs a target linear in the band level; "
-                             f"{gold_version!r} has a loudness law (use gold-v1, gold-v4 or "
-                             f"gold-v5)")
+                             f"{gold_version!r} has a loudness law (use gold-v1, or gold-v4 "
+                             f"and later)")
         self.num_devices = int(num_devices)
 
     def levels(self, cqt: np.ndarray) -> np.ndarray:
@@ -90,4 +96,31 @@ class SongGain:
         return out
 
 
-__all__ = ["SongGain", "SONG_GAIN_GOLD_VERSION"]
+def song_gain_version(checkpoint: str | os.PathLike | None) -> str:
+    """The gold version whose range song gain uses for the policy saved in ``checkpoint``.
+
+    A checkpoint written by ``agents/sft.py`` with ``--teacher gold-target`` records its
+    teacher's version (``trainer.json``: ``extra.gold_version``); that version is returned
+    when its target is linear in the level (gold-v1, v4 and later). Anything else (no
+    checkpoint, another teacher, an unreadable record, gold-v2/v3) gets
+    :data:`SONG_GAIN_GOLD_VERSION`.
+
+    Example:
+        >>> song_gain_version(None)
+        'gold-v5'
+    """
+    from cqtml_env.gold import GOLD_VERSIONS, GoldScorer
+
+    if checkpoint is None:
+        return SONG_GAIN_GOLD_VERSION
+    try:
+        trainer = json.loads((Path(checkpoint) / "trainer.json").read_text())
+        version = trainer["extra"]["gold_version"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return SONG_GAIN_GOLD_VERSION
+    if version not in GOLD_VERSIONS or GoldScorer(version=version).config.loudness_law:
+        return SONG_GAIN_GOLD_VERSION
+    return str(version)
+
+
+__all__ = ["SongGain", "SONG_GAIN_GOLD_VERSION", "song_gain_version"]
