@@ -18,9 +18,10 @@ RUN_DIR ?= runs/sft-default
 DATA   ?= real
 MUSIC  ?= runs/.music
 CACHE  := --cache-dir runs/.feature-cache
-# supervised imitation of the gold-v5 target, its smallest swings flattened until it is
-# flash-safe (agents/sft.py; each flag is an Args field)
-GOLD   := gold-v5
+# supervised imitation of the gold-v7 target (gold-v5 with each band's dark end at its 0.5th
+# percentile), its smallest swings flattened until it is flash-safe (agents/sft.py; each flag
+# is an Args field; the student's gain features take the teacher's floor)
+GOLD   := gold-v7
 SFT    := --policy cnn-gain --teacher gold-target --gold-version $(GOLD) --level-sigma 1.5 \
           --learning-rate 3e-3 --steps 2400 --rise-weight 3 --teacher-max-flashes 3
 
