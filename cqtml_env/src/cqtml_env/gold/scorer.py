@@ -138,6 +138,10 @@ GOLD_V6: dict = {**GOLD_V5, "top_bins": 12}
 # structure is then closer to the music's (self-similarity), with v5's loudness following.
 GOLD_V7: dict = {**GOLD_V5, "floor_percentile": 0.5}
 
+# each version's preset, by name (gold-v1 is the dataclass defaults)
+_PRESETS: dict[str, dict] = {"gold-v2": GOLD_V2, "gold-v3": GOLD_V3, "gold-v4": GOLD_V4,
+                             "gold-v5": GOLD_V5, "gold-v6": GOLD_V6, "gold-v7": GOLD_V7}
+
 @dataclass(frozen=True)
 class GoldConfig:
     """Every constant of the gold scorer (saved with preference data sets).
@@ -186,37 +190,36 @@ class GoldConfig:
     @classmethod
     def v2(cls, **overrides) -> GoldConfig:
         """The gold-v2 preset (``GoldScorer(version="gold-v2")`` uses it)."""
-        kw = {**GOLD_V2, "weights": dict(V2_WEIGHTS), "version": "gold-v2", **overrides}
-        return cls(**kw)
+        return cls._preset("gold-v2", **overrides)
 
     @classmethod
     def v3(cls, **overrides) -> GoldConfig:
         """The gold-v3 preset (``GoldScorer(version="gold-v3")`` uses it)."""
-        kw = {**GOLD_V3, "weights": dict(V2_WEIGHTS), "version": "gold-v3", **overrides}
-        return cls(**kw)
+        return cls._preset("gold-v3", **overrides)
 
     @classmethod
     def v4(cls, **overrides) -> GoldConfig:
         """The gold-v4 preset (``GoldScorer(version="gold-v4")`` uses it)."""
-        kw = {**GOLD_V4, "weights": dict(V2_WEIGHTS), "version": "gold-v4", **overrides}
-        return cls(**kw)
+        return cls._preset("gold-v4", **overrides)
 
     @classmethod
     def v5(cls, **overrides) -> GoldConfig:
         """The gold-v5 preset (``GoldScorer(version="gold-v5")`` uses it)."""
-        kw = {**GOLD_V5, "weights": dict(V2_WEIGHTS), "version": "gold-v5", **overrides}
-        return cls(**kw)
+        return cls._preset("gold-v5", **overrides)
 
     @classmethod
     def v6(cls, **overrides) -> GoldConfig:
         """The gold-v6 preset (``GoldScorer(version="gold-v6")`` uses it)."""
-        kw = {**GOLD_V6, "weights": dict(V2_WEIGHTS), "version": "gold-v6", **overrides}
-        return cls(**kw)
+        return cls._preset("gold-v6", **overrides)
 
     @classmethod
     def v7(cls, **overrides) -> GoldConfig:
         """The gold-v7 preset (``GoldScorer(version="gold-v7")`` uses it)."""
-        kw = {**GOLD_V7, "weights": dict(V2_WEIGHTS), "version": "gold-v7", **overrides}
+        return cls._preset("gold-v7", **overrides)
+
+    @classmethod
+    def _preset(cls, version: str, **overrides) -> GoldConfig:
+        kw = {**_PRESETS[version], "weights": dict(V2_WEIGHTS), "version": version, **overrides}
         return cls(**kw)
 
     def to_dict(self) -> dict:
@@ -422,18 +425,7 @@ class GoldScorer:
         version = config.get("version", "gold-v1")
         if version not in GOLD_VERSIONS:
             raise ValueError(f"unknown gold version {version!r}; known: {GOLD_VERSIONS}")
-        if version == "gold-v2":  # the preset, under anything passed explicitly
-            config = {**GOLD_V2, **config}
-        elif version == "gold-v3":
-            config = {**GOLD_V3, **config}
-        elif version == "gold-v4":
-            config = {**GOLD_V4, **config}
-        elif version == "gold-v5":
-            config = {**GOLD_V5, **config}
-        elif version == "gold-v6":
-            config = {**GOLD_V6, **config}
-        elif version == "gold-v7":
-            config = {**GOLD_V7, **config}
+        config = {**_PRESETS.get(version, {}), **config}  # the preset, under anything passed
         w = dict(DEFAULT_WEIGHTS if version == "gold-v1" else V2_WEIGHTS)
         if weights is not None:
             unknown = set(weights) - set(DEFAULT_WEIGHTS)
