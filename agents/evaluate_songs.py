@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from cqtml_env.show.song_gain import SONG_FULLNESS
+
 
 @dataclass
 class Args:
@@ -49,11 +51,15 @@ class Args:
     song_gain: bool = True
     """put each window back on the song's dynamic range (as `cqtml-show`; off:
     --no-song-gain)"""
+    song_fullness: float = SONG_FULLNESS
+    """with song gain: how far each stretch's brightness follows how full each band is (as
+    `cqtml-show --song-fullness`; 0: the loudest notes only)"""
 
 
 def song_metrics(song: Path, policies: dict[str, Any], *, limiter: bool = True,
                  rig: Any = None, context_s: float = 5.0,
-                 song_gain: bool | str = True) -> dict[str, dict[str, float]]:
+                 song_gain: bool | str = True,
+                 song_fullness: float | None = None) -> dict[str, dict[str, float]]:
     """Every independent metric of each policy's whole-song show on ``song``'s audio (every
     policy through the same pipeline: ``song_gain`` as :func:`cqtml_env.show.make_show`)."""
     from agents.metrics import audio_features, show_metrics
@@ -70,7 +76,7 @@ def song_metrics(song: Path, policies: dict[str, Any], *, limiter: bool = True,
     for name, policy in policies.items():
         show = make_show(song, policy, rig=rig, out=None, outputs=(), progress=False,
                          limiter=limiter, context_s=context_s, song_gain=song_gain,
-                         log=lambda _msg: None)
+                         song_fullness=song_fullness, log=lambda _msg: None)
         levels = show.levels if limiter else show.activations
         out[name] = show_metrics(_on_grid(levels, feats.num_frames), feats)
     return out
@@ -134,7 +140,8 @@ def evaluate_songs(args: Args) -> dict:
         for song in tqdm(songs, desc="songs", unit="song"):
             try:
                 m = song_metrics(song, policies, limiter=args.limiter, rig=rig,
-                                 context_s=args.context, song_gain=gain)
+                                 context_s=args.context, song_gain=gain,
+                                 song_fullness=args.song_fullness)
             except (AudioLoadError, ValueError) as exc:  # unreadable, empty, too short
                 skipped.append({"song": str(song.relative_to(root)), "reason": str(exc)})
                 continue
@@ -150,7 +157,7 @@ def evaluate_songs(args: Args) -> dict:
         "minutes": float(np.nansum([_minutes(s["song"], root) for s in per_song])),
         "levels": "after the flash limiter" if args.limiter else "activations (no limiter)",
         "rig": args.rig, "context_s": args.context, "song_gain": bool(gain),
-        **({"song_gain_version": gain} if gain else {}),
+        **({"song_gain_version": gain, "song_fullness": args.song_fullness} if gain else {}),
         "skipped": skipped, "summary": summary, "per_song": per_song,
         "seconds": round(time.perf_counter() - t0, 1),
     }
@@ -195,8 +202,8 @@ ROWS = (
 
 def markdown(r: dict) -> str:
     p, b = r["summary"]["policy"], r["summary"]["band-follow"]
-    gain = (f"on, {r.get('song_gain_version', 'gold-v5')}'s range" if r.get("song_gain", False)
-            else "off")
+    gain = (f"on, {r.get('song_gain_version', 'gold-v5')}'s range, fullness "
+            f"{r.get('song_fullness', 0):g}" if r.get("song_gain", False) else "off")
     lines = [
         f"# Whole songs: `{r['policy']}` vs the band-follower",
         "",

@@ -46,13 +46,13 @@ class TargetPolicy:
                 for s in states]
 
 
-def spec_song_gain(spec: str, num_devices: int = 4):
+def spec_song_gain(spec: str, num_devices: int = 4, fullness: float | None = None):
     """A ``SongGain`` on a spec's scorer (a spec need not be a registered version)."""
     from gold_ranking import make_scorer
 
     from cqtml_env.show.song_gain import SongGain
 
-    gain = SongGain(num_devices=num_devices)
+    gain = SongGain(num_devices=num_devices, **({} if fullness is None else {"fullness": fullness}))
     gain.scorer = make_scorer(spec)
     gain.gold_version = spec
     if gain.scorer.config.loudness_law:
@@ -67,7 +67,7 @@ def show_levels(song: Path, policy, gain) -> np.ndarray:
                      log=lambda _m: None).levels
 
 
-def run(folders: list[str], specs: list[str]) -> dict:
+def run(folders: list[str], specs: list[str], fullness: float | None = None) -> dict:
     from gold_ranking import make_scorer
 
     import cqtml_policy as P
@@ -90,7 +90,7 @@ def run(folders: list[str], specs: list[str]) -> dict:
             feats.append(audio_features(audio, processor=proc, num_devices=4))
         rows: dict[str, dict] = {}
         for spec in specs:
-            gain = spec_song_gain(spec)
+            gain = spec_song_gain(spec, fullness=fullness)
             policy = TargetPolicy(make_scorer(spec))
             for name, pol in ((spec, policy), (f"band-follower, song gain on {spec}", follower)):
                 per = [show_metrics(_on_grid(show_levels(s, pol, gain), f.num_frames), f)
@@ -119,9 +119,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--targets", default="gold-v5,gold-v7",
                     help="comma-separated specs; more specs (with ';' overrides) as arguments")
     ap.add_argument("extra", nargs="*", help="more target specs")
+    ap.add_argument("--song-fullness", type=float, default=None,
+                    help="song gain's fullness (default: cqtml-show's; 0: the loudest notes only)")
     args = ap.parse_args(argv)
     specs = [s for s in args.targets.split(",") if s] + list(args.extra)
-    print(markdown(run(args.data, specs)))
+    print(markdown(run(args.data, specs, fullness=args.song_fullness)))
     return 0
 
 

@@ -97,7 +97,8 @@ def test_song_gain_turns_window_relative_output_into_song_relative(sections_song
     from cqtml_env.show.stream import AudioReader
 
     pol = GoldLevelPolicy()
-    on = make_show(sections_song, pol, out=tmp_path / "on", outputs=("json",), progress=False)
+    on = make_show(sections_song, pol, out=tmp_path / "on", outputs=("json",), progress=False,
+                   song_fullness=0.0)  # the plain inverse (fullness: tests/test_song_fullness.py)
     off = make_show(sections_song, pol, out=None, progress=False, song_gain=False)
     proc = CQTProcessor()
     song = cqt_to_disk(AudioReader(sections_song, SR), proc, tmp_path / "c.f16")
@@ -126,8 +127,9 @@ def test_song_gain_on_the_policys_own_version(sections_song, tmp_path):
     from cqtml_env.show.stream import AudioReader
 
     pol = GoldLevelPolicy("gold-v7")
-    own = make_show(sections_song, pol, out=None, progress=False, song_gain="gold-v7")
-    other = make_show(sections_song, pol, out=None, progress=False)
+    own = make_show(sections_song, pol, out=None, progress=False, song_gain="gold-v7",
+                    song_fullness=0.0)
+    other = make_show(sections_song, pol, out=None, progress=False, song_fullness=0.0)
     assert own.song_gain["gold_version"] == "gold-v7"
     assert other.song_gain["gold_version"] == SONG_GAIN_GOLD_VERSION
     song = cqt_to_disk(AudioReader(sections_song, SR), CQTProcessor(), tmp_path / "c.f16")

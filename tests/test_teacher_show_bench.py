@@ -33,6 +33,8 @@ def test_a_spec_song_gain_is_that_specs_range():
     for a, b in zip(spec.range(level), v7.range(level)):
         np.testing.assert_array_equal(a, b)
     assert not np.allclose(spec.range(level)[0], SongGain(num_devices=4).range(level)[0])
+    assert spec.fullness == SongGain(num_devices=4).fullness > 0  # cqtml-show's by default
+    assert teacher_show.spec_song_gain("gold-v7", fullness=0.0).fullness == 0.0
 
 
 def test_run_scores_the_target_and_the_band_follower(tmp_path):

@@ -61,6 +61,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-song-gain", action="store_true",
                    help="keep each window on its own dynamic range (default: the song's, so "
                         "quiet passages stay darker than loud ones)")
+    p.add_argument("--song-fullness", type=float, default=None, metavar="F",
+                   help="with song gain: how far each stretch's brightness follows how full "
+                        "each band is (its mean over all bins) rather than its loudest notes, "
+                        "0..1 (default 0.5; 0: the loudest notes only)")
     p.add_argument("--latency-ms", type=float, default=None,
                    help="override the rig's latency offset for --play")
     p.add_argument("--clock", choices=("auto", "audio", "wall"), default="auto",
@@ -109,7 +113,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         show = make_show(args.song, policy, rig=rig, out=args.out, window_s=args.window,
                          overlap_s=args.overlap, context_s=args.context,
-                         song_gain=gain, limiter=not args.unsafe_no_limiter,
+                         song_gain=gain, song_fullness=args.song_fullness,
+                         limiter=not args.unsafe_no_limiter,
                          outputs=outputs, progress=not args.quiet)
     except (AudioLoadError, ValueError) as exc:
         print(f"cqtml-show: {exc}", file=sys.stderr)
@@ -120,8 +125,9 @@ def main(argv: list[str] | None = None) -> int:
     if lim.get("enabled"):
         print(f"flash limiter: on (<= {lim['max_flashes']} flashes / {lim['window_s']:g} s per "
               f"device and rig mean); changed {100 * lim['fraction_changed']:.1f}% of frames")
-    print(f"song gain: on, {show.song_gain['gold_version']}'s range (quiet passages stay darker "
-          "than loud ones)" if show.song_gain.get("enabled")
+    print(f"song gain: on, {show.song_gain['gold_version']}'s range, fullness "
+          f"{show.song_gain['fullness']:g} (quiet passages stay darker than loud ones)"
+          if show.song_gain.get("enabled")
           else "song gain: off (each window on its own range)")
     print(f"tempo: {show.bpm:.1f} BPM" if show.bpm else "tempo: not detected (MIDI at 120)")
     for _name, path in show.files.items():

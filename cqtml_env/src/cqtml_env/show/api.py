@@ -67,6 +67,7 @@ def make_show(
     margin_s: float = 0.25,
     context_s: float = 5.0,
     song_gain: bool | str | Any = True,
+    song_fullness: float | None = None,
     limiter: bool = True,
     outputs: tuple[str, ...] = ("csv", "json", "midi", "overview", "video"),
     video_size: tuple[int, int] = (480, 272),
@@ -83,7 +84,9 @@ def make_show(
     ``"gold-v7"`` takes that version's range, :func:`~cqtml_env.show.song_gain.song_gain_version`
     gives a checkpoint's; or a ready :class:`~cqtml_env.show.song_gain.SongGain`) puts each window back on the
     song's dynamic range, so quiet passages stay darker than loud ones
-    (:mod:`cqtml_env.show.song_gain`). ``limiter=False`` disables the flash limiter and
+    (:mod:`cqtml_env.show.song_gain`); ``song_fullness`` (None: the default
+    :data:`~cqtml_env.show.song_gain.SONG_FULLNESS`; 0: the loudest notes only) how far each
+    stretch's brightness follows how full its band is. ``limiter=False`` disables the flash limiter and
     prints a warning. Files are written to a temporary folder next to ``out`` and moved in
     only when all are done. ``out=None`` writes nothing (values only).
 
@@ -143,10 +146,12 @@ def make_show(
         # the policy runs while the CQT streams (it needs the song context first: a few seeks)
         ctx = context_from_audio(reader, processor, context=ctx_n, chunk=chunk, window=window)
         gain = None
+        full = {} if song_fullness is None else {"fullness": song_fullness}
         if isinstance(song_gain, str):
-            gain = SongGain(num_devices=rig.num_devices, gold_version=song_gain)
+            gain = SongGain(num_devices=rig.num_devices, gold_version=song_gain, frame_rate=fr,
+                            **full)
         elif song_gain is True:
-            gain = SongGain(num_devices=rig.num_devices)
+            gain = SongGain(num_devices=rig.num_devices, frame_rate=fr, **full)
         elif song_gain:  # a SongGain made by the caller (bench/teacher_show.py)
             gain = song_gain
         runner = WindowRunner(policy, ctx=ctx, song_gain=gain, **wkw) if ctx is not None else None

@@ -268,6 +268,7 @@ class WindowRunner:
         self.song_gain = song_gain
         self.ctx_levels = song_gain.levels(ctx) if song_gain is not None else None
         self.levels: list[np.ndarray] = []
+        self.means: list[np.ndarray] = []  # each band's mean (song gain's fullness)
         self.song_range: tuple[np.ndarray, np.ndarray] | None = None
         self.overlap = min(int(overlap), self.window - 1)
         self.hop = max(self.window - self.overlap, 1)
@@ -284,6 +285,8 @@ class WindowRunner:
         block = np.asarray(block, np.float32)
         if self.song_gain is not None:
             self.levels.append(self.song_gain.levels(block))
+            if self.song_gain.fullness > 0:
+                self.means.append(self.song_gain.fullness_levels(block))
         self.buf = block if self.buf is None else np.concatenate([self.buf, block], axis=-1)
         self.have += block.shape[-1]
         while self.next_start + self.window <= self.have:
@@ -328,20 +331,24 @@ class WindowRunner:
 
     def _apply_song_gain(self, starts: list[int], n: int) -> None:
         """Map every window's output from the range of what the policy saw (``[window | ctx]``)
-        onto the song's range, from the band level of each frame (computed once, as fed)."""
+        onto the song's range, from the band level of each frame (computed once, as fed), with
+        the song's fullness offset added (``SongGain.offset``; none with ``fullness=0``)."""
         sg, window = self.song_gain, self.window
         level = np.concatenate(self.levels, axis=-1) if self.levels else np.zeros((self.num_devices, 0))
         if level.shape[1] < n:  # every caller feeds the whole song before finish()
             raise RuntimeError(f"internal error: song gain saw {level.shape[1]} of {n} frames")
         level = level[:, :n]
-        self.song_range = sg.range(level)
+        offset = (sg.offset(level, np.concatenate(self.means, axis=-1)[:, :n]) if self.means
+                  else np.zeros(level.shape))
+        self.song_range = sg.range(level + offset)
         pad = np.zeros((self.num_devices, window), level.dtype)  # past the end: silent frames
         for s in starts:
-            lv = level[:, s : s + window]
+            lv, off = level[:, s : s + window], offset[:, s : s + window]
             if lv.shape[1] < window:
                 lv = np.concatenate([lv, pad[:, : window - lv.shape[1]]], axis=-1)
+                off = np.pad(off, ((0, 0), (0, window - off.shape[1])), mode="edge")
             seen = sg.range(np.concatenate([lv, self.ctx_levels], axis=-1))
-            self.outputs[s] = sg.apply(self.outputs[s], seen, self.song_range)
+            self.outputs[s] = sg.apply(self.outputs[s], seen, self.song_range, off)
 
     def finish(self, num_frames: int, frames: Callable[[int, int], np.ndarray]) -> np.ndarray:
         """Run the windows still missing (their frames read with ``frames(start, stop)``,
