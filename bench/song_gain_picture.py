@@ -42,6 +42,7 @@ def main(argv: list[str] | None = None) -> None:
     from cqtml_env.features.audio import load_audio
     from cqtml_env.features.cqt import CQTProcessor
     from cqtml_env.show import make_show
+    from cqtml_env.show.song_gain import SONG_FULLNESS, song_gain_version
 
     proc = CQTProcessor()
     shape = (2, proc.n_bins, Contract.from_processor(proc, num_devices=4).num_frames)
@@ -57,15 +58,18 @@ def main(argv: list[str] | None = None) -> None:
         sd = w.std(axis=0)
         return squareform(pdist((w - w.mean(axis=0)) / np.where(sd > 1e-9, sd, 1.0)))
 
+    version = song_gain_version(None if a.policy == "band-follow" else a.policy)
+    variants = {"song gain off": (False, None), "song gain on, fullness 0": (version, 0.0),
+                f"song gain on, fullness {SONG_FULLNESS:g}": (version, SONG_FULLNESS)}
     shows = {}
     with torch.inference_mode():
-        for on in (False, True):
-            show = make_show(a.song, policy, out=None, outputs=(), progress=False, song_gain=on)
-            shows[on] = _on_grid(show.levels, feats.num_frames)
-    fig, ax = plt.subplots(2, 3, figsize=(12, 7.5), gridspec_kw={"height_ratios": [1.3, 1]})
+        for name, (gain, full) in variants.items():
+            show = make_show(a.song, policy, out=None, outputs=(), progress=False,
+                             song_gain=gain, song_fullness=full)
+            shows[name] = _on_grid(show.levels, feats.num_frames)
+    fig, ax = plt.subplots(2, 4, figsize=(15, 7.5), gridspec_kw={"height_ratios": [1.3, 1]})
     panels = [("music (mel bands)", ssm(feats.mel_db), None),
-              ("light, song gain off", ssm(shows[False]), ssm_correlation(shows[False], feats)),
-              ("light, song gain on", ssm(shows[True]), ssm_correlation(shows[True], feats))]
+              *((f"light, {name}", ssm(lv), ssm_correlation(lv, feats)) for name, lv in shows.items())]
     for axis, (title, mat, corr) in zip(ax[0], panels):
         axis.imshow(mat, cmap="magma_r", origin="lower")
         axis.set_title(title + ("" if corr is None else f"\ncorrelation with music {corr:.3f}"))
@@ -74,17 +78,17 @@ def main(argv: list[str] | None = None) -> None:
     for axis in ax[1]:
         axis.remove()
     big = fig.add_subplot(gs[1, :])
-    t = np.arange(len(_windows(shows[True], size))) * SSM_WINDOW_S
+    t = np.arange(len(_windows(next(iter(shows.values())), size))) * SSM_WINDOW_S
     loud = _windows(feats.loudness[None], size)[:, 0]
     big.fill_between(t, 0, (loud - loud.min()) / max(np.ptp(loud), 1e-9), color="0.85",
                      label="loudness (scaled)")
-    for on, colour in ((False, "tab:blue"), (True, "tab:red")):
-        big.plot(t, _windows(shows[on].mean(axis=0, keepdims=True), size)[:, 0], colour,
-                 label=f"rig brightness, song gain {'on' if on else 'off'}")
+    for (name, lv), colour in zip(shows.items(), ("tab:blue", "tab:orange", "tab:red")):
+        big.plot(t, _windows(lv.mean(axis=0, keepdims=True), size)[:, 0], colour,
+                 label=f"rig brightness, {name}")
     big.set_xlabel("time (s)")
     big.set_ylim(0, 1)
     big.legend(loc="lower right", fontsize=8)
-    fig.suptitle(f"{Path(a.song).name}: policy {a.policy}")
+    fig.suptitle(f"{Path(a.song).name}: policy {a.policy} (song gain on {version}'s range)")
     fig.tight_layout()
     import io
 

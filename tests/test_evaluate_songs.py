@@ -39,6 +39,26 @@ def test_whole_songs_are_scored_beside_the_band_follower(songs, tmp_path):
     assert saved["summary"]["policy"]["ssm_corr"] == pytest.approx(pol["ssm_corr"])
     text = (tmp_path / "report.md").read_text()
     assert "self-similarity correlation (whole song)" in text and "broken.wav" in text
+    assert saved["song_fullness"] == 0.5 and "fullness 0.5" in text
+
+
+def test_song_fullness_reaches_the_shows(songs, tmp_path):
+    """--song-fullness is what the shows get: 0 changes the levels, and the report says so."""
+    plain = es.evaluate_songs(es.Args(policy="band-follow", data=str(songs), out=str(tmp_path / "a"),
+                                      song_fullness=0.0))
+    assert plain["song_fullness"] == 0.0
+    a = es.song_metrics(songs / "song0.wav", {"p": _band_follower()}, song_gain="gold-v7",
+                        song_fullness=0.0)["p"]
+    b = es.song_metrics(songs / "song0.wav", {"p": _band_follower()}, song_gain="gold-v7")["p"]
+    assert a["mean_brightness"] != b["mean_brightness"]
+    assert "fullness 0" in (tmp_path / "a" / "report.md").read_text()
+
+
+def _band_follower():
+    import cqtml_policy as P
+    from cqtml_env.contract import DEFAULT_FRAME_RATE
+
+    return P.BandFollowPolicy(num_devices=4, frame_rate=DEFAULT_FRAME_RATE)
 
 
 def test_no_limiter_judges_the_activations_and_bad_folders_are_clear_errors(songs, tmp_path):
