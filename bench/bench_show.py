@@ -122,8 +122,9 @@ def bench_pipeline(seconds: float, quick: bool, video: bool = True) -> list[dict
 
 
 def bench_song_gain(seconds: float, repeats: int = 4) -> list[dict]:
-    """What song gain costs: the same show with it on and off, interleaved, median of
-    ``repeats`` (every file but preview.mp4), for the band follower and ``cnn-gain``."""
+    """What song gain costs: the same show with it on (``cqtml-show``'s fullness), on with
+    fullness 0, and off, interleaved, median of ``repeats`` (every file but preview.mp4), for
+    the band follower and ``cnn-gain``."""
     import torch
 
     import cqtml_policy
@@ -143,17 +144,18 @@ def bench_song_gain(seconds: float, repeats: int = 4) -> list[dict]:
         song = d / "song.wav"
         make_song(song, seconds)
         for name, policy in pols.items():
-            times: dict[bool, list[float]] = {True: [], False: []}
+            modes = {"on": (True, None), "on0": (True, 0.0), "off": (False, None)}
+            times: dict[str, list[float]] = {k: [] for k in modes}
             with torch.inference_mode():
                 make_show(song, policy, out=None, progress=False)  # warm
                 for i in range(repeats):
-                    for on in (True, False):
+                    for key, (on, full) in modes.items():
                         t0 = time.perf_counter()
-                        make_show(song, policy, out=d / f"o{i}{on}", progress=False,
-                                  outputs=("csv", "json", "midi", "overview"), song_gain=on)
-                        times[on].append(time.perf_counter() - t0)
-            rows.append({"policy": name, "on_s": float(np.median(times[True])),
-                         "off_s": float(np.median(times[False]))})
+                        make_show(song, policy, out=d / f"o{i}{key}", progress=False,
+                                  outputs=("csv", "json", "midi", "overview"), song_gain=on,
+                                  song_fullness=full)
+                        times[key].append(time.perf_counter() - t0)
+            rows.append({"policy": name, **{f"{k}_s": float(np.median(v)) for k, v in times.items()}})
     return rows
 
 
@@ -316,11 +318,12 @@ def main(argv: list[str] | None = None) -> None:
               f"{rows[0]['cqt_alone_cpu_s']:.2f} s; "
               + "; ".join(f"{r['policy']} {r['cpu_s']:.2f} s ({r['cpu_s'] / r['cqt_alone_cpu_s']:.2f}x)"
                           for r in rows))
-        print(f"\n3. song gain on vs off ({song_s:g} s song, every file but preview.mp4, "
+        print(f"\n3. song gain on vs on with fullness 0 vs off ({song_s:g} s song, every file but preview.mp4, "
               "interleaved, median of 4)")
         for r in bench_song_gain(song_s):
-            print(f"{r['policy']:<24} on {r['on_s']:.3f} s  off {r['off_s']:.3f} s  "
-                  f"ratio {r['on_s'] / r['off_s']:.3f}")
+            print(f"{r['policy']:<24} on {r['on_s']:.3f} s  on, fullness 0 {r['on0_s']:.3f} s  "
+                  f"off {r['off_s']:.3f} s  ratio on/off {r['on_s'] / r['off_s']:.3f}, "
+                  f"fullness 0/off {r['on0_s'] / r['off_s']:.3f}")
     if not a.skip_live:
         modes = [False] + ([True] if realtime_permitted() else [])
         print(f"\n2. live play on loopback, {live_s:g} s, wall clock, normal priority"
