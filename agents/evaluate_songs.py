@@ -109,8 +109,13 @@ def evaluate_songs(args: Args) -> dict:
     from cqtml_env.features.audio import AudioLoadError
     from cqtml_env.features.cqt import CQTProcessor
     from cqtml_env.show.rig import load_rig
-    from cqtml_env.show.song_gain import song_gain_version
+    from cqtml_env.show.song_gain import SongGain, song_gain_version
 
+    if args.song_gain:  # a bad --song-fullness is one clear error, not every song skipped
+        try:
+            SongGain(num_devices=args.num_devices, fullness=args.song_fullness)
+        except ValueError as exc:
+            raise ValueError(f"--song-fullness {args.song_fullness}: {exc}") from None
     root = Path(args.data).expanduser()
     if not root.is_dir():
         raise ValueError(f"--data {args.data}: not a folder of audio files")

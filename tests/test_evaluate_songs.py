@@ -52,6 +52,9 @@ def test_song_fullness_reaches_the_shows(songs, tmp_path):
     b = es.song_metrics(songs / "song0.wav", {"p": _band_follower()}, song_gain="gold-v7")["p"]
     assert a["mean_brightness"] != b["mean_brightness"]
     assert "fullness 0" in (tmp_path / "a" / "report.md").read_text()
+    with pytest.raises(ValueError, match="--song-fullness 1.5: fullness must be in"):
+        es.evaluate_songs(es.Args(data=str(songs), out=str(tmp_path / "b"), song_fullness=1.5))
+    assert not (tmp_path / "b").exists()
 
 
 def _band_follower():
