@@ -13,6 +13,13 @@ It does so for the policy and for the band-follower. Then it computes every metr
 
 It writes ``report.json`` (per song and mean, for both) and ``report.md``. A file that cannot
 be read is skipped and counted, with the reason; it never stops the run.
+
+The band-follower is shown twice when song gain is on: in the policy's shows (the same song
+gain, so only the policies differ) and as ``cqtml-show --policy band-follow`` runs it (its own
+song gain, the latest env's gold version), which is what a lighting user would get from it.
+Each metric is also compared song by song (:func:`paired`): the mean of the per-song
+difference, its 95 % bootstrap interval and the songs won, so a gap within the songs' spread
+reads as one.
 """
 
 from __future__ import annotations
@@ -58,10 +65,11 @@ class Args:
 
 def song_metrics(song: Path, policies: dict[str, Any], *, limiter: bool = True,
                  rig: Any = None, context_s: float = 5.0,
-                 song_gain: bool | str = True,
+                 song_gain: bool | str | dict[str, bool | str] = True,
                  song_fullness: float | None = None) -> dict[str, dict[str, float]]:
     """Every independent metric of each policy's whole-song show on ``song``'s audio (every
-    policy through the same pipeline: ``song_gain`` as :func:`cqtml_env.show.make_show`)."""
+    policy through the same pipeline: ``song_gain`` as :func:`cqtml_env.show.make_show`, or a
+    dict giving each show's by name)."""
     from agents.metrics import audio_features, show_metrics
     from cqtml_env.features.audio import load_audio
     from cqtml_env.features.cqt import CQTProcessor
@@ -74,8 +82,9 @@ def song_metrics(song: Path, policies: dict[str, Any], *, limiter: bool = True,
     feats = audio_features(audio, processor=processor, num_devices=_devices(policies))
     out = {}
     for name, policy in policies.items():
+        gain = song_gain[name] if isinstance(song_gain, dict) else song_gain
         show = make_show(song, policy, rig=rig, out=None, outputs=(), progress=False,
-                         limiter=limiter, context_s=context_s, song_gain=song_gain,
+                         limiter=limiter, context_s=context_s, song_gain=gain,
                          song_fullness=song_fullness, log=lambda _msg: None)
         levels = show.levels if limiter else show.activations
         out[name] = show_metrics(_on_grid(levels, feats.num_frames), feats)
@@ -136,17 +145,24 @@ def evaluate_songs(args: Args) -> dict:
         if hasattr(p, "eval"):
             p.eval()
     rig = load_rig(args.rig, num_devices=args.num_devices) if args.rig else None
-    # both shows with the song gain cqtml-show gives the policy: its teacher's gold version
+    # both shows with the song gain cqtml-show gives the policy: its teacher's gold version;
+    # and the band-follower once more as cqtml-show runs it (its own: the latest env's)
     gain = args.song_gain and song_gain_version(
         None if args.policy == "band-follow" else args.policy)
+    own = args.song_gain and song_gain_version(None)
+    gains = {"policy": gain, "band-follow": gain}
+    if own != gain:
+        policies[OWN] = policies["band-follow"]
+        gains[OWN] = own
     per_song, skipped = [], []
     t0 = time.perf_counter()
     with torch.inference_mode():
         for song in tqdm(songs, desc="songs", unit="song"):
             try:
                 m = song_metrics(song, policies, limiter=args.limiter, rig=rig,
-                                 context_s=args.context, song_gain=gain,
+                                 context_s=args.context, song_gain=gains,
                                  song_fullness=args.song_fullness)
+                m.setdefault(OWN, m["band-follow"])  # the same show: not run twice
             except (AudioLoadError, ValueError) as exc:  # unreadable, empty, too short
                 skipped.append({"song": str(song.relative_to(root)), "reason": str(exc)})
                 continue
@@ -155,15 +171,18 @@ def evaluate_songs(args: Args) -> dict:
         raise ValueError(f"--data {args.data}: no song could be evaluated ({len(skipped)} skipped)")
     summary = {
         name: summarise({k: np.array([s[name][k] for s in per_song]) for k in per_song[0][name]})
-        for name in policies
+        for name in ("policy", "band-follow", OWN)
     }
+    pairs = {b: {k: paired([s["policy"][k] for s in per_song], [s[b][k] for s in per_song])
+                 for k, _ in ROWS[:5]} for b in ("band-follow", OWN)}
     report = {
         "policy": args.policy, "data": str(root), "songs": len(per_song),
         "minutes": float(np.nansum([_minutes(s["song"], root) for s in per_song])),
         "levels": "after the flash limiter" if args.limiter else "activations (no limiter)",
         "rig": args.rig, "context_s": args.context, "song_gain": bool(gain),
         **({"song_gain_version": gain, "song_fullness": args.song_fullness} if gain else {}),
-        "skipped": skipped, "summary": summary, "per_song": per_song,
+        "own_song_gain_version": own or None,
+        "skipped": skipped, "summary": summary, "paired": pairs, "per_song": per_song,
         "seconds": round(time.perf_counter() - t0, 1),
     }
     out = Path(args.out)
@@ -171,6 +190,41 @@ def evaluate_songs(args: Args) -> dict:
     _write(out / "report.json", json.dumps(report, indent=1, default=_json_float))
     _write(out / "report.md", markdown(report))
     return report
+
+
+OWN = "band-follow-own"  # the band-follower with its own song gain, as cqtml-show runs it
+
+
+def paired(a: Any, b: Any, *, confidence: float = 0.95, resamples: int = 4000,
+           seed: int = 0) -> dict[str, float]:
+    """``a - b`` song by song: ``mean``, its bootstrap interval ``low``..``high`` (percentile,
+    ``confidence``, seeded), ``wins`` (songs where ``a > b``), ``losses`` and ``n`` (songs
+    where both are finite: ``ssm_corr`` is NaN on a song too short for it).
+
+    Example:
+        >>> r = paired([0.5, 0.6, 0.7], [0.4, 0.6, 0.5])
+        >>> round(r["mean"], 3), r["wins"], r["losses"], r["n"]
+        (0.1, 2, 0, 3)
+    """
+    from inspect import signature
+
+    from scipy.stats import bootstrap
+
+    d = np.asarray(a, np.float64) - np.asarray(b, np.float64)
+    d = d[np.isfinite(d)]
+    out = {"mean": float("nan"), "low": float("nan"), "high": float("nan"),
+           "wins": int((d > 0).sum()), "losses": int((d < 0).sum()), "n": int(d.size)}
+    if d.size:
+        out["mean"] = float(d.mean())
+    if d.size >= 2 and np.ptp(d) > 0:
+        seeded = ({"rng": np.random.default_rng(seed)} if "rng" in signature(bootstrap).parameters
+                  else {"random_state": np.random.default_rng(seed)})  # scipy < 1.15
+        ci = bootstrap((d,), np.mean, confidence_level=confidence, n_resamples=resamples,
+                       method="percentile", **seeded).confidence_interval
+        out["low"], out["high"] = float(ci.low), float(ci.high)
+    elif d.size:  # every song the same difference: no spread to resample
+        out["low"] = out["high"] = out["mean"]
+    return out
 
 
 def _minutes(rel: str, root: Path) -> float:
@@ -207,8 +261,12 @@ ROWS = (
 
 def markdown(r: dict) -> str:
     p, b = r["summary"]["policy"], r["summary"]["band-follow"]
+    o = r["summary"].get(OWN, b)
     gain = (f"on, {r.get('song_gain_version', 'gold-v5')}'s range, fullness "
             f"{r.get('song_fullness', 0):g}" if r.get("song_gain", False) else "off")
+    own = r.get("own_song_gain_version")
+    own_label = f"band-follower, {own}'s song gain (as cqtml-show runs it)" if own else \
+        "band-follower (as cqtml-show runs it)"
     lines = [
         f"# Whole songs: `{r['policy']}` vs the band-follower",
         "",
@@ -217,12 +275,22 @@ def markdown(r: dict) -> str:
         f"{gain}); levels "
         f"{r['levels']}. Skipped: {len(r['skipped'])}.",
         "",
-        "| measure | this policy | band-follower |",
-        "|---|---|---|",
-        *(f"| {label} | {p.get(k, float('nan')):.3f} | {b.get(k, float('nan')):.3f} |"
-          for k, label in ROWS),
+        f"| measure | this policy | band-follower, same shows | {own_label} |",
+        "|---|---|---|---|",
+        *(f"| {label} | {p.get(k, float('nan')):.3f} | {b.get(k, float('nan')):.3f} | "
+          f"{o.get(k, float('nan')):.3f} |" for k, label in ROWS),
         "",
     ]
+    if "paired" in r:
+        def cell(x: dict) -> str:
+            return (f"{x['mean']:+.4f} [{x['low']:+.4f}, {x['high']:+.4f}], "
+                    f"{x['wins']} won / {x['losses']} lost of {x['n']}")
+
+        lines += ["Song by song, this policy minus the band-follower (mean, 95 % bootstrap "
+                  "interval, songs won and lost):", "",
+                  "| measure | same shows | as cqtml-show runs it |", "|---|---|---|",
+                  *(f"| {label} | {cell(r['paired']['band-follow'][k])} | "
+                    f"{cell(r['paired'][OWN][k])} |" for k, label in ROWS[:5]), ""]
     lines += [f"- skipped `{s['song']}`: {s['reason']}" for s in r["skipped"]]
     return "\n".join(lines) + "\n"
 

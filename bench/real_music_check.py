@@ -16,7 +16,8 @@ a sixth, added after fresh had been looked at and first scored in stop 29's fina
 ``--split vault`` a seventh, added when reserve had been scored (stop 30), kept unscored until
 that stop's choices were made; ``--split spare`` an eighth, added when the vault had been
 scored (stop 31): one composer's electronic game loops, a style no other split has, kept
-unscored for the next choice. The tune half gained two game scores in stop 29 (Flare,
+unscored for the next choice; ``--split encore`` a ninth, added when spare had been scored
+(stop 34), kept unscored until a stop's choices were made. The tune half gained two game scores in stop 29 (Flare,
 FreedroidRPG). The audio stays outside the repository.
 
 The check itself does what ``cqtml-reward eval`` does (``reward_train.evaluate_fresh``:
@@ -105,8 +106,22 @@ SOURCES = [
      5.0, 45.0, None, "BSD-2-Clause (Kenta Cho)", "spare"),
     ("titanion-data", "electronic_ttn", "usr/share/games/titanion/sounds/musics/*.ogg",
      5.0, 45.0, None, "BSD-2-Clause (Kenta Cho)", "spare"),
+    # "encore": added when spare had been scored (stop 34), kept unscored until a stop's
+    # choices are all made, then looked at once: an adventure score, tracker-style game tunes,
+    # two puzzle-game themes and a Jamendo pop song
+    ("adonthell-data", "game_adonthell", "usr/share/games/adonthell/games/wastesedge/audio/at-demo-*.ogg",
+     10.0, 60.0, 8, "GPL-2+", "encore"),
+    ("btanks-data", "game_btanks", "usr/share/games/btanks/data/tunes/*.ogg",
+     15.0, 60.0, 5, "GPL-2 with the Battle Tanks exception (Debian copyright)", "encore"),
+    ("caveexpress-data", "game_caveexpress", "usr/share/games/caveexpress/sounds/music-[0-9].ogg",
+     0.0, 60.0, None, "GPL-3+", "encore"),
+    ("frozen-bubble-data", "game_frozenbubble", "usr/share/games/frozen-bubble/snd/*zik*.ogg",
+     20.0, 60.0, None, "GPL-2", "encore"),
+    ("pink-pony-data", "pop_pinkpony", "usr/share/games/pink-pony/music/*.mp3",
+     20.0, 60.0, None, "CC-BY-SA-3.0 (Renich, Jamendo)", "encore"),
 ]
-SPLITS = ("all", "tune", "check", "probe", "holdout", "fresh", "reserve", "vault", "spare")
+SPLITS = ("all", "tune", "check", "probe", "holdout", "fresh", "reserve", "vault", "spare",
+          "encore")
 
 
 def sources(split: str = "all") -> list[tuple]:

@@ -40,6 +40,50 @@ def test_whole_songs_are_scored_beside_the_band_follower(songs, tmp_path):
     text = (tmp_path / "report.md").read_text()
     assert "self-similarity correlation (whole song)" in text and "broken.wav" in text
     assert saved["song_fullness"] == 0.5 and "fullness 0.5" in text
+    # the band-follower's own song gain is the policy's here: one show, reported twice, and
+    # song by song the policy neither wins nor loses
+    assert report["summary"][es.OWN] == band and saved["own_song_gain_version"] == "gold-v5"
+    for name in ("band-follow", es.OWN):
+        ssm = report["paired"][name]["ssm_corr"]
+        assert ssm["mean"] == ssm["low"] == ssm["high"] == 0.0
+        assert (ssm["wins"], ssm["losses"], ssm["n"]) == (0, 0, 2)
+    assert "as cqtml-show runs it" in text and "0 won / 0 lost of 2" in text
+
+
+def test_a_checkpoint_is_also_judged_against_the_band_followers_own_show(songs, tmp_path):
+    """A gold-v7 checkpoint's shows get v7's song gain; the band-follower runs once more with
+    its own (gold-v5's), as cqtml-show would run it, and the paired table compares all three."""
+    policy_pkg = pytest.importorskip("cqtml_policy")
+    ckpt = tmp_path / "ckpt"
+    policy_pkg.create_policy("cnn", (2, 84, 216), num_devices=4, device="cpu").save_pretrained(ckpt)
+    (ckpt / "trainer.json").write_text(json.dumps({"extra": {"gold_version": "gold-v7"}}))
+    report = es.evaluate_songs(es.Args(policy=str(ckpt), data=str(songs), out=str(tmp_path / "o")))
+    assert report["song_gain_version"] == "gold-v7" and report["own_song_gain_version"] == "gold-v5"
+    bf, own = report["summary"]["band-follow"], report["summary"][es.OWN]
+    assert bf["mean_brightness"] != own["mean_brightness"]  # two different shows
+    one = es.song_metrics(songs / "song0.wav", {"bf": _band_follower()}, song_gain="gold-v5")["bf"]
+    first = next(s for s in report["per_song"] if s["song"] == "song0.wav")
+    assert first[es.OWN] == pytest.approx(one)  # the own show is cqtml-show's band-follower
+    for name in ("band-follow", es.OWN):
+        d = [s["policy"]["beat_f"] - s[name]["beat_f"] for s in report["per_song"]]
+        got = report["paired"][name]["beat_f"]
+        assert got["mean"] == pytest.approx(np.mean(d)) and got["n"] == 2
+        assert got["wins"] == sum(x > 0 for x in d) and got["losses"] == sum(x < 0 for x in d)
+
+
+def test_paired_differences_song_by_song():
+    a = np.array([0.50, 0.62, 0.71, 0.40, np.nan, 0.55])
+    b = np.array([0.45, 0.60, 0.75, 0.30, 0.50, 0.55])
+    r = es.paired(a, b)
+    d = np.array([0.05, 0.02, -0.04, 0.10, 0.0])  # the NaN song is left out
+    assert r["n"] == 5 and (r["wins"], r["losses"]) == (3, 1)
+    assert r["mean"] == pytest.approx(d.mean())
+    assert d.min() <= r["low"] < r["mean"] < r["high"] <= d.max()
+    assert es.paired(a, b) == r  # seeded: the same interval every time
+    wide = es.paired(a, b, confidence=0.99)
+    assert wide["low"] <= r["low"] and wide["high"] >= r["high"]
+    none = es.paired([np.nan], [0.5])
+    assert none["n"] == 0 and np.isnan(none["mean"]) and np.isnan(none["low"])
 
 
 def test_song_fullness_reaches_the_shows(songs, tmp_path):
