@@ -265,8 +265,8 @@ def markdown(r: dict) -> str:
     gain = (f"on, {r.get('song_gain_version', 'gold-v5')}'s range, fullness "
             f"{r.get('song_fullness', 0):g}" if r.get("song_gain", False) else "off")
     own = r.get("own_song_gain_version")
-    own_label = f"band-follower, {own}'s song gain (as cqtml-show runs it)" if own else \
-        "band-follower (as cqtml-show runs it)"
+    own_label = (f"band-follower, {own}'s song gain (as cqtml-show runs it)" if own else
+                 "band-follower (the same show: song gain off)")
     lines = [
         f"# Whole songs: `{r['policy']}` vs the band-follower",
         "",
