@@ -17,7 +17,8 @@ a sixth, added after fresh had been looked at and first scored in stop 29's fina
 that stop's choices were made; ``--split spare`` an eighth, added when the vault had been
 scored (stop 31): one composer's electronic game loops, a style no other split has, kept
 unscored for the next choice; ``--split encore`` a ninth, added when spare had been scored
-(stop 34), kept unscored until a stop's choices were made. The tune half gained two game scores in stop 29 (Flare,
+(stop 34), kept unscored until a stop's choices were made, then scored once (stop 35);
+``--split coda`` a tenth, added then and kept unscored for the next choice. The tune half gained two game scores in stop 29 (Flare,
 FreedroidRPG). The audio stays outside the repository.
 
 The check itself does what ``cqtml-reward eval`` does (``reward_train.evaluate_fresh``:
@@ -119,9 +120,22 @@ SOURCES = [
      20.0, 60.0, None, "GPL-2", "encore"),
     ("pink-pony-data", "pop_pinkpony", "usr/share/games/pink-pony/music/*.mp3",
      20.0, 60.0, None, "CC-BY-SA-3.0 (Renich, Jamendo)", "encore"),
+    # "coda": added when encore had been scored (stop 35), kept unscored for the next stop's
+    # choices: a space shooter's score, puzzle and arcade themes, classical pieces rendered from
+    # MIDI (FreeDink's free replacements)
+    ("starfighter-data", "game_starfighter", "usr/share/starfighter/music/*.ogg",
+     20.0, 45.0, None, "GPL-2+ (Debian copyright, Files: *)", "coda"),
+    ("hex-a-hop-data", "game_hexahop", "usr/share/games/hex-a-hop/hex-a-hop/music*.ogg",
+     10.0, 45.0, None, "CC-BY-SA-3.0", "coda"),
+    ("freedink-data", "midi_freedink", "usr/share/games/dink/dink/Sound/*.ogg",
+     10.0, 45.0, 5, "public-domain works and CC-BY-3.0 (README-REPLACEMENTS)", "coda"),
+    ("funnyboat", "game_funnyboat", "usr/share/games/funnyboat/data/JDruid*.ogg",
+     20.0, 45.0, None, "GPL-2", "coda"),
+    ("bumprace-data", "game_bumprace", "usr/share/games/bumprace/sound/Flying*.ogg",
+     10.0, 45.0, None, "CC-BY-3.0 (Alexandr Zhelanov)", "coda"),
 ]
 SPLITS = ("all", "tune", "check", "probe", "holdout", "fresh", "reserve", "vault", "spare",
-          "encore")
+          "encore", "coda")
 
 
 def sources(split: str = "all") -> list[tuple]:
