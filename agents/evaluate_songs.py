@@ -11,8 +11,9 @@ It does so for the policy and for the band-follower. Then it computes every metr
     python agents/evaluate_songs.py --policy runs/sft-default/checkpoints/final \\
         --data runs/.music/check --out runs/sft-default/eval-songs
 
-It writes ``report.json`` (per song and mean, for both) and ``report.md``. A file that cannot
-be read is skipped and counted, with the reason; it never stops the run.
+It writes ``report.json`` (per song and mean, for the policy and both band-follower shows) and
+``report.md``. A file that cannot be read is skipped and counted, with the reason; it never
+stops the run.
 
 The band-follower is shown twice when song gain is on: in the policy's shows (the same song
 gain, so only the policies differ) and as ``cqtml-show --policy band-follow`` runs it (its own
@@ -288,7 +289,8 @@ def markdown(r: dict) -> str:
 
         lines += ["Song by song, this policy minus the band-follower (mean, 95 % bootstrap "
                   "interval, songs won and lost):", "",
-                  "| measure | same shows | as cqtml-show runs it |", "|---|---|---|",
+                  f"| measure | same shows | {'as cqtml-show runs it' if own else 'the same show'} |",
+                  "|---|---|---|",
                   *(f"| {label} | {cell(r['paired']['band-follow'][k])} | "
                     f"{cell(r['paired'][OWN][k])} |" for k, label in ROWS[:5]), ""]
     lines += [f"- skipped `{s['song']}`: {s['reason']}" for s in r["skipped"]]

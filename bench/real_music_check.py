@@ -18,8 +18,9 @@ that stop's choices were made; ``--split spare`` an eighth, added when the vault
 scored (stop 31): one composer's electronic game loops, a style no other split has, kept
 unscored for the next choice; ``--split encore`` a ninth, added when spare had been scored
 (stop 34), kept unscored until a stop's choices were made, then scored once (stop 35);
-``--split coda`` a tenth, added then and kept unscored for the next choice. The tune half gained two game scores in stop 29 (Flare,
-FreedroidRPG). The audio stays outside the repository.
+``--split coda`` a tenth, added then and kept unscored for the next choice. The tune half
+gained two game scores in stop 29 (Flare, FreedroidRPG). The audio stays outside the
+repository.
 
 The check itself does what ``cqtml-reward eval`` does (``reward_train.evaluate_fresh``:
 fresh ``CandidateFactory`` candidates per clip, gold vs reward-model scores), but on ``N``
